@@ -1,0 +1,98 @@
+"""Environment configuration of each function, read and validated once at cold start.
+
+A function that is deployed without a variable it needs fails at import with a message that names the
+variable, instead of failing later on the first event.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def _require(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"environment variable {name} is required")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class HookConfig:
+    integrations_table: str
+    inbox_queue_url: str
+    integration_cache_seconds: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> HookConfig:
+        return cls(
+            integrations_table=_require(env, "INTEGRATIONS_TABLE"),
+            inbox_queue_url=_require(env, "INBOX_QUEUE_URL"),
+            integration_cache_seconds=_int(env, "INTEGRATION_CACHE_SECONDS", 30),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    integrations_table: str
+    ledger_table: str
+    inbox_queue_url: str
+    leads_queue_url: str
+    ledger_retention_days: int
+    bitrix_activity_wait_seconds: int
+    amo_requests_per_second: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> WorkerConfig:
+        return cls(
+            integrations_table=_require(env, "INTEGRATIONS_TABLE"),
+            ledger_table=_require(env, "LEDGER_TABLE"),
+            inbox_queue_url=_require(env, "INBOX_QUEUE_URL"),
+            leads_queue_url=_require(env, "LEADS_QUEUE_URL"),
+            ledger_retention_days=_int(env, "LEDGER_RETENTION_DAYS", 90),
+            bitrix_activity_wait_seconds=_int(env, "BITRIX_ACTIVITY_WAIT_SECONDS", 600),
+            amo_requests_per_second=_int(env, "AMO_REQUESTS_PER_SECOND", 7),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthConfig:
+    integrations_table: str
+    state_secret_arn: str
+    redirect_uri: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> OAuthConfig:
+        return cls(
+            integrations_table=_require(env, "INTEGRATIONS_TABLE"),
+            state_secret_arn=_require(env, "STATE_SECRET_ARN"),
+            redirect_uri=_require(env, "OAUTH_REDIRECT_URI"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RefresherConfig:
+    integrations_table: str
+    refresh_concurrency: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> RefresherConfig:
+        return cls(
+            integrations_table=_require(env, "INTEGRATIONS_TABLE"),
+            refresh_concurrency=_int(env, "REFRESH_CONCURRENCY", 8),
+        )

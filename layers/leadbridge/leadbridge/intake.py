@@ -1,0 +1,162 @@
+"""The request path of both webhooks: authenticate, parse, enqueue, answer. It never calls a CRM.
+
+Every outcome is an HTTP status and a small JSON body. Untrusted input can only produce 2xx or 4xx; the one 5xx is
+an inbox that cannot be written, so that the CRM retries (amoCRM does; Bitrix24 does not, which is why the
+reconciliation sweep exists).
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from leadbridge.amocrm.talk_events import parse_amo_webhook
+from leadbridge.bitrix24.events import parse_bitrix_event
+from leadbridge.formdata import FormDataError, parse_form
+from leadbridge.integration import Integration
+from leadbridge.queues import InboxMessage, InboxWriteError
+from leadbridge.webhook_secret import hash_secret, secret_matches
+
+
+class IntegrationLookup(Protocol):
+    def get(self, integration_id: str) -> Integration | None: ...
+
+
+class Inbox(Protocol):
+    def send_many(self, messages: list[InboxMessage]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HookResult:
+    status: int
+    body: dict[str, object]
+    # For metrics and logs; never contains values from the body.
+    accepted: int = 0
+    ignored: dict[str, int] = field(default_factory=dict)
+    reason: str | None = None
+
+
+def _reject(status: int, reason: str) -> HookResult:
+    return HookResult(status=status, body={"error": reason}, reason=reason)
+
+
+def _authenticate(
+    integrations: IntegrationLookup, crm: str, integration_id: str, secret: str
+) -> Integration | HookResult:
+    if not _plausible_id(integration_id):
+        return _reject(404, "unknown_integration")
+    integration = integrations.get(integration_id)
+    if integration is None or integration.crm != crm:
+        secret_matches(secret, None)  # same work as a real comparison
+        return _reject(404, "unknown_integration")
+    if not secret_matches(secret, integration.webhook_secret_hash):
+        return _reject(403, "bad_secret")
+    if not integration.active:
+        return _reject(403, "integration_inactive")
+    return integration
+
+
+def _plausible_id(value: str) -> bool:
+    return 0 < len(value) <= 64 and all(c.isalnum() or c in "-_" for c in value) and value.isascii()
+
+
+def _now_iso(now: datetime | None) -> str:
+    return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def accept_amocrm(
+    integrations: IntegrationLookup,
+    inbox: Inbox,
+    integration_id: str,
+    secret: str,
+    body: bytes,
+    now: datetime | None = None,
+) -> HookResult:
+    found = _authenticate(integrations, "amocrm", integration_id, secret)
+    if isinstance(found, HookResult):
+        return found
+    integration = found
+    try:
+        parsed = parse_amo_webhook(parse_form(body))
+    except FormDataError:
+        return _reject(400, "malformed_body")
+    if parsed.subdomain is None and parsed.account_id is None:
+        return _reject(400, "missing_account")
+    if parsed.subdomain is not None and parsed.subdomain.lower() != integration.account_name.lower():
+        return _reject(403, "account_mismatch")
+    if integration.account_id and parsed.account_id and parsed.account_id != integration.account_id:
+        return _reject(403, "account_mismatch")
+    account = parsed.account_id or integration.account_id
+    if parsed.talks and account is None:
+        return _reject(400, "missing_account_id")
+    if parsed.malformed_talks and not parsed.talks:
+        return _reject(400, "malformed_talk")
+    received_at = _now_iso(now)
+    messages = [
+        InboxMessage(
+            integration_id=integration.integration_id,
+            crm="amocrm",
+            account=str(account),
+            event=f"talk.{talk.action}",
+            entity_type="talk",
+            entity_id=talk.talk_id,
+            received_at=received_at,
+            payload=talk.payload(),
+        )
+        for talk in parsed.talks
+    ]
+    return _enqueue(inbox, messages, parsed.other_events)
+
+
+def accept_bitrix24(
+    integrations: IntegrationLookup,
+    inbox: Inbox,
+    integration_id: str,
+    secret: str,
+    body: bytes,
+    now: datetime | None = None,
+) -> HookResult:
+    found = _authenticate(integrations, "bitrix24", integration_id, secret)
+    if isinstance(found, HookResult):
+        return found
+    integration = found
+    try:
+        event = parse_bitrix_event(parse_form(body))
+    except FormDataError:
+        return _reject(400, "malformed_body")
+    if event.event is None or event.application_token is None or event.member_id is None:
+        return _reject(400, "malformed_event")
+    expected = integration.application_token_hash or ""
+    if not hmac.compare_digest(hash_secret(event.application_token).encode(), expected.encode()) or not expected:
+        return _reject(403, "bad_application_token")
+    if integration.account_id and not hmac.compare_digest(event.member_id, integration.account_id):
+        return _reject(403, "member_mismatch")
+    if event.domain is not None and event.domain != integration.crm_domain.lower():
+        return _reject(403, "domain_mismatch")
+    if event.entity_type is None:
+        return HookResult(status=200, body={"accepted": 0, "ignored": 1}, ignored={event.event: 1})
+    if event.entity_id is None:
+        return _reject(400, "missing_entity_id")
+    message = InboxMessage(
+        integration_id=integration.integration_id,
+        crm="bitrix24",
+        account=event.member_id,
+        event=event.event,
+        entity_type=event.entity_type,
+        entity_id=event.entity_id,
+        received_at=_now_iso(now),
+        payload=event.payload(),
+    )
+    return _enqueue(inbox, [message], {})
+
+
+def _enqueue(inbox: Inbox, messages: list[InboxMessage], ignored: dict[str, int]) -> HookResult:
+    if messages:
+        try:
+            inbox.send_many(messages)
+        except InboxWriteError:
+            return HookResult(status=503, body={"error": "inbox_unavailable"}, reason="inbox_unavailable")
+    body: dict[str, object] = {"accepted": len(messages), "ignored": sum(ignored.values())}
+    return HookResult(status=200, body=body, accepted=len(messages), ignored=ignored)

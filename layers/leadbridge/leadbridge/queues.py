@@ -1,0 +1,119 @@
+"""The two FIFO queues: the inbox (hooks -> worker) and the leads queue (worker -> analytics loader).
+
+The inbox message is the contract between the request path and the worker: everything the worker needs to
+fetch the conversation from the CRM, and nothing secret (Bitrix24 application deliveries carry OAuth tokens;
+they never reach the queue).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+INBOX_MESSAGE_VERSION = 1
+
+
+@cache
+def sqs_client() -> SQSClient:
+    return boto3.client("sqs")
+
+
+@dataclass(frozen=True, slots=True)
+class InboxMessage:
+    integration_id: str
+    crm: str
+    account: str  # amoCRM account id (or subdomain until known); Bitrix24 member_id
+    event: str  # talk.add, talk.update, ONCRMLEADADD, ONCRMDEALADD
+    entity_type: str  # talk, lead, deal
+    entity_id: str
+    received_at: str  # ISO 8601 UTC
+    payload: dict[str, Any] = field(default_factory=dict)  # the CRM's non-secret fields of the event
+    source: str = "webhook"  # webhook | sweep
+    version: int = INBOX_MESSAGE_VERSION
+
+    @property
+    def lead_key(self) -> str:
+        return f"{self.crm}:{self.account}:{self.entity_type}:{self.entity_id}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, body: str) -> InboxMessage:
+        data = json.loads(body)
+        if not isinstance(data, dict) or data.get("version") != INBOX_MESSAGE_VERSION:
+            raise ValueError("not an inbox message of a known version")
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def inbox_deduplication_id(message: InboxMessage) -> str:
+    """Same conversation and same event moment -> same id, so SQS drops a retried delivery within its window.
+
+    This is only a first filter: the lead ledger is what guarantees one lead per conversation.
+    """
+    moment = str(message.payload.get("updated_at") or message.payload.get("ts") or "")
+    raw = "|".join((message.integration_id, message.lead_key, message.event, moment))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class InboxQueue:
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url = queue_url
+
+    def send_many(self, messages: list[InboxMessage]) -> None:
+        """Enqueue every message or raise: a partial write must make the hook answer 5xx so the CRM retries."""
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            try:
+                response = sqs_client().send_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {
+                            "Id": str(index),
+                            "MessageBody": message.to_json(),
+                            "MessageGroupId": message.integration_id,
+                            "MessageDeduplicationId": inbox_deduplication_id(message),
+                        }
+                        for index, message in enumerate(chunk)
+                    ],
+                )
+            except (BotoCoreError, ClientError) as exc:
+                raise InboxWriteError(f"inbox write failed: {type(exc).__name__}") from exc
+            if response.get("Failed"):
+                raise InboxWriteError(f"{len(response['Failed'])} of {len(chunk)} inbox messages were not accepted")
+
+    def delay_retry(self, receipt_handle: str, seconds: int) -> None:
+        """Make a failed message visible again after ``seconds`` instead of the queue's full visibility timeout."""
+        sqs_client().change_message_visibility(
+            QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, min(seconds, 43_200))
+        )
+
+
+class InboxWriteError(RuntimeError):
+    pass
+
+
+class LeadsQueue:
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url = queue_url
+
+    def publish(self, lead_json: str, lead_id: str, integration_id: str) -> str:
+        """Send one lead; the deduplication id is the lead id, so a retried emit within 5 minutes is dropped."""
+        response = sqs_client().send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=lead_json,
+            MessageGroupId=integration_id,
+            MessageDeduplicationId=lead_id,
+            MessageAttributes={"schema_version": {"DataType": "Number", "StringValue": "1"}},
+        )
+        return response["MessageId"]

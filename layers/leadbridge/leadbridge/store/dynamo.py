@@ -1,0 +1,56 @@
+"""One boto3 DynamoDB client per process and the conversions between Python values and DynamoDB items."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+@cache
+def dynamodb_client() -> DynamoDBClient:
+    """Created once per process; the endpoint comes from the standard ``AWS_ENDPOINT_URL`` when it is set."""
+    return boto3.client("dynamodb")
+
+
+def to_item(values: dict[str, Any]) -> dict[str, AttributeValueTypeDef]:
+    """Serialize a dict, dropping None values (DynamoDB has no use for them) and turning floats into Decimals."""
+    return {k: _serializer.serialize(_plain(v)) for k, v in values.items() if v is not None}
+
+
+def to_value(value: Any) -> AttributeValueTypeDef:
+    return _serializer.serialize(_plain(value))
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _python(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _python(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _python(v) for k, v in value.items()}
+    if isinstance(value, list | set):
+        return [_python(v) for v in value]
+    return value

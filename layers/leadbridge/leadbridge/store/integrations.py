@@ -1,0 +1,169 @@
+"""Integrations in the integrations table: the settings item, and the status item the pipeline updates.
+
+Layout of one integration's partition (``pk = INTEGRATION#<id>``):
+    sk = SETTINGS   what people set (through the integrations API)
+    sk = STATUS     connection state, last event / lead / error, counters (written by the pipeline)
+    sk = TOKEN      OAuth tokens (see ``store.tokens``)
+Settings and status are separate items so that saving settings never overwrites what the pipeline counted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any, Literal, Protocol
+
+from leadbridge.integration import ConnectionState, Integration, SessionField, TrafficTarget
+from leadbridge.store.dynamo import dynamodb_client, from_item, to_item
+
+Outcome = Literal["accepted", "emitted", "skipped", "failed"]
+SETTINGS_SK = "SETTINGS"
+STATUS_SK = "STATUS"
+
+
+def integration_pk(integration_id: str) -> str:
+    return f"INTEGRATION#{integration_id}"
+
+
+class IntegrationRepository(Protocol):
+    def get(self, integration_id: str) -> Integration | None: ...
+
+    def put(self, integration: Integration) -> None: ...
+
+
+class DynamoIntegrations:
+    """The integrations table. One instance per process; it holds no per-request state."""
+
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+
+    def get(self, integration_id: str) -> Integration | None:
+        response = dynamodb_client().get_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": SETTINGS_SK}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return integration_from_record(from_item(item)) if item else None
+
+    def put(self, integration: Integration) -> None:
+        record = integration_to_record(integration)
+        record.update(pk=integration_pk(integration.integration_id), sk=SETTINGS_SK, updated_at=int(time.time()))
+        dynamodb_client().put_item(TableName=self.table_name, Item=to_item(record))
+
+    def list_all(self) -> list[Integration]:
+        """Every integration's settings (a Scan with a filter: the table holds few items per integration)."""
+        found: list[Integration] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "FilterExpression": "sk = :s",
+            "ExpressionAttributeValues": {":s": {"S": SETTINGS_SK}},
+        }
+        while True:
+            page = dynamodb_client().scan(**kwargs)
+            found.extend(integration_from_record(from_item(i)) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return sorted(found, key=lambda i: i.integration_id)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def record_account(self, integration_id: str, account_id: str, crm_domain: str) -> None:
+        """Remember the CRM account an integration connected to (first connect, or a domain rename)."""
+        dynamodb_client().update_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": SETTINGS_SK}},
+            UpdateExpression="SET account_id = :a, crm_domain = :d",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":a": {"S": account_id}, ":d": {"S": crm_domain}},
+        )
+
+    def set_connection_state(self, integration_id: str, state: ConnectionState, reason: str | None = None) -> None:
+        values: dict[str, Any] = {":s": state, ":now": int(time.time())}
+        expression = "SET connection_state = :s, connection_changed_at = :now"
+        if reason is not None:
+            expression += ", last_error = :r, last_error_at = :now"
+            values[":r"] = reason[:500]
+        self._update_status(expression, values, integration_id)
+
+    def record_outcome(self, integration_id: str, outcome: Outcome, error: str | None = None) -> None:
+        now = int(time.time())
+        expression = f"ADD count_{outcome} :one SET last_{_LAST[outcome]}_at = :now"
+        values: dict[str, Any] = {":one": 1, ":now": now}
+        if error is not None:
+            expression += ", last_error = :e, last_error_at = :now"
+            values[":e"] = error[:500]
+        self._update_status(expression, values, integration_id)
+
+    def status(self, integration_id: str) -> dict[str, Any]:
+        response = dynamodb_client().get_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": STATUS_SK}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return {k: v for k, v in from_item(item).items() if k not in {"pk", "sk"}} if item else {}
+
+    def _update_status(self, expression: str, values: dict[str, Any], integration_id: str) -> None:
+        dynamodb_client().update_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": STATUS_SK}},
+            UpdateExpression=expression,
+            ExpressionAttributeValues=to_item(values),
+        )
+
+
+_LAST: dict[Outcome, str] = {"accepted": "event", "emitted": "lead", "skipped": "skip", "failed": "failure"}
+
+
+class CachedIntegrations:
+    """A short in-process cache in front of the table, for the webhook path.
+
+    A webhook must be answered within amoCRM's 2 s with one SQS write; one DynamoDB read per request is affordable,
+    but a warm container answering a burst needs none. A change of settings (or a deactivation) reaches the hooks
+    within ``ttl_seconds``.
+    """
+
+    def __init__(self, inner: DynamoIntegrations, ttl_seconds: int) -> None:
+        self.inner = inner
+        self.ttl_seconds = ttl_seconds
+        self._entries: dict[str, tuple[float, Integration | None]] = {}
+
+    def get(self, integration_id: str) -> Integration | None:
+        now = time.monotonic()
+        cached = self._entries.get(integration_id)
+        if cached is not None and now - cached[0] < self.ttl_seconds:
+            return cached[1]
+        integration = self.inner.get(integration_id)
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[integration_id] = (now, integration)
+        return integration
+
+
+def integration_to_record(integration: Integration) -> dict[str, Any]:
+    record = asdict(integration)
+    record["messenger_targets"] = {k: asdict(v) for k, v in integration.messenger_targets.items()}
+    return record
+
+
+def integration_from_record(record: dict[str, Any]) -> Integration:
+    session = record.get("session_field")
+    return Integration(
+        integration_id=record["integration_id"],
+        crm=record["crm"],
+        crm_domain=record["crm_domain"],
+        active=bool(record.get("active", True)),
+        name=record.get("name", ""),
+        client_id=record.get("client_id"),
+        client_secret=record.get("client_secret"),
+        webhook_secret_hash=record.get("webhook_secret_hash"),
+        application_token_hash=record.get("application_token_hash"),
+        account_id=record.get("account_id"),
+        session_field=SessionField(**session) if session else None,
+        traffic_type=record.get("traffic_type", "campaign"),
+        default_target=TrafficTarget(**record.get("default_target", {})),
+        messenger_targets={k: TrafficTarget(**v) for k, v in record.get("messenger_targets", {}).items()},
+        employee_id=record.get("employee_id"),
+        amo_note_enabled=bool(record.get("amo_note_enabled", True)),
+        bitrix_enterprise=bool(record.get("bitrix_enterprise", False)),
+        default_phone_region=record.get("default_phone_region", "RU"),
+    )

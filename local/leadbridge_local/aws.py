@@ -1,0 +1,192 @@
+"""Local AWS: moto in server mode on a free loopback port, provisioned from ``template.yaml``.
+
+The code under test reaches it the way it reaches AWS: boto3 with the standard ``AWS_ENDPOINT_URL``. Nothing
+is patched. Each function's environment is resolved from the template (Globals plus its own variables).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from leadbridge_local.template import LOCAL_ACCOUNT, Resolver, load_template, resources_of_type
+
+REGION = "eu-central-1"
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto's dummy credentials
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class LocalStack:
+    endpoint_url: str
+    resolver: Resolver
+    template: dict[str, Any]
+    function_environments: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION)
+
+    def ref(self, logical_id: str) -> str:
+        return self.resolver.ref(logical_id)
+
+    def attribute(self, logical_id: str, attribute: str) -> str:
+        return self.resolver.get_att(logical_id, attribute)
+
+    def process_environment(self) -> dict[str, str]:
+        """The union of every function's environment; the template never gives one name two values."""
+        merged: dict[str, str] = {}
+        for function, variables in self.function_environments.items():
+            for name, value in variables.items():
+                if merged.get(name, value) != value:
+                    raise ValueError(f"{function}: {name} differs between functions; cannot share one process")
+                merged[name] = value
+        return merged
+
+
+def provision(endpoint_url: str, stack_name: str = "leadbridge-local", parameters: dict[str, str] | None = None) -> LocalStack:
+    template = load_template()
+    resolver = Resolver(template, stack_name=stack_name, region=REGION, parameters=dict(parameters or {}))
+    stack = LocalStack(endpoint_url=endpoint_url, resolver=resolver, template=template)
+    _create_keys(stack)
+    _create_secrets(stack)
+    _create_tables(stack)
+    _create_queues(stack)
+    _register_api(stack)
+    _resolve_functions(stack)
+    return stack
+
+
+def _create_keys(stack: LocalStack) -> None:
+    kms = stack.client("kms")
+    for name in resources_of_type(stack.template, "AWS::KMS::Key"):
+        key = kms.create_key(Description=name)["KeyMetadata"]
+        stack.resolver.refs[name] = key["KeyId"]
+        stack.resolver.attributes[name] = {"Arn": key["Arn"]}
+
+
+def _create_secrets(stack: LocalStack) -> None:
+    secrets = stack.client("secretsmanager")
+    for name, spec in resources_of_type(stack.template, "AWS::SecretsManager::Secret").items():
+        generate = spec["Properties"].get("GenerateSecretString", {})
+        length = int(generate.get("PasswordLength", 32))
+        value = secrets.get_random_password(PasswordLength=length, ExcludePunctuation=True)["RandomPassword"]
+        arn = secrets.create_secret(Name=f"{stack.resolver.stack_name}-{name}", SecretString=value)["ARN"]
+        stack.resolver.refs[name] = arn
+
+
+def _create_tables(stack: LocalStack) -> None:
+    dynamodb = stack.client("dynamodb")
+    for name, spec in resources_of_type(stack.template, "AWS::DynamoDB::Table").items():
+        props = stack.resolver.resolve(spec["Properties"])
+        table_name = props.get("TableName", f"{stack.resolver.stack_name}-{name}")
+        kwargs: dict[str, Any] = {
+            "TableName": table_name,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+        if props.get("GlobalSecondaryIndexes"):
+            kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        description = dynamodb.create_table(**kwargs)["TableDescription"]
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            dynamodb.update_time_to_live(
+                TableName=table_name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
+            )
+        stack.resolver.refs[name] = table_name
+        stack.resolver.attributes[name] = {"Arn": description["TableArn"]}
+
+
+def _create_queues(stack: LocalStack) -> None:
+    sqs = stack.client("sqs")
+    pending = resources_of_type(stack.template, "AWS::SQS::Queue")
+    while pending:
+        progressed = False
+        for name, spec in list(pending.items()):
+            try:
+                props = stack.resolver.resolve(spec["Properties"])
+            except KeyError:
+                continue  # its dead-letter queue is not created yet
+            attributes = {
+                key: json.dumps(value) if isinstance(value, dict) else str(value).lower()
+                if isinstance(value, bool)
+                else str(value)
+                for key, value in props.items()
+                if key != "QueueName"
+            }
+            url = sqs.create_queue(QueueName=props["QueueName"], Attributes=attributes)["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            stack.resolver.refs[name] = url
+            stack.resolver.attributes[name] = {"Arn": arn, "QueueName": props["QueueName"], "QueueUrl": url}
+            del pending[name]
+            progressed = True
+        if not progressed:
+            raise ValueError(f"queues with unresolvable properties: {sorted(pending)}")
+
+
+def _register_api(stack: LocalStack) -> None:
+    for name in resources_of_type(stack.template, "AWS::Serverless::HttpApi"):
+        stack.resolver.refs[name] = "local"
+    for name in resources_of_type(stack.template, "AWS::Serverless::LayerVersion"):
+        stack.resolver.refs[name] = f"arn:aws:lambda:{REGION}:{LOCAL_ACCOUNT}:layer:{name}:1"
+
+
+def _resolve_functions(stack: LocalStack) -> None:
+    global_vars = stack.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    for name, spec in resources_of_type(stack.template, "AWS::Serverless::Function").items():
+        own = spec["Properties"].get("Environment", {}).get("Variables", {})
+        variables = {**global_vars, **own}
+        stack.function_environments[name] = {k: str(stack.resolver.resolve(v)) for k, v in variables.items()}
+
+
+@contextmanager
+def local_aws(public_base_url: str = "http://127.0.0.1", stack_name: str = "leadbridge-local") -> Iterator[LocalStack]:
+    """Start moto on a free port, point this process's boto3 at it, provision the stack, stop it afterwards."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in [*LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL"]}
+    os.environ.update(LOCAL_CREDENTIALS)
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    _forget_clients()
+    try:
+        yield provision(endpoint, stack_name, {"PublicBaseUrl": public_base_url, "InboxDelaySeconds": "0"})
+    finally:
+        server.stop()
+        _forget_clients()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _forget_clients() -> None:
+    """The layer keeps one boto3 client per process; a new local endpoint needs new clients."""
+    from leadbridge.queues import sqs_client  # noqa: PLC0415 - only the local harness resets them
+    from leadbridge.store.dynamo import dynamodb_client  # noqa: PLC0415
+
+    sqs_client.cache_clear()
+    dynamodb_client.cache_clear()
