@@ -1,1 +1,19 @@
-"""placeholder"""
+"""SQS inbox -> normalized leads: one per conversation, partial batch failures reported to Lambda."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from leadbridge.composition import lead_worker
+from leadbridge.config import WorkerConfig
+
+logger = Logger()
+metrics = Metrics()
+batch = lead_worker(WorkerConfig.from_env(), metrics)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return batch.process(event, context)

@@ -23,7 +23,7 @@ from leadbridge_local.template import LOCAL_ACCOUNT, Resolver, load_template, re
 REGION = "eu-central-1"
 LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto's dummy credentials
+    "AWS_SECRET_ACCESS_KEY": "local",
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
 }
@@ -44,7 +44,7 @@ class LocalStack:
     function_environments: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION)
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION)  # type: ignore[call-overload]
 
     def ref(self, logical_id: str) -> str:
         return self.resolver.ref(logical_id)
@@ -63,7 +63,9 @@ class LocalStack:
         return merged
 
 
-def provision(endpoint_url: str, stack_name: str = "leadbridge-local", parameters: dict[str, str] | None = None) -> LocalStack:
+def provision(
+    endpoint_url: str, stack_name: str = "leadbridge-local", parameters: dict[str, str] | None = None
+) -> LocalStack:
     template = load_template()
     resolver = Resolver(template, stack_name=stack_name, region=REGION, parameters=dict(parameters or {}))
     stack = LocalStack(endpoint_url=endpoint_url, resolver=resolver, template=template)
@@ -128,7 +130,9 @@ def _create_queues(stack: LocalStack) -> None:
             except KeyError:
                 continue  # its dead-letter queue is not created yet
             attributes = {
-                key: json.dumps(value) if isinstance(value, dict) else str(value).lower()
+                key: json.dumps(value)
+                if isinstance(value, dict)
+                else str(value).lower()
                 if isinstance(value, bool)
                 else str(value)
                 for key, value in props.items()

@@ -18,7 +18,7 @@ TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 LOCAL_ACCOUNT = "123456789012"
 
 
-class _CfnLoader(yaml.SafeLoader):
+class _CfnLoader(yaml.SafeLoader):  # type: ignore[misc]
     pass
 
 
@@ -31,7 +31,7 @@ def _tag(name: str) -> Any:
         elif isinstance(node, yaml.SequenceNode):
             value = loader.construct_sequence(node, deep=True)
         else:
-            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+            value = loader.construct_mapping(node, deep=True)
         return {name: value}
 
     return construct
@@ -85,7 +85,7 @@ class Resolver:
             return value
         if len(value) != 1:
             return {k: self.resolve(v) for k, v in value.items()}
-        (key, arg), = value.items()
+        ((key, arg),) = value.items()
         if key == "Ref":
             return self.ref(arg)
         if key == "Fn::GetAtt":

@@ -31,7 +31,11 @@ def path_param(event: dict[str, Any], name: str) -> str:
 
 def query_params(event: dict[str, Any]) -> dict[str, str]:
     params = event.get("queryStringParameters") or {}
-    return {k: v for k, v in params.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(params, dict) else {}
+    return (
+        {k: v for k, v in params.items() if isinstance(k, str) and isinstance(v, str)}
+        if isinstance(params, dict)
+        else {}
+    )
 
 
 def json_response(status: int, body: object) -> dict[str, Any]:

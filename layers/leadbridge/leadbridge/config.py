@@ -52,7 +52,9 @@ class WorkerConfig:
     integrations_table: str
     ledger_table: str
     inbox_queue_url: str
+    inbox_dlq_url: str
     leads_queue_url: str
+    redirect_uri: str
     ledger_retention_days: int
     bitrix_activity_wait_seconds: int
     amo_requests_per_second: int
@@ -63,7 +65,9 @@ class WorkerConfig:
             integrations_table=_require(env, "INTEGRATIONS_TABLE"),
             ledger_table=_require(env, "LEDGER_TABLE"),
             inbox_queue_url=_require(env, "INBOX_QUEUE_URL"),
+            inbox_dlq_url=_require(env, "INBOX_DLQ_URL"),
             leads_queue_url=_require(env, "LEADS_QUEUE_URL"),
+            redirect_uri=_require(env, "OAUTH_REDIRECT_URI"),
             ledger_retention_days=_int(env, "LEDGER_RETENTION_DAYS", 90),
             bitrix_activity_wait_seconds=_int(env, "BITRIX_ACTIVITY_WAIT_SECONDS", 600),
             amo_requests_per_second=_int(env, "AMO_REQUESTS_PER_SECOND", 7),
@@ -88,11 +92,13 @@ class OAuthConfig:
 @dataclass(frozen=True, slots=True)
 class RefresherConfig:
     integrations_table: str
+    redirect_uri: str
     refresh_concurrency: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> RefresherConfig:
         return cls(
             integrations_table=_require(env, "INTEGRATIONS_TABLE"),
+            redirect_uri=_require(env, "OAUTH_REDIRECT_URI"),
             refresh_concurrency=_int(env, "REFRESH_CONCURRENCY", 8),
         )

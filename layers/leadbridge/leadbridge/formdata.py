@@ -61,17 +61,17 @@ def split_key(key: str) -> list[str]:
 
 def _assign(root: FormNode, path: list[str], value: str) -> None:
     node = root
-    for index, part in enumerate(path):
+    for index, segment in enumerate(path):
         last = index == len(path) - 1
-        if part == "":  # PHP's a[]=x appends
-            part = str(sum(1 for k in node if k.isdigit()))
+        # PHP's a[]=x appends
+        name = segment if segment != "" else str(sum(1 for k in node if k.isdigit()))
         if last:
-            node[part] = value
+            node[name] = value
             return
-        child = node.get(part)
+        child = node.get(name)
         if not isinstance(child, dict):
             child = {}
-            node[part] = child
+            node[name] = child
         node = child
 
 

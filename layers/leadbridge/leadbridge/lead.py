@@ -32,13 +32,17 @@ class _Model(BaseModel):
 
 
 class SourceEntity(_Model):
-    type: EntityType = Field(description="The CRM entity the lead was built from: an amoCRM talk, a Bitrix24 lead or deal.")
+    type: EntityType = Field(
+        description="The CRM entity the lead was built from: an amoCRM talk, a Bitrix24 lead or deal."
+    )
     id: str = Field(description="The entity's id in the CRM.")
 
 
 class Channel(_Model):
     kind: Literal["online_chat", "messenger"] = Field(description="The site's online chat, or a messenger.")
-    messenger: str | None = Field(description="Normalized messenger name (telegram, whatsapp, vk, ...); null for the online chat.")
+    messenger: str | None = Field(
+        description="Normalized messenger name (telegram, whatsapp, vk, ...); null for the online chat."
+    )
     origin: str | None = Field(description="The CRM's raw value: amoCRM talk origin, Bitrix24 connector id.")
 
 

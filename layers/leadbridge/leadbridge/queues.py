@@ -117,3 +117,19 @@ class LeadsQueue:
             MessageAttributes={"schema_version": {"DataType": "Number", "StringValue": "1"}},
         )
         return response["MessageId"]
+
+
+class DeadLetters:
+    """Events that can never succeed go straight to the inbox DLQ, with the reason as a message attribute."""
+
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url = queue_url
+
+    def send(self, body: str, group_id: str, deduplication_id: str, reason: str) -> None:
+        sqs_client().send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=body,
+            MessageGroupId=group_id or "unknown",
+            MessageDeduplicationId=deduplication_id,
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:256] or "unknown"}},
+        )

@@ -1,0 +1,122 @@
+"""amoCRM REST v4 for one integration: paced to its limit, with the documented answers turned into errors.
+
+- 7 requests/s per integration (``Pacer``); a 429 backs the pacer off by ``retry_after`` and is retried here
+  while the wait is short, else raised so the inbox message comes back later;
+- 401 goes through the token store (another process may have rotated the token), then one retry;
+- 403 (account blocked, possibly an HTML page) and 402 (not paid) raise ``AccountBlocked``: the worker stops
+  calling that account and marks the integration;
+- 204 on an entity read means "no such entity" (amoCRM's way), as does 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from leadbridge.http.client import request
+from leadbridge.http.errors import (
+    AccessTokenRejected,
+    AccountBlocked,
+    BadRequest,
+    CrmUnavailable,
+    NotFound,
+    RateLimited,
+)
+from leadbridge.http.ratelimit import Pacer
+from leadbridge.integration import Integration
+from leadbridge.oauth.token_provider import TokenProvider
+
+MAX_INLINE_WAIT_SECONDS = 5.0
+MAX_ATTEMPTS = 4
+
+
+class AmoClient:
+    def __init__(self, integration: Integration, tokens: TokenProvider, pacer: Pacer) -> None:
+        self.integration = integration
+        self.tokens = tokens
+        self.pacer = pacer
+        self.base_url = f"https://{integration.crm_domain}"
+        self.requests_made = 0
+
+    def get_lead(self, lead_id: str) -> dict[str, Any]:
+        return self._entity(f"/api/v4/leads/{lead_id}", {"with": "contacts"})
+
+    def get_contact(self, contact_id: str) -> dict[str, Any]:
+        return self._entity(f"/api/v4/contacts/{contact_id}", None)
+
+    def get_talk(self, talk_id: str) -> dict[str, Any]:
+        return self._entity(f"/api/v4/talks/{talk_id}", None)
+
+    def add_lead_note(self, lead_id: str, service: str, text: str) -> None:
+        body = [{"note_type": "service_message", "params": {"service": service, "text": text}}]
+        self._call("POST", f"/api/v4/leads/{lead_id}/notes", params=None, json_body=body)
+
+    def _entity(self, path: str, params: dict[str, str] | None) -> dict[str, Any]:
+        data = self._call("GET", path, params=params, json_body=None)
+        if data is None:
+            raise NotFound(f"amoCRM {path.rsplit('/', 2)[-2]} not found", status=204)
+        return data
+
+    def _call(
+        self, method: str, path: str, params: dict[str, str] | None, json_body: object | None
+    ) -> dict[str, Any] | None:
+        token = self.tokens.get(self.integration)
+        refreshed_after_401 = False
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            self.pacer.acquire()
+            self.requests_made += 1
+            try:
+                response = request(
+                    method,
+                    self.base_url + path,
+                    params=params,
+                    json=json_body,
+                    headers={"Authorization": f"Bearer {token.value}"},
+                )
+            except httpx.HTTPError as exc:
+                if attempt == MAX_ATTEMPTS:
+                    raise CrmUnavailable(f"amoCRM unreachable: {type(exc).__name__}") from exc
+                continue
+            status = response.status_code
+            if status == 200:
+                payload = response.json()
+                return payload if isinstance(payload, dict) else {"_items": payload}
+            if status == 204:
+                return None
+            if status == 401:
+                if refreshed_after_401:
+                    raise AccessTokenRejected("amoCRM rejected a freshly refreshed token", status=401)
+                token = self.tokens.after_unauthorized(self.integration, token.version)
+                refreshed_after_401 = True
+                continue
+            if status == 429:
+                wait = _retry_after(response)
+                self.pacer.back_off(wait)
+                if wait > MAX_INLINE_WAIT_SECONDS or attempt == MAX_ATTEMPTS:
+                    raise RateLimited("amoCRM rate limit", retry_after=wait, status=429)
+                continue
+            if status in {402, 403}:
+                raise AccountBlocked(f"amoCRM refused access to the account ({status})", status=status)
+            if status == 404:
+                raise NotFound(f"amoCRM {path} not found", status=404)
+            if status >= 500:
+                if attempt == MAX_ATTEMPTS:
+                    raise CrmUnavailable("amoCRM server error", status=status)
+                self.pacer.back_off(0.5 * attempt)
+                continue
+            raise BadRequest(f"amoCRM refused the request ({status})", status=status)
+        raise CrmUnavailable("amoCRM: attempts exhausted")
+
+
+def _retry_after(response: httpx.Response) -> float:
+    header = response.headers.get("Retry-After")
+    if header and header.strip().isdigit():
+        return float(header.strip())
+    try:
+        body = response.json()
+    except ValueError:
+        return 1.0  # amoCRM may answer 429 as an HTML page
+    if isinstance(body, dict) and isinstance(body.get("retry_after"), int | float):
+        return float(body["retry_after"])
+    return 1.0

@@ -1,0 +1,93 @@
+"""amoCRM OAuth 2.0: the authorize URL, the code exchange and the refresh (reference/amocrm.md §3).
+
+Token endpoint: ``POST https://<account domain>/oauth2/access_token`` with a JSON body. The access token lives
+one day; the refresh token is single-use and dies after three months unused, so the scheduled refresher keeps
+idle integrations alive by refreshing ahead of the access token's expiry.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from leadbridge.http.client import request
+from leadbridge.http.errors import BadRequest, CrmUnavailable, GrantRevoked
+from leadbridge.integration import Integration
+from leadbridge.store.tokens import StoredToken, TokenSet
+
+REFRESH_AHEAD_SECONDS = 3 * 3600  # refresh a day-long access token 3 hours before it expires
+
+
+def authorize_url(integration: Integration, state: str) -> str:
+    host = "www.kommo.com" if integration.is_kommo else "www.amocrm.ru"
+    return f"https://{host}/oauth?" + urlencode(
+        {"client_id": integration.client_id or "", "state": state, "mode": "post_message"}
+    )
+
+
+class AmoOAuth:
+    def __init__(self, redirect_uri: str) -> None:
+        self.redirect_uri = redirect_uri
+
+    def exchange_code(self, integration: Integration, account_host: str, code: str) -> TokenSet:
+        return self._token_request(
+            account_host,
+            {
+                "client_id": integration.client_id,
+                "client_secret": integration.client_secret,
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": self.redirect_uri,
+            },
+        )
+
+    def refresh(self, integration: Integration, stored: StoredToken) -> TokenSet:
+        return self._token_request(
+            integration.crm_domain,
+            {
+                "client_id": integration.client_id,
+                "client_secret": integration.client_secret,
+                "grant_type": "refresh_token",
+                "refresh_token": stored.tokens.refresh_token,
+                "redirect_uri": self.redirect_uri,
+            },
+        )
+
+    def _token_request(self, host: str, body: dict[str, Any]) -> TokenSet:
+        try:
+            response = request("POST", f"https://{host}/oauth2/access_token", json=body)
+        except httpx.HTTPError as exc:
+            raise CrmUnavailable(f"amoCRM token endpoint unreachable: {type(exc).__name__}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise CrmUnavailable("amoCRM token endpoint failed", status=response.status_code)
+        if response.status_code in {400, 401, 403}:
+            # amoCRM answers 400 for a used, expired or revoked refresh token (and for a bad code).
+            raise GrantRevoked(f"amoCRM refused the grant ({_problem_title(response)})", status=response.status_code)
+        if response.status_code != 200:
+            raise BadRequest("amoCRM token endpoint answered unexpectedly", status=response.status_code)
+        data = response.json()
+        access = data.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise CrmUnavailable("amoCRM token response without access_token")
+        server_time = int(data.get("server_time") or time.time())
+        expires_at = server_time + int(data.get("expires_in") or 86400)
+        refresh = data.get("refresh_token") or None
+        return TokenSet(
+            access_token=access,
+            refresh_token=refresh,
+            expires_at=expires_at,
+            refresh_due_at=expires_at - REFRESH_AHEAD_SECONDS if refresh else None,
+        )
+
+
+def _problem_title(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return "no JSON body"
+    if isinstance(body, dict):
+        return str(body.get("hint") or body.get("title") or body.get("detail") or "error")[:100]
+    return "error"

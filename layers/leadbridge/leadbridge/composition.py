@@ -1,0 +1,54 @@
+"""Wiring: the objects each function needs, built once per process from its validated configuration."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Metrics
+
+from leadbridge.amocrm.enricher import AmoEnricher
+from leadbridge.amocrm.oauth import AmoOAuth
+from leadbridge.config import WorkerConfig
+from leadbridge.integration import Integration
+from leadbridge.metrics import MetricCounter
+from leadbridge.oauth.token_provider import Refresher, TokenProvider
+from leadbridge.queues import DeadLetters, InboxQueue, LeadsQueue
+from leadbridge.store.integrations import CachedIntegrations, DynamoIntegrations
+from leadbridge.store.ledger import DynamoLedger
+from leadbridge.store.tokens import DynamoTokens
+from leadbridge.worker import Enricher, LeadWorker
+from leadbridge.worker_batch import WorkerBatch
+
+
+class ReauthAlarm:
+    """When a grant dies: the integration's status says so and the ReauthRequired metric raises the alarm."""
+
+    def __init__(self, integrations: DynamoIntegrations, metrics: Metrics) -> None:
+        self.integrations = integrations
+        self.count = MetricCounter(metrics)
+
+    def grant_revoked(self, integration: Integration, reason: str) -> None:
+        self.integrations.set_connection_state(integration.integration_id, "reauth_required", reason)
+        self.count("ReauthRequired")
+
+
+def refreshers(redirect_uri: str) -> dict[str, Refresher]:
+    return {"amocrm": AmoOAuth(redirect_uri)}
+
+
+def token_provider(table: str, redirect_uri: str, metrics: Metrics) -> TokenProvider:
+    integrations = DynamoIntegrations(table)
+    return TokenProvider(DynamoTokens(table), refreshers(redirect_uri), observer=ReauthAlarm(integrations, metrics))
+
+
+def lead_worker(config: WorkerConfig, metrics: Metrics) -> WorkerBatch:
+    integrations = DynamoIntegrations(config.integrations_table)
+    tokens = token_provider(config.integrations_table, config.redirect_uri, metrics)
+    enrichers: dict[str, Enricher] = {"amocrm": AmoEnricher(tokens, config.amo_requests_per_second)}
+    worker = LeadWorker(
+        integrations=CachedIntegrations(integrations, ttl_seconds=5),
+        status=integrations,
+        ledger=DynamoLedger(config.ledger_table, config.ledger_retention_days),
+        leads=LeadsQueue(config.leads_queue_url),
+        enrichers=enrichers,
+        count=MetricCounter(metrics),
+    )
+    return WorkerBatch(worker, InboxQueue(config.inbox_queue_url), DeadLetters(config.inbox_dlq_url))

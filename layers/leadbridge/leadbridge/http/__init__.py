@@ -1,0 +1,1 @@
+"""HTTP to the CRMs: error classes, rate limiters, the shared client settings."""

@@ -1,0 +1,74 @@
+"""The worker's SQS side: a FIFO batch in, partial failures out (Powertools batch processing).
+
+Records of one message group are processed in order; after a failure the rest of that group is failed too
+(``skip_group_on_error``) so order per integration holds. A retryable failure shortens the message's visibility
+to its backoff; a poison event goes to the DLQ with its reason and is acknowledged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from leadbridge.queues import DeadLetters, InboxMessage, InboxQueue
+from leadbridge.worker import LeadWorker, PoisonEvent, RetryLater
+
+logger = Logger(child=True)
+
+
+class RetryScheduled(Exception):
+    """Marks a record failed for the batch processor after its retry was scheduled."""
+
+
+class WorkerBatch:
+    def __init__(self, worker: LeadWorker, inbox: InboxQueue, dead_letters: DeadLetters) -> None:
+        self.worker = worker
+        self.inbox = inbox
+        self.dead_letters = dead_letters
+
+    def process(self, event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+        messages = []
+        for raw in event.get("Records", []):
+            try:
+                messages.append(InboxMessage.from_json(raw.get("body", "")))
+            except (ValueError, TypeError):
+                continue  # handled per record below
+        self.worker.prepare(messages)
+        processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+        response = process_partial_response(
+            event=event, record_handler=self._record, processor=processor, context=context
+        )
+        return dict(response)
+
+    def _record(self, record: SQSRecord) -> str:
+        try:
+            message = InboxMessage.from_json(record.body)
+        except (ValueError, TypeError):
+            self._dead_letter(record, "unreadable inbox message")
+            return "dead_lettered"
+        receive_count = int(record.attributes.approximate_receive_count or 1)
+        try:
+            outcome = self.worker.handle(message, receive_count)
+        except RetryLater as exc:
+            logger.info(
+                "retry scheduled",
+                extra={"reason": exc.reason, "delay": exc.delay_seconds, "receive_count": receive_count},
+            )
+            self.inbox.delay_retry(record.receipt_handle, exc.delay_seconds)
+            raise RetryScheduled(exc.reason) from exc
+        except PoisonEvent as exc:
+            self._dead_letter(record, exc.reason)
+            return "dead_lettered"
+        logger.info("event processed", extra={"outcome": outcome, "crm": message.crm, "event": message.event})
+        return outcome
+
+    def _dead_letter(self, record: SQSRecord, reason: str) -> None:
+        logger.error("event dead-lettered", extra={"reason": reason, "message_id": record.message_id})
+        group = record.attributes.message_group_id or "unknown"
+        dedup = hashlib.sha256(f"{record.message_id}|{reason}".encode()).hexdigest()
+        self.dead_letters.send(record.body, group, dedup, reason)

@@ -1,0 +1,293 @@
+"""A fake amoCRM, as unkind as the real one (reference/amocrm.md §2-3).
+
+- OAuth: ``POST /oauth2/access_token`` (JSON). Codes live 20 minutes and are single-use; refresh tokens are
+  single-use (a reused one gets amoCRM's 400); access tokens expire (401 problem+json afterwards).
+- REST v4: talks, leads (``with=contacts``), contacts, lead notes, account. A missing lead or contact answers 204
+  with no body, a missing talk 404, errors are ``application/problem+json``.
+- Limits: 7 requests per second per integration (any 1-second window) -> 429; more than 10 violations in a
+  minute block the account: 403 with an HTML page on every request.
+- ``data_dir``: recorded responses, ``<dir>/api/v4/<path>.json`` served for ``GET /api/v4/<path>``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from leadbridge_local.fakes.base import FakeClock, FakeCrmBase, FakeRequest, FakeResponse, json_response
+
+PROBLEM = "application/problem+json"
+HAL = "application/hal+json"
+CODE_TTL = 20 * 60
+ACCESS_TTL = 86_400
+PER_INTEGRATION_RPS = 7
+BLOCK_AFTER_VIOLATIONS = 10
+
+
+@dataclass
+class Account:
+    subdomain: str
+    account_id: int
+    talks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    leads: dict[int, dict[str, Any]] = field(default_factory=dict)
+    contacts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    blocked: bool = False
+    violations: deque[float] = field(default_factory=deque)
+
+
+@dataclass
+class Grant:
+    subdomain: str
+    client_id: str
+
+
+def _problem(status: int, title: str, detail: str, **extra: Any) -> FakeResponse:
+    body = {"title": title, "type": f"https://httpstatus.es/{status}", "status": status, "detail": detail, **extra}
+    return json_response(status, body, PROBLEM)
+
+
+BLOCKED_PAGE = b"<html><head><title>403 Forbidden</title></head><body><h1>403 Forbidden</h1></body></html>"
+
+
+class FakeAmoCRM(FakeCrmBase):
+    def __init__(self, clock: FakeClock | None = None, data_dir: Path | None = None) -> None:
+        super().__init__(clock)
+        self.accounts: dict[str, Account] = {}
+        self.clients: dict[str, tuple[str, str]] = {}  # client_id -> (secret, redirect_uri)
+        self.codes: dict[str, tuple[Grant, float]] = {}
+        self.access_tokens: dict[str, tuple[Grant, float]] = {}
+        self.refresh_tokens: dict[str, tuple[Grant, bool]] = {}  # token -> (grant, used)
+        self.windows: dict[str, deque[float]] = {}
+        self.data_dir = data_dir
+        self.retry_after = 1
+        self.access_ttl = ACCESS_TTL
+
+    # ------------------------------------------------------------------ seeding (tests and the local runner)
+    def add_account(self, subdomain: str, account_id: int) -> Account:
+        with self.lock:
+            return self.accounts.setdefault(subdomain, Account(subdomain, account_id))
+
+    def register_client(self, client_id: str, client_secret: str, redirect_uri: str) -> None:
+        self.clients[client_id] = (client_secret, redirect_uri)
+
+    def issue_code(self, subdomain: str, client_id: str) -> str:
+        code = "def502" + secrets.token_hex(24)
+        self.codes[code] = (Grant(subdomain, client_id), self.clock.now() + CODE_TTL)
+        return code
+
+    def issue_tokens(self, subdomain: str, client_id: str) -> dict[str, Any]:
+        """A fresh pair, as after a code exchange (for seeding a connected integration)."""
+        with self.lock:
+            return self._pair(Grant(subdomain, client_id))
+
+    def expire_access_tokens(self) -> None:
+        with self.lock:
+            self.access_tokens = {t: (g, 0.0) for t, (g, _) in self.access_tokens.items()}
+
+    def add_talk(
+        self,
+        subdomain: str,
+        talk_id: int,
+        *,
+        lead_id: int | None,
+        contact_id: int,
+        origin: str,
+        created_at: int,
+        lead: dict[str, Any] | None = None,
+        contact: dict[str, Any] | None = None,
+    ) -> None:
+        account = self.accounts[subdomain]
+        with self.lock:
+            account.talks[talk_id] = {
+                "talk_id": talk_id,
+                "created_at": created_at,
+                "updated_at": created_at,
+                "rate": 0,
+                "contact_id": contact_id,
+                "chat_id": f"chat-{talk_id}",
+                "entity_id": lead_id,
+                "entity_type": "lead" if lead_id else None,
+                "is_in_work": True,
+                "is_read": False,
+                "origin": origin,
+                "missed_at": None,
+                "account_id": account.account_id,
+            }
+            if lead_id is not None and lead is not None:
+                account.leads[lead_id] = {
+                    "id": lead_id,
+                    "account_id": account.account_id,
+                    "created_at": created_at,
+                    **lead,
+                }
+                account.leads[lead_id].setdefault("_embedded", {})["contacts"] = [{"id": contact_id, "is_main": True}]
+            if contact is not None:
+                account.contacts[contact_id] = {"id": contact_id, "account_id": account.account_id, **contact}
+
+    # ------------------------------------------------------------------ HTTP
+    def handle(self, request: FakeRequest) -> FakeResponse:
+        subdomain = request.host.split(".", 1)[0]
+        account = self.accounts.get(subdomain)
+        if account is not None and account.blocked:
+            self.count("blocked_answers")
+            return FakeResponse(403, BLOCKED_PAGE, {"Content-Type": "text/html"})
+        if request.path == "/oauth2/access_token" and request.method == "POST":
+            self.count("token_requests")
+            return self._token(request, subdomain)
+        if not request.path.startswith("/api/v4/"):
+            return _problem(404, "Not Found", "Unknown path")
+        return self._api(request, subdomain, account)
+
+    def _token(self, request: FakeRequest, subdomain: str) -> FakeResponse:
+        try:
+            body = request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return _problem(400, "Bad Request", "Request validation failed")
+        client = self.clients.get(str(body.get("client_id")))
+        bad = _problem(
+            400, "Некорректный запрос", "В запросе отсутствует ряд параметров или параметры невалидны", hint=""
+        )
+        if client is None or client[0] != body.get("client_secret"):
+            return _problem(401, "Unauthorized", "Client authentication failed")
+        if body.get("redirect_uri") != client[1]:
+            return bad
+        with self.lock:
+            grant_type = body.get("grant_type")
+            if grant_type == "authorization_code":
+                entry = self.codes.pop(str(body.get("code")), None)
+                if entry is None or entry[1] < self.clock.now() or entry[0].subdomain != subdomain:
+                    return _problem(
+                        400,
+                        "Некорректный запрос",
+                        "Authorization code has expired",
+                        hint="Authorization code has expired",
+                    )
+                return json_response(200, self._pair(entry[0]))
+            if grant_type == "refresh_token":
+                token = str(body.get("refresh_token"))
+                found = self.refresh_tokens.get(token)
+                self.count("refresh_requests")
+                if found is None or found[1] or found[0].subdomain != subdomain:
+                    self.count("refresh_rejected")
+                    return _problem(400, "Некорректный запрос", "Token has been revoked", hint="Token has been revoked")
+                self.refresh_tokens[token] = (found[0], True)
+                return json_response(200, self._pair(found[0]))
+        return bad
+
+    def _pair(self, grant: Grant) -> dict[str, Any]:
+        access = "eyJ0eXAiOiJKV1Qi." + secrets.token_urlsafe(24)
+        refresh = "def50200" + secrets.token_hex(32)
+        self.access_tokens[access] = (grant, self.clock.now() + self.access_ttl)
+        self.refresh_tokens[refresh] = (grant, False)
+        return {
+            "token_type": "Bearer",
+            "expires_in": self.access_ttl,
+            "server_time": int(self.clock.now()),
+            "access_token": access,
+            "refresh_token": refresh,
+        }
+
+    def _api(self, request: FakeRequest, subdomain: str, account: Account | None) -> FakeResponse:
+        auth = request.headers.get("authorization", "")
+        token = auth.removeprefix("Bearer ").strip()
+        with self.lock:
+            grant = self.access_tokens.get(token)
+            if grant is None or grant[1] < self.clock.now() or grant[0].subdomain != subdomain or account is None:
+                self.count("unauthorized")
+                return _problem(401, "Unauthorized", "Неверный логин или пароль")
+            if not self._within_limit(grant[0].client_id, account):
+                return _problem(
+                    429,
+                    "Too Many Requests",
+                    "You have sent too many requests in a given amount of time. Please try again later.",
+                    retry_after=self.retry_after,
+                )
+            fault = self.faults.pick()
+        self.count("api_requests")
+        if fault == "5xx":
+            return _problem(502, "Bad Gateway", "upstream failed")
+        if fault == "timeout":
+            return FakeResponse(504, b"", delay=11.0)
+        if fault == "limit":
+            self.count("injected_429")
+            return _problem(429, "Too Many Requests", "injected", retry_after=1)
+        return self._route(request, account)
+
+    def _within_limit(self, client_id: str, account: Account) -> bool:
+        now = time.monotonic()
+        window = self.windows.setdefault(client_id, deque())
+        while window and now - window[0] >= 1.0:
+            window.popleft()
+        if len(window) >= PER_INTEGRATION_RPS:
+            self.count("limit_violations")
+            account.violations.append(now)
+            while account.violations and now - account.violations[0] > 60:
+                account.violations.popleft()
+            if len(account.violations) > BLOCK_AFTER_VIOLATIONS:
+                account.blocked = True
+            return False
+        window.append(now)
+        return True
+
+    def _route(self, request: FakeRequest, account: Account) -> FakeResponse:
+        path = request.path.rstrip("/")
+        recorded = self._recorded(path) if request.method == "GET" else None
+        if recorded is not None:
+            return recorded
+        if match := re.fullmatch(r"/api/v4/talks/(\d+)", path):
+            talk = account.talks.get(int(match[1]))
+            if talk is None:
+                return _problem(404, "Not Found", "Беседа не найдена")
+            return json_response(200, talk, HAL)
+        if match := re.fullmatch(r"/api/v4/leads/(\d+)", path):
+            lead = account.leads.get(int(match[1]))
+            if lead is None:
+                return FakeResponse(204)
+            if request.arg("with") != "contacts":
+                lead = {k: v for k, v in lead.items() if k != "_embedded"}
+            return json_response(200, lead, HAL)
+        if match := re.fullmatch(r"/api/v4/contacts/(\d+)", path):
+            contact = account.contacts.get(int(match[1]))
+            return json_response(200, contact, HAL) if contact else FakeResponse(204)
+        if (match := re.fullmatch(r"/api/v4/leads/(\d+)/notes", path)) and request.method == "POST":
+            return self._add_notes(account, int(match[1]), request)
+        if path == "/api/v4/account":
+            return json_response(200, {"id": account.account_id, "subdomain": account.subdomain}, HAL)
+        return _problem(404, "Not Found", "Unknown path")
+
+    def _add_notes(self, account: Account, lead_id: int, request: FakeRequest) -> FakeResponse:
+        try:
+            notes = request.json()
+        except ValueError:
+            notes = None
+        if not isinstance(notes, list) or not notes:
+            return _problem(400, "Bad Request", "Request validation failed")
+        with self.lock:
+            created = []
+            for note in notes:
+                note_id = len(account.notes) + 1
+                account.notes.append({"id": note_id, "entity_id": lead_id, **note})
+                created.append({"id": note_id, "entity_id": lead_id, "request_id": str(len(created))})
+        return json_response(200, {"_embedded": {"notes": created}}, HAL)
+
+    def _recorded(self, path: str) -> FakeResponse | None:
+        if self.data_dir is None:
+            return None
+        file = (self.data_dir / (path.lstrip("/") + ".json")).resolve()
+        if not file.is_relative_to(self.data_dir.resolve()) or not file.is_file():
+            return None
+        body = file.read_bytes()
+        try:
+            json.loads(body)
+        except ValueError:
+            return FakeResponse(200, body, {"Content-Type": HAL})
+        return FakeResponse(200, body, {"Content-Type": HAL})

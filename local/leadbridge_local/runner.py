@@ -1,0 +1,251 @@
+"""The local stack: real handlers behind the template's routes, real queues, fake CRMs. Not shipped to Lambda.
+
+- HTTP: a loopback server turns each request into an API Gateway HTTP API (2.0) event for the function whose
+  route matches, exactly as listed in ``template.yaml``.
+- SQS: ``drain()`` receives real batches from the local inbox and hands them to the worker; messages it reports
+  as failed come back after a (compressed) visibility timeout, and after ``maxReceiveCount`` SQS moves them to the
+  DLQ by the queue's own redrive policy.
+- Schedules: ``run_scheduled(logical_id)`` invokes a scheduled function on demand.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from leadbridge_local.aws import LocalStack, free_port, local_aws
+from leadbridge_local.fakes.amocrm import FakeAmoCRM
+from leadbridge_local.fakes.base import FakeClock
+from leadbridge_local.fakes.bitrix24 import FakeBitrix24
+from leadbridge_local.fakes.server import FakeCrmServer
+from leadbridge_local.lambda_events import LambdaContextStub, http_api_event, match_route, schedule_event, sqs_event
+from leadbridge_local.template import REPO_ROOT, http_routes, resources_of_type
+
+Handler = Callable[[dict[str, Any], Any], Any]
+ORIGIN_OVERRIDE_ENV = "LEADBRIDGE_CRM_ORIGIN_OVERRIDE"
+
+
+class LocalRunner:
+    def __init__(self, crm_data: Path | None = None, retry_visibility_seconds: int = 1) -> None:
+        self.clock = FakeClock()
+        self.amocrm = FakeAmoCRM(self.clock, data_dir=crm_data)
+        self.bitrix24 = FakeBitrix24(self.clock, data_dir=crm_data)
+        self.crm_server = FakeCrmServer(self.amocrm, self.bitrix24)
+        self.retry_visibility_seconds = retry_visibility_seconds
+        self.http_port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.http_port}"
+        self._modules: dict[str, ModuleType] = {}
+        self._aws = local_aws(public_base_url=self.base_url)
+        self._saved_env: dict[str, str | None] = {}
+        self.stack: LocalStack
+        self._http: ThreadingHTTPServer | None = None
+        self.invocations: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> LocalRunner:
+        self.crm_server.start()
+        self.stack = self._aws.__enter__()
+        environment = {**self.stack.process_environment(), ORIGIN_OVERRIDE_ENV: self.crm_server.origin}
+        environment.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Leadbridge")
+        self._saved_env = {k: os.environ.get(k) for k in environment}
+        os.environ.update(environment)
+        self._reset_http_client()
+        self._start_http()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        self.crm_server.stop()
+        self._aws.__exit__(exc_type, exc, tb)
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._reset_http_client()
+
+    @staticmethod
+    def _reset_http_client() -> None:
+        from leadbridge.http.client import crm_http  # noqa: PLC0415 - a per-process cache, reset between stacks
+
+        crm_http.cache_clear()
+
+    # ------------------------------------------------------------------ functions
+    def module(self, logical_id: str) -> ModuleType:
+        """Import a function's entry point from its CodeUri, as Lambda would (one module per function)."""
+        if logical_id not in self._modules:
+            spec_props = self.stack.template["Resources"][logical_id]["Properties"]
+            module_name, _ = spec_props["Handler"].rsplit(".", 1)
+            path = REPO_ROOT / spec_props["CodeUri"] / f"{module_name}.py"
+            spec = importlib.util.spec_from_file_location(f"leadbridge_fn_{logical_id}", path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load {path}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            self._modules[logical_id] = module
+        return self._modules[logical_id]
+
+    def handler(self, logical_id: str) -> Handler:
+        spec_props = self.stack.template["Resources"][logical_id]["Properties"]
+        function: Handler = getattr(self.module(logical_id), spec_props["Handler"].rsplit(".", 1)[1])
+        return function
+
+    def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
+        self.invocations[logical_id] = self.invocations.get(logical_id, 0) + 1
+        timeout = int(self.stack.template["Resources"][logical_id]["Properties"].get("Timeout", 10))
+        return self.handler(logical_id)(event, LambdaContextStub(function_name=logical_id, timeout_seconds=timeout))
+
+    # ------------------------------------------------------------------ HTTP
+    def http_event(
+        self, method: str, url_path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> tuple[str, dict[str, Any]] | None:
+        for route_method, route_path, function in http_routes(self.stack.template):
+            if route_method not in {method, "ANY"}:
+                continue
+            params = match_route(route_path, url_path)
+            if params is not None:
+                return function, http_api_event(method, route_path, url_path, params, query, headers, body)
+        return None
+
+    def _start_http(self) -> None:
+        runner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                found = runner.http_event(self.command, parts.path, parts.query, headers, body)
+                if found is None:
+                    status, out_headers, out = 404, {"content-type": "application/json"}, b'{"message":"Not Found"}'
+                else:
+                    function, event = found
+                    try:
+                        response = runner.invoke(function, event)
+                        status = int(response.get("statusCode", 200))
+                        out_headers = dict(response.get("headers") or {})
+                        out = str(response.get("body") or "").encode()
+                    except Exception:
+                        status, out_headers, out = (
+                            500,
+                            {"content-type": "application/json"},
+                            b'{"message":"Internal Server Error"}',
+                        )
+                self.send_response(status)
+                for name, value in out_headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815 - stdlib naming
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", self.http_port), Handler)
+        self._http.daemon_threads = True
+        threading.Thread(target=self._http.serve_forever, name="local-api", daemon=True).start()
+
+    def post(
+        self, path: str, body: bytes | str, content_type: str = "application/x-www-form-urlencoded"
+    ) -> httpx.Response:
+        data = body.encode() if isinstance(body, str) else body
+        return httpx.post(self.base_url + path, content=data, headers={"Content-Type": content_type}, timeout=30)
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
+        return httpx.get(self.base_url + path, params=params, timeout=30)
+
+    # ------------------------------------------------------------------ queues
+    def drain(self, timeout: float = 60.0, function: str = "LeadWorkerFunction") -> int:
+        """Feed the inbox to the worker until it is empty; returns the number of records handled."""
+        sqs = self.stack.client("sqs")
+        inbox = self.stack.ref("InboxQueue")
+        arn = self.stack.attribute("InboxQueue", "Arn")
+        handled = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            received = sqs.receive_message(
+                QueueUrl=inbox, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
+            ).get("Messages", [])
+            if not received:
+                if self.queue_depth("InboxQueue") == 0:
+                    return handled
+                time.sleep(0.2)
+                continue
+            result = self.invoke(function, sqs_event(received, arn)) or {}
+            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+            handled += len(received)
+            for message in received:
+                if message["MessageId"] in failed:
+                    # Compress the worker's backoff so local runs finish; SQS still counts the receives.
+                    sqs.change_message_visibility(
+                        QueueUrl=inbox,
+                        ReceiptHandle=message["ReceiptHandle"],
+                        VisibilityTimeout=self.retry_visibility_seconds,
+                    )
+                else:
+                    sqs.delete_message(QueueUrl=inbox, ReceiptHandle=message["ReceiptHandle"])
+        raise TimeoutError(f"inbox not drained in {timeout} s ({self.queue_depth('InboxQueue')} left)")
+
+    def queue_depth(self, logical_id: str) -> int:
+        attributes = self.stack.client("sqs").get_queue_attributes(
+            QueueUrl=self.stack.ref(logical_id),
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        return sum(int(v) for v in attributes.values())
+
+    def take_messages(self, logical_id: str) -> list[dict[str, Any]]:
+        """Receive and delete everything in a queue (the leads queue, a DLQ)."""
+        sqs = self.stack.client("sqs")
+        url = self.stack.ref(logical_id)
+        taken: list[dict[str, Any]] = []
+        while True:
+            batch = sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=30,
+            ).get("Messages", [])
+            if not batch:
+                return taken
+            for message in batch:
+                taken.append(message)
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+    def take_leads(self) -> list[dict[str, Any]]:
+        return [json.loads(m["Body"]) for m in self.take_messages("LeadsQueue")]
+
+    def run_scheduled(self, logical_id: str) -> Any:
+        return self.invoke(logical_id, schedule_event(f"arn:aws:scheduler:local:schedule/{logical_id}"))
+
+    def scheduled_functions(self) -> list[str]:
+        functions = resources_of_type(self.stack.template, "AWS::Serverless::Function")
+        return [
+            name
+            for name, spec in functions.items()
+            if any(e["Type"] in {"Schedule", "ScheduleV2"} for e in spec["Properties"].get("Events", {}).values())
+        ]
