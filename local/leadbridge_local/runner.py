@@ -37,10 +37,12 @@ ORIGIN_OVERRIDE_ENV = "LEADBRIDGE_CRM_ORIGIN_OVERRIDE"
 
 
 class LocalRunner:
-    def __init__(self, crm_data: Path | None = None, retry_visibility_seconds: int = 1) -> None:
+    def __init__(
+        self, amocrm_data: Path | None = None, bitrix24_data: Path | None = None, retry_visibility_seconds: int = 1
+    ) -> None:
         self.clock = FakeClock()
-        self.amocrm = FakeAmoCRM(self.clock, data_dir=crm_data)
-        self.bitrix24 = FakeBitrix24(self.clock, data_dir=crm_data)
+        self.amocrm = FakeAmoCRM(self.clock, data_dir=amocrm_data)
+        self.bitrix24 = FakeBitrix24(self.clock, data_dir=bitrix24_data)
         self.crm_server = FakeCrmServer(self.amocrm, self.bitrix24)
         self.retry_visibility_seconds = retry_visibility_seconds
         self.http_port = free_port()

@@ -5,18 +5,27 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from leadbridge.bitrix24.oauth import bitrix_token_set
 from leadbridge.integration import Integration
 from leadbridge.store.integrations import DynamoIntegrations
 from leadbridge.store.tokens import DynamoTokens, TokenSet
 from leadbridge.webhook_secret import hash_secret, new_secret
+from leadbridge_local.fakes.base import remember_secret
 from leadbridge_local.runner import LocalRunner
 
 
-def install_integration(runner: LocalRunner, integration: Integration, secret: str | None = None) -> str:
-    """Save the integration with a webhook secret; returns the secret (shown once, as the API would)."""
-    secret = secret or new_secret()
+def install_integration(
+    runner: LocalRunner, integration: Integration, secret: str | None = None, application_token: str | None = None
+) -> str:
+    """Save the integration with a webhook secret (and Bitrix24's application token); returns the secret."""
+    secret = remember_secret(secret or new_secret())
+    if application_token:
+        remember_secret(application_token)
     table = runner.stack.ref("IntegrationsTable")
-    DynamoIntegrations(table).put(replace(integration, webhook_secret_hash=hash_secret(secret)))
+    token_hash = hash_secret(application_token) if application_token else integration.application_token_hash
+    DynamoIntegrations(table).put(
+        replace(integration, webhook_secret_hash=hash_secret(secret), application_token_hash=token_hash)
+    )
     return secret
 
 
@@ -33,4 +42,16 @@ def connect_amocrm(runner: LocalRunner, integration: Integration, account_id: in
     table = runner.stack.ref("IntegrationsTable")
     DynamoTokens(table).save_new(integration.integration_id, "amocrm", tokens)
     DynamoIntegrations(table).record_account(integration.integration_id, str(account_id), integration.crm_domain)
+    DynamoIntegrations(table).set_connection_state(integration.integration_id, "connected")
+
+
+def connect_bitrix24(runner: LocalRunner, integration: Integration, member_id: str) -> None:
+    """What the OAuth callback does on connect, with tokens from the fake Bitrix24 portal."""
+    runner.bitrix24.add_portal(integration.crm_domain, member_id)
+    runner.bitrix24.register_client(integration.client_id or "", integration.client_secret or "")
+    pair = runner.bitrix24.issue_tokens(integration.crm_domain, integration.client_id or "")
+    tokens = bitrix_token_set(pair)
+    table = runner.stack.ref("IntegrationsTable")
+    DynamoTokens(table).save_new(integration.integration_id, "bitrix24", tokens)
+    DynamoIntegrations(table).record_account(integration.integration_id, member_id, integration.crm_domain)
     DynamoIntegrations(table).set_connection_state(integration.integration_id, "connected")

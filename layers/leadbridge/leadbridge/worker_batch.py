@@ -39,7 +39,9 @@ class WorkerBatch:
             except (ValueError, TypeError):
                 continue  # handled per record below
         self.worker.prepare(messages)
+        # When every record failed, their retries are already scheduled: report them, do not fail the invocation.
         processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+        processor.raise_on_entire_batch_failure = False  # the FIFO subclass does not forward the constructor option
         response = process_partial_response(
             event=event, record_handler=self._record, processor=processor, context=context
         )

@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leadbridge_local.fakes.base import FakeClock, FakeCrmBase, FakeRequest, FakeResponse, json_response
+from leadbridge_local.fakes.base import (
+    FakeClock,
+    FakeCrmBase,
+    FakeRequest,
+    FakeResponse,
+    json_response,
+    remember_secret,
+)
 
 PROBLEM = "application/problem+json"
 HAL = "application/hal+json"
@@ -75,10 +82,10 @@ class FakeAmoCRM(FakeCrmBase):
             return self.accounts.setdefault(subdomain, Account(subdomain, account_id))
 
     def register_client(self, client_id: str, client_secret: str, redirect_uri: str) -> None:
-        self.clients[client_id] = (client_secret, redirect_uri)
+        self.clients[client_id] = (remember_secret(client_secret), redirect_uri)
 
     def issue_code(self, subdomain: str, client_id: str) -> str:
-        code = "def502" + secrets.token_hex(24)
+        code = remember_secret("def502" + secrets.token_hex(24))
         self.codes[code] = (Grant(subdomain, client_id), self.clock.now() + CODE_TTL)
         return code
 
@@ -184,8 +191,8 @@ class FakeAmoCRM(FakeCrmBase):
         return bad
 
     def _pair(self, grant: Grant) -> dict[str, Any]:
-        access = "eyJ0eXAiOiJKV1Qi." + secrets.token_urlsafe(24)
-        refresh = "def50200" + secrets.token_hex(32)
+        access = remember_secret("eyJ0eXAiOiJKV1Qi." + secrets.token_urlsafe(24))
+        refresh = remember_secret("def50200" + secrets.token_hex(32))
         self.access_tokens[access] = (grant, self.clock.now() + self.access_ttl)
         self.refresh_tokens[refresh] = (grant, False)
         return {
@@ -272,7 +279,7 @@ class FakeAmoCRM(FakeCrmBase):
         if not isinstance(notes, list) or not notes:
             return _problem(400, "Bad Request", "Request validation failed")
         with self.lock:
-            created = []
+            created: list[dict[str, Any]] = []
             for note in notes:
                 note_id = len(account.notes) + 1
                 account.notes.append({"id": note_id, "entity_id": lead_id, **note})

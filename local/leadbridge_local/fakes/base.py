@@ -58,6 +58,16 @@ class Faults:
         return self._rng.choice(self.kinds)
 
 
+ISSUED_SECRETS: set[str] = set()
+"""Every token, code and secret the fakes and the local seeding handed out: no log line may contain one."""
+
+
+def remember_secret(value: str) -> str:
+    if value:
+        ISSUED_SECRETS.add(value)
+    return value
+
+
 class FakeClock:
     """Real time plus an offset that tests can advance (token expiry without waiting an hour)."""
 

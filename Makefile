@@ -1,0 +1,67 @@
+# leadbridge: make help
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.13 2>/dev/null || echo $(HOME)/.pyenv/versions/3.13.0/bin/python)
+VENV := .venv
+SAM_VENV := .venv-sam
+PY := $(VENV)/bin/python
+export PYTHONPATH := layers/leadbridge:local
+CRM ?= amocrm
+FILES ?=
+CRM_DATA ?=
+
+.PHONY: help venv sam-venv demo replay test test-fault lint format typecheck template build schema bench redrive clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt layers/leadbridge/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+$(SAM_VENV)/.installed: requirements-sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q -r requirements-sam.txt
+	touch $@
+
+venv: $(VENV)/.installed ## Create the development virtualenv (Python 3.13)
+
+sam-venv: $(SAM_VENV)/.installed ## Create the SAM CLI's own virtualenv
+
+demo: venv ## Run the pipeline on the local stack with the samples in events/ and print the leads
+	$(PY) -m leadbridge_local.demo
+
+replay: venv ## Replay captured webhooks: make replay CRM=amocrm FILES="a.form b.json" [CRM_DATA=dir]
+	@test -n "$(FILES)" || (echo 'usage: make replay CRM=amocrm|bitrix24 FILES="<paths>" [CRM_DATA=<dir>]' >&2; exit 2)
+	@$(PY) -m leadbridge_local.replay --crm $(CRM) $(if $(CRM_DATA),--crm-data $(CRM_DATA)) $(FILES)
+
+test: venv ## Run the test suite (unit, integration over local AWS and fake CRMs, property tests)
+	$(PY) -m pytest
+
+lint: venv ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: venv ## mypy, strict, on the layer, the functions and the local tooling
+	$(VENV)/bin/mypy
+
+template: venv sam-venv ## cfn-lint and sam validate --lint
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM_VENV)/bin/sam validate --lint
+
+build: sam-venv ## sam build (the layer and every function)
+	$(SAM_VENV)/bin/sam build
+
+schema: venv ## Regenerate the committed lead JSON Schema from the model
+	$(PY) -m leadbridge_local.schema
+
+bench: venv ## Benchmarks (not part of CI); writes bench/results.json
+	$(PY) bench/run.py
+
+clean: ## Remove build output and caches
+	rm -rf .aws-sam out .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,28 @@
+"""Output of the local commands: function logs to a file, results to the real stdout, progress to stderr."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from leadbridge_local.template import REPO_ROOT
+
+OUT_DIR = REPO_ROOT / "out"
+
+
+def capture_function_logs(name: str) -> tuple[TextIO, Path]:
+    """Send everything the functions print (Powertools logs and metrics) to ``out/<name>.log``.
+
+    Must run before any function module is imported: Powertools binds its handler to the stdout of that moment.
+    Returns the real stdout for the command's own results.
+    """
+    OUT_DIR.mkdir(exist_ok=True)
+    path = OUT_DIR / f"{name}.log"
+    real = sys.stdout
+    sys.stdout = path.open("w", encoding="utf-8")
+    return real, path
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

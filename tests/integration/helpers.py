@@ -1,0 +1,65 @@
+"""Building test traffic from the samples in ``events/``: the same bodies, with fields swapped per test."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import replace
+from urllib.parse import parse_qsl, urlencode
+
+from leadbridge.integration import Integration, SessionField, TrafficTarget
+from leadbridge_local.runner import LocalRunner
+from leadbridge_local.seed import connect_amocrm, install_integration
+from tests.conftest import load_event
+
+
+def sample_body(folder: str, name: str, **overrides: str) -> bytes:
+    """The sample's raw body with some form fields replaced (keys in bracket notation)."""
+    event = load_event(folder, name)
+    raw = base64.b64decode(event["body"]) if event.get("isBase64Encoded") else event["body"].encode()
+    pairs = parse_qsl(raw.decode(), keep_blank_values=True)
+    replaced = [(k, overrides.get(k, v)) for k, v in pairs]
+    return urlencode(replaced).encode()
+
+
+def new_amo_integration(runner: LocalRunner, **changes: object) -> tuple[Integration, str, int]:
+    """A fresh, connected amoCRM integration on its own fake account; returns it, its secret and account id."""
+    suffix = uuid.uuid4().hex[:8]
+    account_id = int(uuid.uuid4().int % 10**8) + 10**8
+    integration = Integration(
+        integration_id=f"amo-{suffix}",
+        crm="amocrm",
+        crm_domain=f"t{suffix}.amocrm.ru",
+        client_id=f"client-{suffix}",
+        client_secret=f"client-secret-{uuid.uuid4().hex}",
+        session_field=SessionField(field_id=778899, entity="lead"),
+        default_target=TrafficTarget(campaign_id=1001),
+        messenger_targets={"telegram": TrafficTarget(campaign_id=1003)},
+        employee_id=42,
+    )
+    integration = replace(integration, **changes)  # type: ignore[arg-type]
+    secret = install_integration(runner, integration)
+    connect_amocrm(runner, integration, account_id)
+    return integration, secret, account_id
+
+
+def talk_fields(
+    action: str,
+    talk_id: int,
+    lead_id: int,
+    contact_id: int,
+    subdomain: str,
+    account_id: int,
+    updated_at: int | None = None,
+) -> dict[str, str]:
+    prefix = f"talk[{action}][0]"
+    fields = {
+        f"{prefix}[talk_id]": str(talk_id),
+        f"{prefix}[entity_id]": str(lead_id),
+        f"{prefix}[contact_id]": str(contact_id),
+        "account[subdomain]": subdomain,
+        "account[id]": str(account_id),
+    }
+    if updated_at is not None:
+        fields[f"{prefix}[updated_at]"] = str(updated_at)
+    return fields
