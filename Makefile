@@ -1,6 +1,6 @@
 # leadbridge: make help
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.13 2>/dev/null || echo $(HOME)/.pyenv/versions/3.13.0/bin/python)
+PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null) python3)
 VENV := .venv
 SAM_VENV := .venv-sam
 PY := $(VENV)/bin/python

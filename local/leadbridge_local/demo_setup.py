@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from leadbridge.integration import Integration, SessionField, TrafficTarget
 from leadbridge_local.runner import LocalRunner
-from leadbridge_local.seed import connect_amocrm, install_integration
+from leadbridge_local.seed import connect_amocrm, connect_bitrix24, install_integration
 
 DEMO_AMO_SECRET = "demo-amocrm-secret-do-not-use-in-production"  # noqa: S105 - the samples' published demo value
 DEMO_AMO = Integration(
@@ -21,7 +21,28 @@ DEMO_AMO = Integration(
     employee_id=42,
 )
 
+DEMO_B24_SECRET = "demo-bitrix24-secret-do-not-use-in-production"  # noqa: S105 - the samples' published demo value
+DEMO_B24_APPLICATION_TOKEN = "51856fefc120afa4b628cc82d3935cce"  # noqa: S105 - the Bitrix24 docs' example value
+DEMO_B24_MEMBER_ID = "d897063e1ce7c5eb9f04b9751eef5915"
+DEMO_B24 = Integration(
+    integration_id="demo-bitrix24",
+    crm="bitrix24",
+    crm_domain="example.bitrix24.ru",
+    name="Demo Bitrix24 Open Lines",
+    client_id="local.6667fc928a50a9.70414732",
+    client_secret="demo-bitrix-client-secret",  # noqa: S106 - accepted only by the local fake
+    traffic_type="source",
+    default_target=TrafficTarget(source_id=501, site_id=601),
+    messenger_targets={
+        "telegram": TrafficTarget(source_id=502, site_id=601),
+        "whatsapp": TrafficTarget(source_id=503, site_id=601),
+    },
+    employee_id=43,
+)
+
 
 def install_demo_integrations(runner: LocalRunner) -> None:
     install_integration(runner, DEMO_AMO, DEMO_AMO_SECRET)
     connect_amocrm(runner, DEMO_AMO, account_id=29085955)
+    install_integration(runner, DEMO_B24, DEMO_B24_SECRET, application_token=DEMO_B24_APPLICATION_TOKEN)
+    connect_bitrix24(runner, DEMO_B24, member_id=DEMO_B24_MEMBER_ID)

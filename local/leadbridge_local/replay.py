@@ -61,10 +61,10 @@ def account_of(crm: str, body: bytes) -> Account | None:
         host = re.sub(r"^https?://", "", link).split("/")[0].lower()
         domain = host if host.startswith(subdomain.lower() + ".") else f"{subdomain.lower()}.amocrm.ru"
         return Account("amocrm", domain, text(form, "account", "id"), None)
-    domain = text(form, "auth", "domain")
-    if domain is None:
+    portal = text(form, "auth", "domain")
+    if portal is None:
         return None
-    return Account("bitrix24", domain.lower(), text(form, "auth", "member_id"), text(form, "auth", "application_token"))
+    return Account("bitrix24", portal.lower(), text(form, "auth", "member_id"), text(form, "auth", "application_token"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     captures = [read_capture(path) for path in args.files]
     data = {f"{args.crm}_data": args.crm_data.resolve()} if args.crm_data else {}
-    with LocalRunner(**data) as runner:  # type: ignore[arg-type]
+    with LocalRunner(**data) as runner:
         secrets: dict[Account, str] = {}
         statuses: dict[int, int] = {}
         for capture in captures:

@@ -6,6 +6,8 @@ from aws_lambda_powertools import Metrics
 
 from leadbridge.amocrm.enricher import AmoEnricher
 from leadbridge.amocrm.oauth import AmoOAuth
+from leadbridge.bitrix24.enricher import BitrixEnricher
+from leadbridge.bitrix24.oauth import BitrixOAuth
 from leadbridge.config import WorkerConfig
 from leadbridge.integration import Integration
 from leadbridge.metrics import MetricCounter
@@ -31,7 +33,7 @@ class ReauthAlarm:
 
 
 def refreshers(redirect_uri: str) -> dict[str, Refresher]:
-    return {"amocrm": AmoOAuth(redirect_uri)}
+    return {"amocrm": AmoOAuth(redirect_uri), "bitrix24": BitrixOAuth()}
 
 
 def token_provider(table: str, redirect_uri: str, metrics: Metrics) -> TokenProvider:
@@ -42,7 +44,10 @@ def token_provider(table: str, redirect_uri: str, metrics: Metrics) -> TokenProv
 def lead_worker(config: WorkerConfig, metrics: Metrics) -> WorkerBatch:
     integrations = DynamoIntegrations(config.integrations_table)
     tokens = token_provider(config.integrations_table, config.redirect_uri, metrics)
-    enrichers: dict[str, Enricher] = {"amocrm": AmoEnricher(tokens, config.amo_requests_per_second)}
+    enrichers: dict[str, Enricher] = {
+        "amocrm": AmoEnricher(tokens, config.amo_requests_per_second),
+        "bitrix24": BitrixEnricher(tokens, config.bitrix_activity_wait_seconds),
+    }
     worker = LeadWorker(
         integrations=CachedIntegrations(integrations, ttl_seconds=5),
         status=integrations,

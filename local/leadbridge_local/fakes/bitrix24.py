@@ -1,16 +1,400 @@
-"""A fake Bitrix24 portal and OAuth server (filled in with the Bitrix24 pipeline)."""
+"""A fake Bitrix24 portal and OAuth server, as strict as the real ones (reference/bitrix24.md).
+
+- REST at ``https://<portal>/rest/<method>`` with ``auth`` in the query, a form or a JSON body. Every answer has a
+  ``time`` block. Methods: crm.lead.get, crm.deal.get, crm.contact.get, crm.lead.list, crm.deal.list,
+  crm.activity.list, imopenlines.crm.chat.get, imopenlines.session.history.get, and ``batch`` (at most 50
+  commands, ``$result[key][field]...`` references, ``halt``; a batch is one request for the limit).
+- Limits: a leaky bucket per portal (+1 per HTTP request, drains 2/s, more than 50 -> ``503 QUERY_LIMIT_EXCEEDED``;
+  Enterprise 5/250), and the per-method operating-time limit (``429 OPERATION_TIME_LIMIT``).
+- OAuth: ``GET https://oauth.bitrix.info/oauth/token/``; codes live 30 s, refresh tokens are single-use, access
+  tokens expire after an hour (``401 expired_token``).
+- Not found: ``{"error": "", "error_description": "Not found"}`` with HTTP 400, in batches in ``result_error``.
+- ``data_dir``: recorded results, ``<dir>/<method>/<id>.json`` (the ``result`` of that call for that id;
+  ``crm.activity.list/<owner type id>-<owner id>.json``), served for direct calls and inside ``batch``.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
 
-from leadbridge_local.fakes.base import FakeClock, FakeCrmBase, FakeRequest, FakeResponse, json_response
+from leadbridge.formdata import split_key
+from leadbridge_local.fakes.base import (
+    FakeClock,
+    FakeCrmBase,
+    FakeRequest,
+    FakeResponse,
+    json_response,
+    remember_secret,
+)
+
+CODE_TTL = 30
+ACCESS_TTL = 3600
+OAUTH_HOSTS = frozenset({"oauth.bitrix.info", "oauth.bitrix24.tech"})
+OWNER_TYPES = {"1": "lead", "2": "deal", "3": "contact"}
+
+
+@dataclass
+class Portal:
+    domain: str
+    member_id: str
+    enterprise: bool = False
+    leads: dict[int, dict[str, Any]] = field(default_factory=dict)
+    deals: dict[int, dict[str, Any]] = field(default_factory=dict)
+    contacts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    activities: list[dict[str, Any]] = field(default_factory=list)
+    histories: dict[int, dict[str, Any]] = field(default_factory=dict)
+    bucket: float = 0.0
+    bucket_at: float = field(default_factory=time.monotonic)
+    operating: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    @property
+    def limits(self) -> tuple[float, float]:
+        return (5.0, 250.0) if self.enterprise else (2.0, 50.0)
 
 
 class FakeBitrix24(FakeCrmBase):
     def __init__(self, clock: FakeClock | None = None, data_dir: Path | None = None) -> None:
         super().__init__(clock)
         self.data_dir = data_dir
+        self.portals: dict[str, Portal] = {}
+        self.clients: dict[str, str] = {}
+        self.codes: dict[str, tuple[str, str, float]] = {}  # code -> (domain, client_id, expires)
+        self.access_tokens: dict[str, tuple[str, float]] = {}  # token -> (domain, expires)
+        self.refresh_tokens: dict[str, tuple[str, str, bool]] = {}  # token -> (domain, client_id, used)
+        self.operating_limit = 480.0
+        self.operating_cost = 0.05
 
+    # ------------------------------------------------------------------ seeding
+    def add_portal(self, domain: str, member_id: str, enterprise: bool = False) -> Portal:
+        with self.lock:
+            return self.portals.setdefault(domain.lower(), Portal(domain.lower(), member_id, enterprise))
+
+    def register_client(self, client_id: str, client_secret: str) -> None:
+        self.clients[client_id] = remember_secret(client_secret)
+
+    def issue_code(self, domain: str, client_id: str) -> str:
+        code = remember_secret(secrets.token_hex(16))
+        self.codes[code] = (domain.lower(), client_id, self.clock.now() + CODE_TTL)
+        return code
+
+    def issue_tokens(self, domain: str, client_id: str) -> dict[str, Any]:
+        with self.lock:
+            return self._pair(domain.lower(), client_id)
+
+    def expire_access_tokens(self) -> None:
+        with self.lock:
+            self.access_tokens = {t: (d, 0.0) for t, (d, _) in self.access_tokens.items()}
+
+    def add_activity(
+        self,
+        domain: str,
+        owner_type: str,
+        owner_id: int,
+        session_id: int,
+        connector: str,
+        *,
+        visible_after: float = 0.0,
+    ) -> None:
+        portal = self.portals[domain.lower()]
+        with self.lock:
+            portal.activities.append(
+                {
+                    "ID": str(len(portal.activities) + 1),
+                    "OWNER_TYPE_ID": {"lead": "1", "deal": "2"}[owner_type],
+                    "OWNER_ID": str(owner_id),
+                    "PROVIDER_ID": "IMOPENLINES_SESSION",
+                    "PROVIDER_TYPE_ID": "1",
+                    "ASSOCIATED_ENTITY_ID": str(session_id),
+                    "PROVIDER_PARAMS": {"USER_CODE": f"{connector}|1|{session_id}|{owner_id}"},
+                    "RESULT_SOURCE_ID": connector,
+                    "DIRECTION": "1",
+                    "COMPLETED": "N",
+                    "CREATED": "2026-03-11T13:09:25+01:00",
+                    "_visible_at": self.clock.now() + visible_after,
+                }
+            )
+
+    # ------------------------------------------------------------------ HTTP
     def handle(self, request: FakeRequest) -> FakeResponse:
-        return json_response(404, {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"})
+        if request.host in OAUTH_HOSTS:
+            return self._oauth(request)
+        portal = self.portals.get(request.host)
+        match = re.fullmatch(r"/rest/([a-z0-9_.]+?)(?:\.json)?/?", request.path)
+        if portal is None or match is None:
+            return json_response(404, {"error": "NOT_FOUND", "error_description": "Portal or method not found"})
+        params = self._params(request)
+        with self.lock:
+            if not self._bucket_admits(portal):
+                self.count("limit_violations")
+                return self._error(503, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+            token = params.pop("auth", "")
+            grant = self.access_tokens.get(token if isinstance(token, str) else "")
+            if grant is None or grant[0] != portal.domain:
+                self.count("unauthorized")
+                return self._error(401, "NO_AUTH_FOUND", "Wrong authorization data")
+            if grant[1] < self.clock.now():
+                self.count("unauthorized")
+                return self._error(401, "expired_token", "The access token provided has expired.")
+            fault = self.faults.pick()
+        self.count("api_requests")
+        if fault == "5xx":
+            return self._error(500, "INTERNAL_SERVER_ERROR", "Internal server error")
+        if fault == "timeout":
+            return FakeResponse(504, b"", delay=11.0)
+        if fault == "limit":
+            self.count("injected_503")
+            return self._error(503, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+        method = match[1].lower()
+        if method == "batch":
+            return self._batch(portal, params)
+        self.count(f"method:{method}")
+        ok, value, total = self._call(portal, method, params)
+        if not ok:
+            status, error, description = value
+            return self._error(status, error, description)
+        body: dict[str, Any] = {"result": value, "time": self._time(portal, method)}
+        if total is not None:
+            body["total"] = total
+        return json_response(200, body)
+
+    # ------------------------------------------------------------------ limits
+    def _bucket_admits(self, portal: Portal) -> bool:
+        drain, capacity = portal.limits
+        now = time.monotonic()
+        portal.bucket = max(0.0, portal.bucket - (now - portal.bucket_at) * drain)
+        portal.bucket_at = now
+        if portal.bucket + 1 > capacity:
+            return False
+        portal.bucket += 1
+        return True
+
+    def _time(self, portal: Portal, method: str) -> dict[str, Any]:
+        now = time.time()
+        spent = portal.operating.setdefault(method, [])
+        spent.append((now, self.operating_cost))
+        while spent and now - spent[0][0] > 600:
+            spent.pop(0)
+        return {
+            "start": now,
+            "finish": now + 0.01,
+            "duration": 0.01,
+            "processing": self.operating_cost,
+            "date_start": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now)),
+            "date_finish": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now)),
+            "operating_reset_at": int((spent[0][0] if spent else now) + 600),
+            "operating": sum(cost for _, cost in spent),
+        }
+
+    def _over_operating_limit(self, portal: Portal, method: str) -> bool:
+        return sum(cost for _, cost in portal.operating.get(method, [])) > self.operating_limit
+
+    @staticmethod
+    def _error(status: int, error: str, description: str) -> FakeResponse:
+        return json_response(status, {"error": error, "error_description": description})
+
+    # ------------------------------------------------------------------ methods
+    def _params(self, request: FakeRequest) -> dict[str, Any]:
+        flat: list[tuple[str, str]] = [(k, v) for k, values in request.query.items() for v in values]
+        content_type = request.headers.get("content-type", "")
+        if request.body and "json" in content_type:
+            try:
+                data = request.json()
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                return {**_nest(flat), **data}
+        elif request.body:
+            flat += parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+        return _nest(flat)
+
+    def _call(self, portal: Portal, method: str, params: dict[str, Any]) -> tuple[bool, Any, int | None]:
+        if self._over_operating_limit(portal, method):
+            return False, (429, "OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit."), None
+        not_found = (400, "", "Not found")
+        if method in {"crm.lead.get", "crm.deal.get", "crm.contact.get"}:
+            raw_id = str(params.get("id") or params.get("ID") or "")
+            if not raw_id.isdigit():
+                return False, (400, "", "ID is not defined or invalid."), None
+            recorded = self._recorded(method, raw_id)
+            if recorded is not None:
+                return True, recorded, None
+            store = {"crm.lead.get": portal.leads, "crm.deal.get": portal.deals, "crm.contact.get": portal.contacts}[
+                method
+            ]
+            entity = store.get(int(raw_id))
+            return (True, entity, None) if entity is not None else (False, not_found, None)
+        if method == "crm.activity.list":
+            filters = params.get("filter") or {}
+            owner_type, owner_id = str(filters.get("OWNER_TYPE_ID", "")), str(filters.get("OWNER_ID", ""))
+            recorded = self._recorded(method, f"{owner_type}-{owner_id}")
+            if recorded is not None:
+                return True, recorded, len(recorded)
+            now = self.clock.now()
+            found = [
+                {k: v for k, v in a.items() if not k.startswith("_")}
+                for a in portal.activities
+                if a["OWNER_TYPE_ID"] == owner_type
+                and a["OWNER_ID"] == owner_id
+                and a["PROVIDER_ID"] == filters.get("PROVIDER_ID", a["PROVIDER_ID"])
+                and a["_visible_at"] <= now
+            ]
+            return True, found, len(found)
+        if method == "imopenlines.session.history.get":
+            session = str(params.get("SESSION_ID") or "")
+            if not session.isdigit():
+                return False, (400, "MISSING_REQUIRED_PARAM", "SESSION_ID or CHAT_ID is required"), None
+            recorded = self._recorded(method, session)
+            if recorded is not None:
+                return True, recorded, None
+            history = portal.histories.get(int(session))
+            return (True, history, None) if history else (False, (400, "INVALID_SESSION_ID", "Session not found"), None)
+        if method in {"crm.lead.list", "crm.deal.list"}:
+            store = portal.leads if method == "crm.lead.list" else portal.deals
+            since = str((params.get("filter") or {}).get(">=DATE_CREATE", ""))
+            rows = [e for e in store.values() if not since or str(e.get("DATE_CREATE", "")) >= since]
+            return True, rows[:50], len(rows)
+        return False, (404, "ERROR_METHOD_NOT_FOUND", "Method not found!"), None
+
+    def _batch(self, portal: Portal, params: dict[str, Any]) -> FakeResponse:
+        commands = params.get("cmd") or {}
+        if not isinstance(commands, dict):
+            return self._error(400, "INVALID_REQUEST", "cmd must be an object")
+        if len(commands) > 50:
+            return self._error(400, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded")
+        halt = str(params.get("halt", "0")).lower() in {"1", "true"}
+        results: dict[str, Any] = {}
+        errors: dict[str, Any] = {}
+        totals: dict[str, Any] = {}
+        times: dict[str, Any] = {}
+        self.count("batch_calls")
+        for key, command in commands.items():
+            method, _, query = str(command).partition("?")
+            method = method.lower()
+            if method == "batch":
+                errors[key] = {
+                    "error": "ERROR_BATCH_METHOD_NOT_ALLOWED",
+                    "error_description": "Method not allowed in batch",
+                }
+                continue
+            resolved = re.sub(r"\$result\[([^\]]+)\]((?:\[[^\]]*\])*)", lambda m: _reference(results, m), query)
+            self.count(f"method:{method}")
+            ok, value, total = self._call(portal, method, _nest(parse_qsl(resolved, keep_blank_values=True)))
+            times[key] = self._time(portal, method)
+            if ok:
+                results[key] = value
+                if total is not None:
+                    totals[key] = total
+            else:
+                errors[key] = {"error": value[1], "error_description": value[2]}
+                if halt:
+                    break
+        # PHP serializes an empty map as a JSON array: the real portal answers "result_error": [] when nothing failed.
+        body = {
+            "result": {
+                "result": results or [],
+                "result_error": errors or [],
+                "result_total": totals or [],
+                "result_next": [],
+                "result_time": times or [],
+            },
+            "time": self._time(portal, "batch"),
+        }
+        return json_response(200, body)
+
+    def _recorded(self, method: str, key: str) -> Any:
+        if self.data_dir is None:
+            return None
+        file = (self.data_dir / method / f"{key}.json").resolve()
+        if not file.is_relative_to(self.data_dir.resolve()) or not file.is_file():
+            return None
+        return json.loads(file.read_text(encoding="utf-8"))
+
+    # ------------------------------------------------------------------ OAuth
+    def _oauth(self, request: FakeRequest) -> FakeResponse:
+        if request.path.rstrip("/") != "/oauth/token":
+            return json_response(404, {"error": "not_found"})
+        args = {k: v[0] for k, v in request.query.items()}
+        self.count("token_requests")
+        client_id = args.get("client_id", "")
+        if self.clients.get(client_id) != args.get("client_secret"):
+            return json_response(401, {"error": "invalid_client", "error_description": "Invalid client"})
+        with self.lock:
+            if args.get("grant_type") == "authorization_code":
+                entry = self.codes.pop(args.get("code", ""), None)
+                if entry is None or entry[2] < self.clock.now() or entry[1] != client_id:
+                    return json_response(
+                        400, {"error": "invalid_grant", "error_description": "Invalid authorization code"}
+                    )
+                return json_response(200, self._pair(entry[0], client_id))
+            if args.get("grant_type") == "refresh_token":
+                self.count("refresh_requests")
+                found = self.refresh_tokens.get(args.get("refresh_token", ""))
+                if found is None or found[2] or found[1] != client_id:
+                    self.count("refresh_rejected")
+                    return json_response(400, {"error": "invalid_grant", "error_description": "Invalid refresh token"})
+                self.refresh_tokens[args["refresh_token"]] = (found[0], found[1], True)
+                return json_response(200, self._pair(found[0], client_id))
+        return json_response(400, {"error": "invalid_request", "error_description": "Unknown grant_type"})
+
+    def _pair(self, domain: str, client_id: str) -> dict[str, Any]:
+        access = remember_secret(secrets.token_hex(16))
+        refresh = remember_secret(secrets.token_hex(16))
+        now = self.clock.now()
+        self.access_tokens[access] = (domain, now + ACCESS_TTL)
+        self.refresh_tokens[refresh] = (domain, client_id, False)
+        portal = self.portals.get(domain)
+        return {
+            "access_token": access,
+            "client_endpoint": f"https://{domain}/rest/",
+            "domain": "oauth.bitrix.info",
+            "expires": int(now + ACCESS_TTL),
+            "expires_in": ACCESS_TTL,
+            "member_id": portal.member_id if portal else "",
+            "refresh_token": refresh,
+            "scope": "crm,imopenlines,im,contact_center",
+            "server_endpoint": "https://oauth.bitrix.info/rest/",
+            "status": "L",
+            "user_id": 1,
+        }
+
+
+def _nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """PHP-style keys (``filter[OWNER_ID]=1``, ``select[]=ID``) into nested values, as the portal reads them."""
+    root: dict[str, Any] = {}
+    for key, value in pairs:
+        path = split_key(key)
+        node: Any = root
+        for index, part in enumerate(path):
+            last = index == len(path) - 1
+            if isinstance(node, list):
+                node.append(value if last else {})
+                node = node[-1]
+                continue
+            if last:
+                node[part] = value
+                continue
+            child = node.get(part)
+            if not isinstance(child, dict | list):
+                child = [] if path[index + 1] == "" else {}
+                node[part] = child
+            node = child
+    return root
+
+
+def _reference(results: dict[str, Any], match: re.Match[str]) -> str:
+    value: Any = results.get(match[1])
+    for part in re.findall(r"\[([^\]]*)\]", match[2]):
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict):
+            value = value.get(part)
+        else:
+            value = None
+    return "" if value is None or isinstance(value, dict | list) else str(value)

@@ -20,7 +20,7 @@ from leadbridge.http.errors import BadRequest, CrmUnavailable, GrantRevoked
 from leadbridge.integration import Integration
 from leadbridge.store.tokens import StoredToken, TokenSet
 
-DEFAULT_TOKEN_SERVER = "oauth.bitrix.info"
+DEFAULT_TOKEN_SERVER = "oauth.bitrix.info"  # noqa: S105 - a host name
 IDLE_REFRESH_AFTER_SECONDS = 150 * 86400  # well inside the refresh token's 180 days
 DEAD_GRANT_ERRORS = frozenset({"invalid_grant", "invalid_client", "payment_required", "wrong_client"})
 

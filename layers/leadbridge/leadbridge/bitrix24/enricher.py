@@ -1,0 +1,96 @@
+"""The worker's Bitrix24 enricher: events of one portal share ``batch`` calls, within the portal's leaky bucket."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from leadbridge.bitrix24.client import BatchResult, BitrixClient
+from leadbridge.bitrix24.enrich import (
+    COMMANDS_PER_EVENT,
+    ActivityMissing,
+    NotFromOpenLines,
+    build_bitrix_lead,
+    commands,
+)
+from leadbridge.http.ratelimit import LeakyBucket, backoff_seconds
+from leadbridge.integration import Integration
+from leadbridge.oauth.token_provider import TokenProvider
+from leadbridge.queues import InboxMessage
+from leadbridge.store.ledger import LedgerEntry
+from leadbridge.worker import Emission, NotReadyYet, Skip
+
+EVENTS_PER_BATCH = 50 // COMMANDS_PER_EVENT
+
+
+class BitrixEnricher:
+    def __init__(
+        self, tokens: TokenProvider, activity_wait_seconds: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.tokens = tokens
+        self.activity_wait_seconds = activity_wait_seconds
+        self.clock = clock
+        self._buckets: dict[str, LeakyBucket] = {}
+        self._prefetched: dict[str, tuple[BatchResult, str]] = {}
+        self.requests_made = 0
+
+    def bucket(self, integration: Integration) -> LeakyBucket:
+        key = integration.account_id or integration.crm_domain
+        if key not in self._buckets:
+            capacity, drain = (250, 5.0) if integration.bitrix_enterprise else (50, 2.0)
+            self._buckets[key] = LeakyBucket(capacity, drain)
+        return self._buckets[key]
+
+    def client(self, integration: Integration) -> BitrixClient:
+        return BitrixClient(integration, self.tokens, self.bucket(integration))
+
+    def prepare(self, batch: list[tuple[InboxMessage, Integration]]) -> None:
+        """Read every event of the batch in as few requests as the API allows (12 events per ``batch`` call)."""
+        self._prefetched.clear()
+        by_integration: dict[str, list[tuple[InboxMessage, Integration]]] = {}
+        for message, integration in batch:
+            by_integration.setdefault(integration.integration_id, []).append((message, integration))
+        for group in by_integration.values():
+            unique = list({m.lead_key: (m, i) for m, i in group}.values())
+            for start in range(0, len(unique), EVENTS_PER_BATCH):
+                chunk = unique[start : start + EVENTS_PER_BATCH]
+                cmd: dict[str, str] = {}
+                prefixes: dict[str, str] = {}
+                for index, (message, _) in enumerate(chunk):
+                    prefix = f"x{index}_"
+                    prefixes[message.lead_key] = prefix
+                    cmd.update(commands(message, prefix))
+                client = self.client(chunk[0][1])
+                try:
+                    result = client.batch(cmd)
+                finally:
+                    self.requests_made += client.requests_made
+                for key, prefix in prefixes.items():
+                    self._prefetched[key] = (result, prefix)
+
+    def build(self, message: InboxMessage, integration: Integration, entry: LedgerEntry) -> Emission | Skip:
+        if message.entity_type not in {"lead", "deal"}:
+            return Skip(reason=f"unsupported Bitrix24 entity {message.entity_type}")
+        prefetched = self._prefetched.pop(message.lead_key, None)
+        if prefetched is None:
+            client = self.client(integration)
+            try:
+                prefetched = (client.batch(commands(message, "x0_")), "x0_")
+            finally:
+                self.requests_made += client.requests_made
+        batch, prefix = prefetched
+        waited = self.clock() - entry.first_seen_at
+        built = build_bitrix_lead(
+            message, integration, batch, prefix, give_up_waiting=waited >= self.activity_wait_seconds
+        )
+        if isinstance(built, NotFromOpenLines):
+            return Skip(reason=f"not_from_open_lines: {built.reason}")
+        if isinstance(built, ActivityMissing):
+            delay = int(min(backoff_seconds(entry.attempts, 15, 120), max(5, self.activity_wait_seconds - waited)))
+            raise NotReadyYet("open-lines activity not written yet", delay)
+        facts: list[str] = []
+        if built.activity_missing:
+            facts.append("activity_missing")
+        if not built.connector_known:
+            facts.append("unknown_connector")
+        return Emission(lead=built.lead, notes=tuple(facts))
