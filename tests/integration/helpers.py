@@ -63,3 +63,36 @@ def talk_fields(
     if updated_at is not None:
         fields[f"{prefix}[updated_at]"] = str(updated_at)
     return fields
+
+
+def new_bitrix_integration(runner: LocalRunner, **changes: object) -> tuple[Integration, str, str, str]:
+    """A fresh, connected Bitrix24 integration on its own fake portal; returns it, secret, member id, app token."""
+    from leadbridge_local.seed import connect_bitrix24
+
+    suffix = uuid.uuid4().hex[:8]
+    member_id = uuid.uuid4().hex
+    application_token = uuid.uuid4().hex
+    integration = Integration(
+        integration_id=f"b24-{suffix}",
+        crm="bitrix24",
+        crm_domain=f"t{suffix}.bitrix24.ru",
+        client_id=f"local.{suffix}",
+        client_secret=f"client-secret-{uuid.uuid4().hex}",
+        traffic_type="source",
+        default_target=TrafficTarget(source_id=501, site_id=601),
+        messenger_targets={"telegram": TrafficTarget(source_id=502, site_id=601)},
+        employee_id=43,
+    )
+    integration = replace(integration, **changes)  # type: ignore[arg-type]
+    secret = install_integration(runner, integration, application_token=application_token)
+    connect_bitrix24(runner, integration, member_id)
+    return integration, secret, member_id, application_token
+
+
+def bitrix_fields(integration: Integration, member_id: str, application_token: str, entity_id: int) -> dict[str, str]:
+    return {
+        "data[FIELDS][ID]": str(entity_id),
+        "auth[domain]": integration.crm_domain,
+        "auth[member_id]": member_id,
+        "auth[application_token]": application_token,
+    }

@@ -8,7 +8,7 @@ from leadbridge.amocrm.enricher import AmoEnricher
 from leadbridge.amocrm.oauth import AmoOAuth
 from leadbridge.bitrix24.enricher import BitrixEnricher
 from leadbridge.bitrix24.oauth import BitrixOAuth
-from leadbridge.config import WorkerConfig
+from leadbridge.config import RefresherConfig, WorkerConfig
 from leadbridge.integration import Integration
 from leadbridge.metrics import MetricCounter
 from leadbridge.oauth.token_provider import Refresher, TokenProvider
@@ -57,3 +57,13 @@ def lead_worker(config: WorkerConfig, metrics: Metrics) -> WorkerBatch:
         count=MetricCounter(metrics),
     )
     return WorkerBatch(worker, InboxQueue(config.inbox_queue_url), DeadLetters(config.inbox_dlq_url))
+
+
+def token_refresher(
+    config: RefresherConfig, metrics: Metrics
+) -> tuple[DynamoTokens, DynamoIntegrations, TokenProvider]:
+    return (
+        DynamoTokens(config.integrations_table),
+        DynamoIntegrations(config.integrations_table),
+        token_provider(config.integrations_table, config.redirect_uri, metrics),
+    )
