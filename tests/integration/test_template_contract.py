@@ -58,7 +58,8 @@ def test_every_dead_letter_queue_has_an_alarm() -> None:
         for spec in resources_of_type(template, "AWS::CloudWatch::Alarm").values()
         if spec["Properties"]["Namespace"] == "AWS/SQS"
     }
-    assert dlqs and dlqs == alarmed
+    assert dlqs
+    assert dlqs == alarmed
 
 
 def test_hooks_may_only_read_the_integrations_table_and_send_to_the_inbox() -> None:

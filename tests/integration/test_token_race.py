@@ -10,11 +10,17 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from leadbridge.composition import refreshers
+from leadbridge.integration import Integration
 from leadbridge.oauth.token_provider import TokenProvider
 from leadbridge.store.tokens import DynamoTokens, TokenSet
 from leadbridge_local.runner import LocalRunner
 from tests.integration.helpers import new_amo_integration, new_bitrix_integration
 from tests.integration.token_race import ask_for_tokens
+
+
+def concurrent_gets(provider: TokenProvider, integration: Integration, threads: int) -> list[str]:
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(lambda _: provider.get(integration).value, range(threads)))
 
 
 def test_concurrent_refresh_of_an_expired_token_happens_once(runner: LocalRunner) -> None:
@@ -52,8 +58,7 @@ def test_concurrent_refresh_of_an_expired_token_happens_once(runner: LocalRunner
             processes.append(process)
         provider = TokenProvider(tokens, refreshers(os.environ["OAUTH_REDIRECT_URI"]))
         time.sleep(max(0.0, start_at - time.time()))
-        with ThreadPoolExecutor(8) as pool:
-            values = list(pool.map(lambda _: provider.get(integration).value, range(8)))
+        values = concurrent_gets(provider, integration, 8)
         for pipe, process in zip(pipes, processes, strict=True):
             values += pipe.recv()
             process.join(30)
