@@ -55,7 +55,7 @@ template: venv sam-venv ## cfn-lint and sam validate --lint
 	$(SAM_VENV)/bin/sam validate --lint
 
 build: sam-venv ## sam build (the layer and every function)
-	$(SAM_VENV)/bin/sam build
+	PATH="$(abspath $(dir $(PYTHON))):$$PATH" $(SAM_VENV)/bin/sam build
 
 schema: venv ## Regenerate the committed lead JSON Schema from the model
 	$(PY) -m leadbridge_local.schema

@@ -72,6 +72,18 @@ class InboxQueue:
 
     def send_many(self, messages: list[InboxMessage]) -> None:
         """Enqueue every message or raise: a partial write must make the hook answer 5xx so the CRM retries."""
+        if len(messages) == 1:  # the common case: one talk or one Bitrix24 event per webhook
+            message = messages[0]
+            try:
+                sqs_client().send_message(
+                    QueueUrl=self.queue_url,
+                    MessageBody=message.to_json(),
+                    MessageGroupId=message.integration_id,
+                    MessageDeduplicationId=inbox_deduplication_id(message),
+                )
+            except (BotoCoreError, ClientError) as exc:
+                raise InboxWriteError(f"inbox write failed: {type(exc).__name__}") from exc
+            return
         for start in range(0, len(messages), 10):
             chunk = messages[start : start + 10]
             try:
