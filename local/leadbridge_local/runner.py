@@ -13,14 +13,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -30,6 +27,7 @@ from leadbridge_local.fakes.base import FakeClock
 from leadbridge_local.fakes.bitrix24 import FakeBitrix24
 from leadbridge_local.fakes.server import FakeCrmServer
 from leadbridge_local.lambda_events import LambdaContextStub, http_api_event, match_route, schedule_event, sqs_event
+from leadbridge_local.loopback import HttpRequest, HttpResponse, LoopbackServer
 from leadbridge_local.template import REPO_ROOT, http_routes, resources_of_type
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -51,7 +49,7 @@ class LocalRunner:
         self._aws = local_aws(public_base_url=self.base_url)
         self._saved_env: dict[str, str | None] = {}
         self.stack: LocalStack
-        self._http: ThreadingHTTPServer | None = None
+        self._http = LoopbackServer(self._api, name="local-api", port=self.http_port)
         self.invocations: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -63,15 +61,13 @@ class LocalRunner:
         self._saved_env = {k: os.environ.get(k) for k in environment}
         os.environ.update(environment)
         self._reset_http_client()
-        self._start_http()
+        self._http.start()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+        self._http.stop()
         self.crm_server.stop()
         self._aws.__exit__(exc_type, exc, tb)
         for key, value in self._saved_env.items():
@@ -124,48 +120,20 @@ class LocalRunner:
                 return function, http_api_event(method, route_path, url_path, params, query, headers, body)
         return None
 
-    def _start_http(self) -> None:
-        runner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                parts = urlsplit(self.path)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                found = runner.http_event(self.command, parts.path, parts.query, headers, body)
-                if found is None:
-                    status, out_headers, out = 404, {"content-type": "application/json"}, b'{"message":"Not Found"}'
-                else:
-                    function, event = found
-                    try:
-                        response = runner.invoke(function, event)
-                        status = int(response.get("statusCode", 200))
-                        out_headers = dict(response.get("headers") or {})
-                        out = str(response.get("body") or "").encode()
-                    except Exception:
-                        status, out_headers, out = (
-                            500,
-                            {"content-type": "application/json"},
-                            b'{"message":"Internal Server Error"}',
-                        )
-                self.send_response(status)
-                for name, value in out_headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815 - stdlib naming
-
-        self._http = ThreadingHTTPServer(("127.0.0.1", self.http_port), Handler)
-        self._http.daemon_threads = True
-        threading.Thread(target=self._http.serve_forever, name="local-api", daemon=True).start()
+    def _api(self, request: HttpRequest) -> HttpResponse:
+        found = self.http_event(request.method, request.path, request.raw_query, request.headers, request.body)
+        if found is None:
+            return HttpResponse(404, b'{"message":"Not Found"}', {"content-type": "application/json"})
+        function, event = found
+        try:
+            response = self.invoke(function, event)
+        except Exception:
+            return HttpResponse(500, b'{"message":"Internal Server Error"}', {"content-type": "application/json"})
+        return HttpResponse(
+            int(response.get("statusCode", 200)),
+            str(response.get("body") or "").encode(),
+            dict(response.get("headers") or {}),
+        )
 
     def post(
         self, path: str, body: bytes | str, content_type: str = "application/x-www-form-urlencoded"

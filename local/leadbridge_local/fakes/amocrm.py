@@ -20,14 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leadbridge_local.fakes.base import (
-    FakeClock,
-    FakeCrmBase,
-    FakeRequest,
-    FakeResponse,
-    json_response,
-    remember_secret,
-)
+from leadbridge_local.fakes.base import FakeClock, FakeCrmBase, json_response, remember_secret
+from leadbridge_local.loopback import HttpRequest, HttpResponse
 
 PROBLEM = "application/problem+json"
 HAL = "application/hal+json"
@@ -55,7 +49,7 @@ class Grant:
     client_id: str
 
 
-def _problem(status: int, title: str, detail: str, **extra: Any) -> FakeResponse:
+def _problem(status: int, title: str, detail: str, **extra: Any) -> HttpResponse:
     body = {"title": title, "type": f"https://httpstatus.es/{status}", "status": status, "detail": detail, **extra}
     return json_response(status, body, PROBLEM)
 
@@ -139,12 +133,12 @@ class FakeAmoCRM(FakeCrmBase):
                 account.contacts[contact_id] = {"id": contact_id, "account_id": account.account_id, **contact}
 
     # ------------------------------------------------------------------ HTTP
-    def handle(self, request: FakeRequest) -> FakeResponse:
+    def handle(self, request: HttpRequest) -> HttpResponse:
         subdomain = request.host.split(".", 1)[0]
         account = self.accounts.get(subdomain)
         if account is not None and account.blocked:
             self.count("blocked_answers")
-            return FakeResponse(403, BLOCKED_PAGE, {"Content-Type": "text/html"})
+            return HttpResponse(403, BLOCKED_PAGE, {"Content-Type": "text/html"})
         if request.path == "/oauth2/access_token" and request.method == "POST":
             self.count("token_requests")
             return self._token(request, subdomain)
@@ -152,7 +146,7 @@ class FakeAmoCRM(FakeCrmBase):
             return _problem(404, "Not Found", "Unknown path")
         return self._api(request, subdomain, account)
 
-    def _token(self, request: FakeRequest, subdomain: str) -> FakeResponse:
+    def _token(self, request: HttpRequest, subdomain: str) -> HttpResponse:
         try:
             body = request.json()
         except ValueError:
@@ -203,7 +197,7 @@ class FakeAmoCRM(FakeCrmBase):
             "refresh_token": refresh,
         }
 
-    def _api(self, request: FakeRequest, subdomain: str, account: Account | None) -> FakeResponse:
+    def _api(self, request: HttpRequest, subdomain: str, account: Account | None) -> HttpResponse:
         auth = request.headers.get("authorization", "")
         token = auth.removeprefix("Bearer ").strip()
         with self.lock:
@@ -212,22 +206,20 @@ class FakeAmoCRM(FakeCrmBase):
                 self.count("unauthorized")
                 return _problem(401, "Unauthorized", "Неверный логин или пароль")
             if not self._within_limit(grant[0].client_id, account):
-                return _problem(
-                    429,
-                    "Too Many Requests",
-                    "You have sent too many requests in a given amount of time. Please try again later.",
-                    retry_after=self.retry_after,
-                )
-            fault = self.faults.pick()
+                return self.limit_error()
         self.count("api_requests")
-        if fault == "5xx":
-            return _problem(502, "Bad Gateway", "upstream failed")
-        if fault == "timeout":
-            return FakeResponse(504, b"", delay=11.0)
-        if fault == "limit":
-            self.count("injected_429")
-            return _problem(429, "Too Many Requests", "injected", retry_after=1)
-        return self._route(request, account)
+        return self.injected_fault() or self._route(request, account)
+
+    def limit_error(self) -> HttpResponse:
+        return _problem(
+            429,
+            "Too Many Requests",
+            "You have sent too many requests in a given amount of time. Please try again later.",
+            retry_after=self.retry_after,
+        )
+
+    def server_error(self) -> HttpResponse:
+        return _problem(502, "Bad Gateway", "upstream failed")
 
     def _within_limit(self, client_id: str, account: Account) -> bool:
         now = time.monotonic()
@@ -245,7 +237,7 @@ class FakeAmoCRM(FakeCrmBase):
         window.append(now)
         return True
 
-    def _route(self, request: FakeRequest, account: Account) -> FakeResponse:
+    def _route(self, request: HttpRequest, account: Account) -> HttpResponse:
         path = request.path.rstrip("/")
         recorded = self._recorded(path) if request.method == "GET" else None
         if recorded is not None:
@@ -258,20 +250,20 @@ class FakeAmoCRM(FakeCrmBase):
         if match := re.fullmatch(r"/api/v4/leads/(\d+)", path):
             lead = account.leads.get(int(match[1]))
             if lead is None:
-                return FakeResponse(204)
+                return HttpResponse(204)
             if request.arg("with") != "contacts":
                 lead = {k: v for k, v in lead.items() if k != "_embedded"}
             return json_response(200, lead, HAL)
         if match := re.fullmatch(r"/api/v4/contacts/(\d+)", path):
             contact = account.contacts.get(int(match[1]))
-            return json_response(200, contact, HAL) if contact else FakeResponse(204)
+            return json_response(200, contact, HAL) if contact else HttpResponse(204)
         if (match := re.fullmatch(r"/api/v4/leads/(\d+)/notes", path)) and request.method == "POST":
             return self._add_notes(account, int(match[1]), request)
         if path == "/api/v4/account":
             return json_response(200, {"id": account.account_id, "subdomain": account.subdomain}, HAL)
         return _problem(404, "Not Found", "Unknown path")
 
-    def _add_notes(self, account: Account, lead_id: int, request: FakeRequest) -> FakeResponse:
+    def _add_notes(self, account: Account, lead_id: int, request: HttpRequest) -> HttpResponse:
         try:
             notes = request.json()
         except ValueError:
@@ -286,7 +278,7 @@ class FakeAmoCRM(FakeCrmBase):
                 created.append({"id": note_id, "entity_id": lead_id, "request_id": str(len(created))})
         return json_response(200, {"_embedded": {"notes": created}}, HAL)
 
-    def _recorded(self, path: str) -> FakeResponse | None:
+    def _recorded(self, path: str) -> HttpResponse | None:
         if self.data_dir is None:
             return None
         file = (self.data_dir / (path.lstrip("/") + ".json")).resolve()
@@ -296,5 +288,5 @@ class FakeAmoCRM(FakeCrmBase):
         try:
             json.loads(body)
         except ValueError:
-            return FakeResponse(200, body, {"Content-Type": HAL})
-        return FakeResponse(200, body, {"Content-Type": HAL})
+            return HttpResponse(200, body, {"Content-Type": HAL})
+        return HttpResponse(200, body, {"Content-Type": HAL})

@@ -10,34 +10,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass
-class FakeRequest:
-    method: str
-    host: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body or b"null")
-
-    def arg(self, name: str) -> str | None:
-        values = self.query.get(name)
-        return values[0] if values else None
+from leadbridge_local.loopback import HttpRequest, HttpResponse
 
 
-@dataclass
-class FakeResponse:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0  # seconds to stall before answering (simulated timeouts)
-
-
-def json_response(status: int, payload: Any, content_type: str = "application/json") -> FakeResponse:
-    return FakeResponse(status, json.dumps(payload, ensure_ascii=False).encode(), {"Content-Type": content_type})
+def json_response(status: int, payload: Any, content_type: str = "application/json") -> HttpResponse:
+    return HttpResponse(status, json.dumps(payload, ensure_ascii=False).encode(), {"Content-Type": content_type})
 
 
 @dataclass
@@ -89,9 +66,31 @@ class FakeCrmBase:
         self.faults = Faults()
         self.request_log: list[tuple[float, str, str]] = []
 
-    def handle(self, request: FakeRequest) -> FakeResponse:
+    def handle(self, request: HttpRequest) -> HttpResponse:
         raise NotImplementedError
 
     def count(self, name: str) -> None:
         with self.lock:
             self.counts[name] += 1
+
+    def server_error(self) -> HttpResponse:
+        """The CRM's answer to an internal failure."""
+        raise NotImplementedError
+
+    def limit_error(self) -> HttpResponse:
+        """The CRM's answer to a request over its rate limit."""
+        raise NotImplementedError
+
+    def injected_fault(self) -> HttpResponse | None:
+        """For fault tests: a server error, a stalled answer or a limit answer, for a share of the requests."""
+        with self.lock:
+            kind = self.faults.pick()
+        if kind == "5xx":
+            return self.server_error()
+        if kind == "timeout":
+            return HttpResponse(504, b"", delay=11.0)
+        if kind == "limit":
+            response = self.limit_error()
+            self.count(f"injected_{response.status}")
+            return response
+        return None

@@ -25,14 +25,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from leadbridge.formdata import split_key
-from leadbridge_local.fakes.base import (
-    FakeClock,
-    FakeCrmBase,
-    FakeRequest,
-    FakeResponse,
-    json_response,
-    remember_secret,
-)
+from leadbridge_local.fakes.base import FakeClock, FakeCrmBase, json_response, remember_secret
+from leadbridge_local.loopback import HttpRequest, HttpResponse
 
 CODE_TTL = 30
 ACCESS_TTL = 3600
@@ -122,7 +116,7 @@ class FakeBitrix24(FakeCrmBase):
             )
 
     # ------------------------------------------------------------------ HTTP
-    def handle(self, request: FakeRequest) -> FakeResponse:
+    def handle(self, request: HttpRequest) -> HttpResponse:
         if request.host in OAUTH_HOSTS:
             return self._oauth(request)
         portal = self.portals.get(request.host)
@@ -133,7 +127,7 @@ class FakeBitrix24(FakeCrmBase):
         with self.lock:
             if not self._bucket_admits(portal):
                 self.count("limit_violations")
-                return self._error(503, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+                return self.limit_error()
             token = params.pop("auth", "")
             grant = self.access_tokens.get(token if isinstance(token, str) else "")
             if grant is None or grant[0] != portal.domain:
@@ -142,15 +136,10 @@ class FakeBitrix24(FakeCrmBase):
             if grant[1] < self.clock.now():
                 self.count("unauthorized")
                 return self._error(401, "expired_token", "The access token provided has expired.")
-            fault = self.faults.pick()
         self.count("api_requests")
-        if fault == "5xx":
-            return self._error(500, "INTERNAL_SERVER_ERROR", "Internal server error")
-        if fault == "timeout":
-            return FakeResponse(504, b"", delay=11.0)
-        if fault == "limit":
-            self.count("injected_503")
-            return self._error(503, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+        fault = self.injected_fault()
+        if fault is not None:
+            return fault
         method = match[1].lower()
         if method == "batch":
             return self._batch(portal, params)
@@ -195,12 +184,18 @@ class FakeBitrix24(FakeCrmBase):
     def _over_operating_limit(self, portal: Portal, method: str) -> bool:
         return sum(cost for _, cost in portal.operating.get(method, [])) > self.operating_limit
 
+    def limit_error(self) -> HttpResponse:
+        return self._error(503, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+
+    def server_error(self) -> HttpResponse:
+        return self._error(500, "INTERNAL_SERVER_ERROR", "Internal server error")
+
     @staticmethod
-    def _error(status: int, error: str, description: str) -> FakeResponse:
+    def _error(status: int, error: str, description: str) -> HttpResponse:
         return json_response(status, {"error": error, "error_description": description})
 
     # ------------------------------------------------------------------ methods
-    def _params(self, request: FakeRequest) -> dict[str, Any]:
+    def _params(self, request: HttpRequest) -> dict[str, Any]:
         flat: list[tuple[str, str]] = [(k, v) for k, values in request.query.items() for v in values]
         content_type = request.headers.get("content-type", "")
         if request.body and "json" in content_type:
@@ -262,7 +257,7 @@ class FakeBitrix24(FakeCrmBase):
             return True, rows[:50], len(rows)
         return False, (404, "ERROR_METHOD_NOT_FOUND", "Method not found!"), None
 
-    def _batch(self, portal: Portal, params: dict[str, Any]) -> FakeResponse:
+    def _batch(self, portal: Portal, params: dict[str, Any]) -> HttpResponse:
         commands = params.get("cmd") or {}
         if not isinstance(commands, dict):
             return self._error(400, "INVALID_REQUEST", "cmd must be an object")
@@ -317,7 +312,7 @@ class FakeBitrix24(FakeCrmBase):
         return json.loads(file.read_text(encoding="utf-8"))
 
     # ------------------------------------------------------------------ OAuth
-    def _oauth(self, request: FakeRequest) -> FakeResponse:
+    def _oauth(self, request: HttpRequest) -> HttpResponse:
         if request.path.rstrip("/") != "/oauth/token":
             return json_response(404, {"error": "not_found"})
         args = {k: v[0] for k, v in request.query.items()}
