@@ -10,13 +10,15 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from leadbridge_local.template import LOCAL_ACCOUNT, Resolver, load_template, resources_of_type
 
@@ -163,14 +165,49 @@ def _resolve_functions(stack: LocalStack) -> None:
         stack.function_environments[name] = {k: str(stack.resolver.resolve(v)) for k, v in variables.items()}
 
 
+class SerializedApp:
+    """DynamoDB makes every conditional write atomic; moto's backends take no locks and its server is threaded, so
+    a check and its write from two concurrent requests can interleave. Serving one request at a time restores the
+    guarantee the code relies on (leases, compare-and-swap, ledger claims)."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with self.lock:
+            return list(self.app(environ, start_response))
+
+
+class LocalMotoServer:
+    """Moto's own WSGI application on a free loopback port, one request at a time."""
+
+    def __init__(self) -> None:
+        app = SerializedApp(DomainDispatcherApplication(create_backend_app))
+        self.server: BaseWSGIServer = make_server(
+            "127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self.thread = threading.Thread(target=self.server.serve_forever, name="moto", daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join()
+
+
 @contextmanager
 def local_aws(public_base_url: str = "http://127.0.0.1", stack_name: str = "leadbridge-local") -> Iterator[LocalStack]:
     """Start moto on a free port, point this process's boto3 at it, provision the stack, stop it afterwards."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = LocalMotoServer()
     server.start()
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = server.endpoint
     saved = {k: os.environ.get(k) for k in [*LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL"]}
     os.environ.update(LOCAL_CREDENTIALS)
     os.environ["AWS_ENDPOINT_URL"] = endpoint
