@@ -1,20 +1,30 @@
-"""GET /oauth2/callback and GET /oauth2/amocrm/disabled.
-
-Not built yet (issue 3): the route, its permissions and its configuration are deployed, and it answers with a page
-that says so instead of failing. Until then integrations are connected by the local seeding only.
-"""
+"""GET /oauth2/callback (both CRMs' OAuth redirect) and GET /oauth2/amocrm/disabled/{integration_id}."""
 
 from typing import Any
 
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadbridge.apigw import html_response
+from leadbridge.apigw import html_response, json_response, path_param, query_params
+from leadbridge.composition import oauth_callback
+from leadbridge.config import OAuthConfig
+from leadbridge.oauth.disabled_hook import handle_disabled_hook
 
-PAGE = (
-    "<!doctype html><meta charset=utf-8><title>leadbridge</title>"
-    "<p>Connecting a CRM through this page is not available in this version yet. Nothing was stored.</p>"
-)
+logger = Logger()
+metrics = Metrics()
+callback = oauth_callback(OAuthConfig.from_env())
 
 
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)  # never log_event: the query carries the code and the state
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return html_response(501, PAGE)
+    if event.get("routeKey", "").startswith("GET /oauth2/amocrm/disabled"):
+        integration_id = path_param(event, "integration_id")
+        result = handle_disabled_hook(callback.integrations, callback.tokens, integration_id, query_params(event))
+        logger.info("amoCRM disabled hook", extra={"integration_id": integration_id[:64], "reason": result.reason})
+        return json_response(result.status, {"result": result.reason})
+    page = callback.handle(query_params(event))
+    logger.info("oauth callback", extra={"status": page.status, "reason": page.reason})
+    metrics.add_metric(name="OAuthConnected" if page.status < 400 else "OAuthFailed", unit=MetricUnit.Count, value=1)
+    return html_response(page.status, page.render())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from leadbridge.integration import Integration, SessionField, TrafficTarget
 from leadbridge_local.runner import LocalRunner
-from leadbridge_local.seed import connect_amocrm, connect_bitrix24, install_integration
+from leadbridge_local.seed import connect_through_oauth, install_integration
 
 DEMO_AMO_SECRET = "demo-amocrm-secret-do-not-use-in-production"  # noqa: S105 - the samples' published demo value
 DEMO_AMO = Integration(
@@ -42,7 +42,10 @@ DEMO_B24 = Integration(
 
 
 def install_demo_integrations(runner: LocalRunner) -> None:
+    """Save both integrations and connect them through the OAuth redirect, as an admin would."""
     install_integration(runner, DEMO_AMO, DEMO_AMO_SECRET)
-    connect_amocrm(runner, DEMO_AMO, account_id=29085955)
     install_integration(runner, DEMO_B24, DEMO_B24_SECRET, application_token=DEMO_B24_APPLICATION_TOKEN)
-    connect_bitrix24(runner, DEMO_B24, member_id=DEMO_B24_MEMBER_ID)
+    for integration, account in ((DEMO_AMO, "29085955"), (DEMO_B24, DEMO_B24_MEMBER_ID)):
+        status = connect_through_oauth(runner, integration, account)
+        if status != 200:
+            raise RuntimeError(f"connecting {integration.integration_id} answered {status}")

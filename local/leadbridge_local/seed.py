@@ -55,3 +55,43 @@ def connect_bitrix24(runner: LocalRunner, integration: Integration, member_id: s
     DynamoTokens(table).save_new(integration.integration_id, "bitrix24", tokens)
     DynamoIntegrations(table).record_account(integration.integration_id, member_id, integration.crm_domain)
     DynamoIntegrations(table).set_connection_state(integration.integration_id, "connected")
+
+
+def connect_through_oauth(runner: LocalRunner, integration: Integration, account_id: str) -> int:
+    """Connect the way an admin does: authorize URL (signed state) -> the fake CRM's redirect -> /oauth2/callback.
+
+    Returns the callback's HTTP status.
+    """
+    from urllib.parse import parse_qs, urlsplit  # noqa: PLC0415
+
+    from leadbridge.oauth.authorize import authorize_url  # noqa: PLC0415
+    from leadbridge.oauth.state import StateSigner  # noqa: PLC0415
+    from leadbridge.secret_values import secret_string  # noqa: PLC0415
+
+    signer = StateSigner(lambda: secret_string(runner.stack.ref("StateSigningSecret")))
+    state = parse_qs(urlsplit(authorize_url(integration, signer)).query)["state"][0]
+    client_id, client_secret = integration.client_id or "", integration.client_secret or ""
+    if integration.crm == "amocrm":
+        runner.amocrm.add_account(integration.account_name, int(account_id))
+        runner.amocrm.register_client(client_id, client_secret, runner.base_url + "/oauth2/callback")
+        code = runner.amocrm.issue_code(integration.account_name, client_id)
+        params = {
+            "code": code,
+            "state": state,
+            "referer": integration.crm_domain,
+            "platform": "1",
+            "client_id": client_id,
+        }
+    else:
+        runner.bitrix24.add_portal(integration.crm_domain, account_id)
+        runner.bitrix24.register_client(client_id, client_secret)
+        code = runner.bitrix24.issue_code(integration.crm_domain, client_id)
+        params = {
+            "code": code,
+            "state": state,
+            "domain": integration.crm_domain,
+            "member_id": account_id,
+            "scope": "crm,imopenlines,im",
+            "server_domain": "oauth.bitrix.info",
+        }
+    return runner.get("/oauth2/callback", params).status_code

@@ -8,11 +8,14 @@ from leadbridge.amocrm.enricher import AmoEnricher
 from leadbridge.amocrm.oauth import AmoOAuth
 from leadbridge.bitrix24.enricher import BitrixEnricher
 from leadbridge.bitrix24.oauth import BitrixOAuth
-from leadbridge.config import RefresherConfig, WorkerConfig
+from leadbridge.config import OAuthConfig, RefresherConfig, WorkerConfig
 from leadbridge.integration import Integration
 from leadbridge.metrics import MetricCounter
+from leadbridge.oauth.connect import OAuthCallback
+from leadbridge.oauth.state import StateSigner
 from leadbridge.oauth.token_provider import Refresher, TokenProvider
 from leadbridge.queues import DeadLetters, InboxQueue, LeadsQueue
+from leadbridge.secret_values import secret_string
 from leadbridge.store.integrations import CachedIntegrations, DynamoIntegrations
 from leadbridge.store.ledger import DynamoLedger
 from leadbridge.store.tokens import DynamoTokens
@@ -66,4 +69,15 @@ def token_refresher(
         DynamoTokens(config.integrations_table),
         DynamoIntegrations(config.integrations_table),
         token_provider(config.integrations_table, config.redirect_uri, metrics),
+    )
+
+
+def oauth_callback(config: OAuthConfig) -> OAuthCallback:
+    integrations = DynamoIntegrations(config.integrations_table)
+    return OAuthCallback(
+        integrations=integrations,
+        tokens=DynamoTokens(config.integrations_table),
+        signer=StateSigner(lambda: secret_string(config.state_secret_arn)),
+        amocrm=AmoOAuth(config.redirect_uri),
+        bitrix24=BitrixOAuth(),
     )

@@ -91,3 +91,18 @@ def _problem_title(response: httpx.Response) -> str:
     if isinstance(body, dict):
         return str(body.get("hint") or body.get("title") or body.get("detail") or "error")[:100]
     return "error"
+
+
+def account_identity(host: str, access_token: str) -> tuple[str, str]:
+    """The account id and subdomain behind a fresh token (``GET /api/v4/account``)."""
+    try:
+        response = request("GET", f"https://{host}/api/v4/account", headers={"Authorization": f"Bearer {access_token}"})
+    except httpx.HTTPError as exc:
+        raise CrmUnavailable(f"amoCRM unreachable: {type(exc).__name__}") from exc
+    if response.status_code != 200:
+        raise CrmUnavailable("amoCRM did not return the account", status=response.status_code)
+    data = response.json()
+    account_id = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(account_id, int):
+        raise CrmUnavailable("amoCRM account without an id")
+    return str(account_id), str(data.get("subdomain") or host.split(".", 1)[0])

@@ -13,6 +13,8 @@ import time
 from dataclasses import asdict
 from typing import Any, Literal, Protocol
 
+from botocore.exceptions import ClientError
+
 from leadbridge.integration import ConnectionState, Integration, SessionField, TrafficTarget
 from leadbridge.store.dynamo import dynamodb_client, from_item, to_item
 
@@ -60,6 +62,20 @@ class DynamoIntegrations:
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues={":a": {"S": account_id}, ":d": {"S": crm_domain}},
         )
+
+    def consume_state(self, integration_id: str, nonce: str, expires_at: int) -> bool:
+        """Record an OAuth state's nonce as used; False when it already was (a replay)."""
+        try:
+            dynamodb_client().put_item(
+                TableName=self.table_name,
+                Item=to_item({"pk": integration_pk(integration_id), "sk": f"STATE#{nonce}", "expires_at": expires_at}),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def set_connection_state(self, integration_id: str, state: ConnectionState, reason: str | None = None) -> None:
         values: dict[str, Any] = {":s": state, ":now": int(time.time())}

@@ -1,0 +1,46 @@
+"""amoCRM's "integration disabled" hook (reference/amocrm.md §1.9).
+
+``GET <url>?account_id=..&client_uuid=..&signature=..`` with
+``signature = hex(HMAC-SHA256(client_secret, "{client_id}|{account_id}"))``. A valid one marks the integration
+disconnected and drops its tokens (amoCRM has revoked them anyway).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from leadbridge.store.integrations import DynamoIntegrations
+from leadbridge.store.tokens import DynamoTokens
+
+
+@dataclass(frozen=True, slots=True)
+class DisabledHookResult:
+    status: int
+    reason: str
+
+
+def expected_signature(client_id: str, account_id: str, client_secret: str) -> str:
+    return hmac.new(client_secret.encode(), f"{client_id}|{account_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def handle_disabled_hook(
+    integrations: DynamoIntegrations, tokens: DynamoTokens, integration_id: str, params: dict[str, str]
+) -> DisabledHookResult:
+    integration = integrations.get(integration_id) if 0 < len(integration_id) <= 64 else None
+    if integration is None or integration.crm != "amocrm" or not integration.client_id or not integration.client_secret:
+        return DisabledHookResult(404, "unknown_integration")
+    account_id = params.get("account_id", "")
+    client_uuid = params.get("client_uuid", "")
+    signature = params.get("signature", "").lower()
+    expected = expected_signature(integration.client_id, account_id, integration.client_secret)
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
+        return DisabledHookResult(403, "bad_signature")
+    if not hmac.compare_digest(client_uuid.encode(), integration.client_id.encode()):
+        return DisabledHookResult(403, "client_mismatch")
+    if integration.account_id and integration.account_id != account_id:
+        return DisabledHookResult(403, "account_mismatch")
+    tokens.set_state(integration_id, "disconnected", "integration disabled in amoCRM")
+    integrations.set_connection_state(integration_id, "disconnected", "integration disabled in amoCRM")
+    return DisabledHookResult(200, "disconnected")
