@@ -9,7 +9,7 @@ CRM ?= amocrm
 FILES ?=
 CRM_DATA ?=
 
-.PHONY: help venv sam-venv demo replay test test-fault lint format typecheck template build schema bench redrive clean
+.PHONY: help venv sam-venv demo replay api test test-fault lint format typecheck template build schema bench redrive clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ demo: venv ## Run the pipeline on the local stack with the samples in events/ an
 replay: venv ## Replay captured webhooks: make replay CRM=amocrm FILES="a.form b.json" [CRM_DATA=dir]
 	@test -n "$(FILES)" || (echo 'usage: make replay CRM=amocrm|bitrix24 FILES="<paths>" [CRM_DATA=<dir>]' >&2; exit 2)
 	@$(PY) -m leadbridge_local.replay --crm $(CRM) $(if $(CRM_DATA),--crm-data $(CRM_DATA)) $(FILES)
+
+api: venv ## Serve the integrations API with uvicorn on the local stack (API_PORT, default 8000)
+	$(PY) -m leadbridge_local.api_server
 
 test: venv ## Run the test suite (unit, integration over local AWS and fake CRMs, property tests)
 	$(PY) -m pytest

@@ -1,17 +1,13 @@
-"""/integrations (IAM-authorized): what the cabinet uses to set integrations up.
+"""/integrations (IAM-authorized): the integrations API, an ASGI app served through Mangum."""
 
-Not built yet (issue 6): the routes and their permissions are deployed, and every call answers 501 with a JSON
-error instead of failing.
-"""
+from aws_lambda_powertools import Logger
+from mangum import Mangum
 
-from typing import Any
+from leadbridge.api.app import create_app
+from leadbridge.composition import integrations_service
+from leadbridge.config import ApiConfig
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from leadbridge.apigw import json_response
-
-
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return json_response(
-        501, {"error": "not_implemented", "detail": "the integrations API is not available in this version"}
-    )
+logger = Logger()
+config = ApiConfig.from_env()
+asgi = create_app(lambda: integrations_service(config))
+handler = Mangum(asgi, lifespan="off")

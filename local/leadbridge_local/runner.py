@@ -10,11 +10,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
+import logging
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
@@ -32,6 +36,22 @@ from leadbridge_local.template import REPO_ROOT, http_routes, resources_of_type
 
 Handler = Callable[[dict[str, Any], Any], Any]
 ORIGIN_OVERRIDE_ENV = "LEADBRIDGE_CRM_ORIGIN_OVERRIDE"
+
+
+@contextmanager
+def _event_loop_like_lambda() -> Iterator[None]:
+    """Lambda runs a handler on the main thread, where ``asyncio.get_event_loop()`` works (Mangum relies on it).
+    The runner serves requests on other threads, so it gives each invocation thread a loop of its own."""
+    if threading.current_thread() is threading.main_thread():
+        yield
+        return
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 class LocalRunner:
@@ -106,7 +126,8 @@ class LocalRunner:
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
         self.invocations[logical_id] = self.invocations.get(logical_id, 0) + 1
         timeout = int(self.stack.template["Resources"][logical_id]["Properties"].get("Timeout", 10))
-        return self.handler(logical_id)(event, LambdaContextStub(function_name=logical_id, timeout_seconds=timeout))
+        with _event_loop_like_lambda():
+            return self.handler(logical_id)(event, LambdaContextStub(function_name=logical_id, timeout_seconds=timeout))
 
     # ------------------------------------------------------------------ HTTP
     def http_event(
@@ -127,7 +148,8 @@ class LocalRunner:
         function, event = found
         try:
             response = self.invoke(function, event)
-        except Exception:
+        except Exception:  # an unhandled error is API Gateway's 500; Lambda would log it
+            logging.getLogger("leadbridge_local").exception("%s failed", function)
             return HttpResponse(500, b'{"message":"Internal Server Error"}', {"content-type": "application/json"})
         return HttpResponse(
             int(response.get("statusCode", 200)),

@@ -1,16 +1,17 @@
-"""``make schema``: write the normalized lead's JSON Schema, generated from the model, to ``schema/``."""
+"""``make schema``: write what other systems rely on, generated from the code, to ``schema/``: the normalized lead's
+JSON Schema and the integrations API's OpenAPI document."""
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from leadbridge.lead import NormalizedLead
 from leadbridge_local.template import REPO_ROOT
 
 SCHEMA_PATH = REPO_ROOT / "schema" / "lead-v1.schema.json"
+OPENAPI_PATH = REPO_ROOT / "schema" / "integrations-api.openapi.json"
 
 
 def lead_schema() -> dict[str, Any]:
@@ -26,10 +27,20 @@ def render() -> str:
     return json.dumps(lead_schema(), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
 
 
-def main(path: Path = SCHEMA_PATH) -> int:
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(render(), encoding="utf-8")
-    print(f"wrote {path.relative_to(REPO_ROOT)}")
+def render_openapi() -> str:
+    from leadbridge.api.app import create_app  # noqa: PLC0415 - FastAPI only for this document
+
+    def no_service() -> Any:
+        raise RuntimeError("not needed to describe the API")
+
+    return json.dumps(create_app(no_service).openapi(), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    for path, text in ((SCHEMA_PATH, render()), (OPENAPI_PATH, render_openapi())):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path.relative_to(REPO_ROOT)}")
     return 0
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from leadbridge.config import HookConfig, OAuthConfig, RefresherConfig, WorkerConfig
+from leadbridge.config import ApiConfig, HookConfig, OAuthConfig, RefresherConfig, WorkerConfig
 from leadbridge.store.tokens import REFRESH_INDEX
 from leadbridge_local.runner import LocalRunner
 from leadbridge_local.template import load_template, resources_of_type
@@ -17,6 +17,7 @@ CONFIGS = {
     "LeadWorkerFunction": WorkerConfig,
     "OAuthCallbackFunction": OAuthConfig,
     "TokenRefresherFunction": RefresherConfig,
+    "IntegrationsApiFunction": ApiConfig,
 }
 
 

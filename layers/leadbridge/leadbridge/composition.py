@@ -6,9 +6,10 @@ from aws_lambda_powertools import Metrics
 
 from leadbridge.amocrm.enricher import AmoEnricher
 from leadbridge.amocrm.oauth import AmoOAuth
+from leadbridge.api.service import IntegrationsService
 from leadbridge.bitrix24.enricher import BitrixEnricher
 from leadbridge.bitrix24.oauth import BitrixOAuth
-from leadbridge.config import OAuthConfig, RefresherConfig, WorkerConfig
+from leadbridge.config import ApiConfig, OAuthConfig, RefresherConfig, WorkerConfig
 from leadbridge.integration import Integration
 from leadbridge.metrics import MetricCounter
 from leadbridge.oauth.connect import OAuthCallback
@@ -80,4 +81,13 @@ def oauth_callback(config: OAuthConfig) -> OAuthCallback:
         signer=StateSigner(lambda: secret_string(config.state_secret_arn)),
         amocrm=AmoOAuth(config.redirect_uri),
         bitrix24=BitrixOAuth(),
+    )
+
+
+def integrations_service(config: ApiConfig) -> IntegrationsService:
+    return IntegrationsService(
+        integrations=DynamoIntegrations(config.integrations_table),
+        tokens=DynamoTokens(config.integrations_table),
+        signer=StateSigner(lambda: secret_string(config.state_secret_arn)),
+        public_base_url=config.public_base_url,
     )

@@ -102,3 +102,18 @@ class RefresherConfig:
             redirect_uri=_require(env, "OAUTH_REDIRECT_URI"),
             refresh_concurrency=_int(env, "REFRESH_CONCURRENCY", 8),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    integrations_table: str
+    state_secret_arn: str
+    public_base_url: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ApiConfig:
+        return cls(
+            integrations_table=_require(env, "INTEGRATIONS_TABLE"),
+            state_secret_arn=_require(env, "STATE_SECRET_ARN"),
+            public_base_url=_require(env, "PUBLIC_BASE_URL").rstrip("/"),
+        )

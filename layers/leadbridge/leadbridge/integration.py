@@ -51,6 +51,7 @@ class Integration:
     amo_note_enabled: bool = True
     bitrix_enterprise: bool = False
     default_phone_region: str = "RU"
+    session_getter: str = "Comagic.getSessionId"
 
     @property
     def account_name(self) -> str:

@@ -53,6 +53,21 @@ class DynamoIntegrations:
         record.update(pk=integration_pk(integration.integration_id), sk=SETTINGS_SK, updated_at=int(time.time()))
         dynamodb_client().put_item(TableName=self.table_name, Item=to_item(record))
 
+    def list_all(self) -> list[Integration]:
+        """Every integration's settings (a filtered Scan: a handful of items per integration, read by people)."""
+        found: list[Integration] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "FilterExpression": "sk = :s",
+            "ExpressionAttributeValues": {":s": {"S": SETTINGS_SK}},
+        }
+        while True:
+            page = dynamodb_client().scan(**kwargs)
+            found.extend(integration_from_record(from_item(i)) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return sorted(found, key=lambda i: i.integration_id)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def record_account(self, integration_id: str, account_id: str, crm_domain: str) -> None:
         """Remember the CRM account an integration connected to (first connect, or a domain rename)."""
         dynamodb_client().update_item(
@@ -167,4 +182,5 @@ def integration_from_record(record: dict[str, Any]) -> Integration:
         amo_note_enabled=bool(record.get("amo_note_enabled", True)),
         bitrix_enterprise=bool(record.get("bitrix_enterprise", False)),
         default_phone_region=record.get("default_phone_region", "RU"),
+        session_getter=record.get("session_getter", "Comagic.getSessionId"),
     )

@@ -1,0 +1,1 @@
+"""The integrations API (ASGI): what the cabinet uses to set an integration up."""

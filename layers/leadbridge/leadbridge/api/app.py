@@ -1,0 +1,103 @@
+"""The integrations API as an ASGI application (FastAPI): Mangum serves it in Lambda, uvicorn locally.
+
+Authentication is API Gateway's (IAM, SigV4) in front of it; the app itself never returns a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger
+from fastapi import Body, FastAPI, Path, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from leadbridge.api.service import IntegrationsService, NotFoundError
+from leadbridge.api.settings import (
+    AuthorizeUrl,
+    IntegrationSettings,
+    IntegrationStatus,
+    IntegrationView,
+    WebhookSecretIssued,
+)
+
+logger = Logger(child=True)
+IntegrationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Chosen by the cabinet.")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such integration"}}
+
+
+def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
+    """``service_factory`` runs on the first request (the store and the state key are not needed to import)."""
+    app = FastAPI(
+        title="leadbridge integrations API",
+        version="1.0.0",
+        description="Set up amoCRM and Bitrix24 integrations: settings, webhook URL, OAuth, status, site script.",
+    )
+    cache: list[IntegrationsService] = []
+
+    def service() -> IntegrationsService:
+        if not cache:
+            cache.append(service_factory())
+        return cache[0]
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": "integration not found"}, status_code=404)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("integrations API failed", extra={"route": request.url.path[:100], "method": request.method})
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    @app.exception_handler(ValueError)
+    async def conflict(request: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.get("/integrations", response_model=list[IntegrationView])
+    def list_integrations() -> list[IntegrationView]:
+        return service().list()
+
+    @app.put(
+        "/integrations/{integration_id}",
+        response_model=IntegrationView,
+        responses={201: {"model": IntegrationView}, 409: {}},
+    )
+    def put_integration(
+        integration_id: IntegrationId, settings: Annotated[IntegrationSettings, Body()], response: Response
+    ) -> IntegrationView:
+        result, created = service().put(integration_id, settings)
+        response.status_code = 201 if created else 200
+        return result
+
+    @app.get("/integrations/{integration_id}", response_model=IntegrationView, responses=NOT_FOUND)
+    def get_integration(integration_id: IntegrationId) -> IntegrationView:
+        return service().get(integration_id)
+
+    @app.delete("/integrations/{integration_id}", status_code=204, responses=NOT_FOUND)
+    def delete_integration(integration_id: IntegrationId) -> Response:
+        service().deactivate(integration_id)
+        return Response(status_code=204)
+
+    @app.post("/integrations/{integration_id}/webhook-secret", response_model=WebhookSecretIssued, responses=NOT_FOUND)
+    def issue_webhook_secret(integration_id: IntegrationId) -> WebhookSecretIssued:
+        return service().issue_webhook_secret(integration_id)
+
+    @app.get(
+        "/integrations/{integration_id}/authorize-url", response_model=AuthorizeUrl, responses={**NOT_FOUND, 409: {}}
+    )
+    def get_authorize_url(integration_id: IntegrationId) -> AuthorizeUrl:
+        return service().authorize_url(integration_id)
+
+    @app.get("/integrations/{integration_id}/status", response_model=IntegrationStatus, responses=NOT_FOUND)
+    def get_status(integration_id: IntegrationId) -> IntegrationStatus:
+        return service().status(integration_id)
+
+    @app.get(
+        "/integrations/{integration_id}/site-script",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/javascript": {}}}, **NOT_FOUND},
+    )
+    def get_site_script(integration_id: IntegrationId) -> PlainTextResponse:
+        return PlainTextResponse(service().site_script(integration_id), media_type="text/javascript")
+
+    return app

@@ -1,0 +1,171 @@
+"""The integrations API's operations, as plain Python over the store (the ASGI app only routes to these)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from leadbridge.api.settings import (
+    AmoCrmSettings,
+    AuthorizeUrl,
+    Bitrix24Settings,
+    IntegrationStatus,
+    IntegrationView,
+    SessionFieldSetting,
+    Target,
+    WebhookSecretIssued,
+)
+from leadbridge.integration import ConnectionState, Integration, SessionField, TrafficTarget
+from leadbridge.oauth.authorize import authorize_url
+from leadbridge.oauth.state import StateSigner
+from leadbridge.site_script import site_script
+from leadbridge.store.integrations import DynamoIntegrations
+from leadbridge.store.tokens import DynamoTokens
+from leadbridge.webhook_secret import hash_secret, new_secret
+
+
+class NotFoundError(LookupError):
+    pass
+
+
+class IntegrationsService:
+    def __init__(
+        self, integrations: DynamoIntegrations, tokens: DynamoTokens, signer: StateSigner, public_base_url: str
+    ) -> None:
+        self.integrations = integrations
+        self.tokens = tokens
+        self.signer = signer
+        self.public_base_url = public_base_url.rstrip("/")
+
+    def put(self, integration_id: str, settings: AmoCrmSettings | Bitrix24Settings) -> tuple[IntegrationView, bool]:
+        """Create or update; returns the view and whether it was created."""
+        existing = self.integrations.get(integration_id)
+        target = _target_map
+        integration = Integration(
+            integration_id=integration_id,
+            crm=settings.crm,
+            crm_domain=settings.crm_domain,
+            active=settings.active,
+            name=settings.name,
+            client_id=settings.client_id,
+            client_secret=settings.client_secret or (existing.client_secret if existing else None),
+            webhook_secret_hash=existing.webhook_secret_hash if existing else None,
+            application_token_hash=existing.application_token_hash if existing else None,
+            account_id=existing.account_id if existing and existing.crm_domain == settings.crm_domain else None,
+            traffic_type=settings.traffic_type,
+            default_target=target(settings.default_target),
+            messenger_targets={k: target(v) for k, v in settings.messenger_targets.items()},
+            employee_id=settings.employee_id,
+            session_getter=settings.session_getter,
+        )
+        if existing is not None and existing.crm != integration.crm:
+            raise ValueError("an integration's CRM cannot change; create a new integration")
+        if isinstance(settings, AmoCrmSettings):
+            session = settings.session_field
+            integration = replace(
+                integration,
+                session_field=SessionField(session.field_id, session.entity) if session else None,
+                amo_note_enabled=settings.note_enabled,
+            )
+        else:
+            token_hash = (
+                hash_secret(settings.application_token)
+                if settings.application_token
+                else integration.application_token_hash
+            )
+            integration = replace(integration, application_token_hash=token_hash, bitrix_enterprise=settings.enterprise)
+        self.integrations.put(integration)
+        return view(integration), existing is None
+
+    def get(self, integration_id: str) -> IntegrationView:
+        return view(self._require(integration_id))
+
+    def list(self) -> list[IntegrationView]:
+        return [view(i) for i in self.integrations.list_all()]
+
+    def deactivate(self, integration_id: str) -> None:
+        integration = self._require(integration_id)
+        self.integrations.put(replace(integration, active=False))
+        self.tokens.delete(integration_id)
+        self.integrations.set_connection_state(integration_id, "disconnected", "deactivated through the API")
+
+    def issue_webhook_secret(self, integration_id: str) -> WebhookSecretIssued:
+        integration = self._require(integration_id)
+        secret = new_secret()
+        self.integrations.put(replace(integration, webhook_secret_hash=hash_secret(secret)))
+        trailing = "/" if integration.crm == "amocrm" else ""  # amoCRM may refuse a hook URL without it
+        return WebhookSecretIssued(
+            webhook_url=f"{self.public_base_url}/hooks/{integration.crm}/{integration_id}/{secret}{trailing}"
+        )
+
+    def authorize_url(self, integration_id: str) -> AuthorizeUrl:
+        integration = self._require(integration_id)
+        if not integration.client_id:
+            raise ValueError("the integration has no OAuth client id")
+        return AuthorizeUrl(url=authorize_url(integration, self.signer))
+
+    def status(self, integration_id: str) -> IntegrationStatus:
+        integration = self._require(integration_id)
+        record: dict[str, Any] = self.integrations.status(integration_id)
+        stored = self.tokens.read(integration_id)
+        connection: ConnectionState = record.get("connection_state") or (
+            "connected" if stored and stored.state == "active" else "not_connected"
+        )
+        return IntegrationStatus(
+            integration_id=integration_id,
+            active=integration.active,
+            connection=connection,
+            token_expires_at=stored.tokens.expires_at if stored and stored.state == "active" else None,
+            last_event_at=record.get("last_event_at"),
+            last_lead_at=record.get("last_lead_at"),
+            last_error=record.get("last_error"),
+            last_error_at=record.get("last_error_at"),
+            accepted=int(record.get("count_accepted", 0)),
+            emitted=int(record.get("count_emitted", 0)),
+            skipped=int(record.get("count_skipped", 0)),
+            failed=int(record.get("count_failed", 0)),
+        )
+
+    def site_script(self, integration_id: str) -> str:
+        return site_script(self._require(integration_id))
+
+    def _require(self, integration_id: str) -> Integration:
+        integration = self.integrations.get(integration_id)
+        if integration is None:
+            raise NotFoundError(integration_id)
+        return integration
+
+
+def _target_map(target: Target) -> TrafficTarget:
+    return TrafficTarget(campaign_id=target.campaign_id, source_id=target.source_id, site_id=target.site_id)
+
+
+def _target_view(target: TrafficTarget) -> Target:
+    return Target(campaign_id=target.campaign_id, source_id=target.source_id, site_id=target.site_id)
+
+
+def view(integration: Integration) -> IntegrationView:
+    amo = integration.crm == "amocrm"
+    session = integration.session_field
+    return IntegrationView(
+        integration_id=integration.integration_id,
+        crm=integration.crm,
+        active=integration.active,
+        name=integration.name,
+        crm_domain=integration.crm_domain,
+        account_id=integration.account_id,
+        client_id=integration.client_id,
+        has_client_secret=bool(integration.client_secret),
+        has_webhook_secret=bool(integration.webhook_secret_hash),
+        has_application_token=None if amo else bool(integration.application_token_hash),
+        traffic_type=integration.traffic_type,
+        default_target=_target_view(integration.default_target),
+        messenger_targets={k: _target_view(v) for k, v in integration.messenger_targets.items()},
+        employee_id=integration.employee_id,
+        session_field=SessionFieldSetting(field_id=session.field_id, entity=session.entity)
+        if amo and session
+        else None,
+        note_enabled=integration.amo_note_enabled if amo else None,
+        enterprise=None if amo else integration.bitrix_enterprise,
+        session_getter=integration.session_getter,
+    )

@@ -1,0 +1,152 @@
+"""What a person may set on an integration, validated per CRM (a discriminated model); errors name the field.
+
+Secrets (OAuth client secret, Bitrix24 application token) are write-only: accepted here, stored (the token as a
+hash), never returned. Omitting one on an update keeps the stored value.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+AMO_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\.(amocrm\.ru|amocrm\.com|kommo\.com)$")
+HOSTNAME = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+GETTER = re.compile(r"^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$")
+Id = Annotated[int, Field(ge=1, le=2**53)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Target(_Strict):
+    """A cabinet campaign, or a source and site, for leads without a session."""
+
+    campaign_id: Id | None = None
+    source_id: Id | None = None
+    site_id: Id | None = None
+
+
+class SessionFieldSetting(_Strict):
+    field_id: Id
+    entity: Literal["lead", "contact"] = "lead"
+
+
+class _Common(_Strict):
+    active: bool = True
+    name: str = Field(default="", max_length=200)
+    crm_domain: str = Field(max_length=253, description="amoCRM account or Bitrix24 portal domain, without https://")
+    client_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
+    client_secret: str | None = Field(default=None, min_length=1, max_length=500, description="Write-only.")
+    traffic_type: Literal["campaign", "source"] = "campaign"
+    default_target: Target = Field(default_factory=Target)
+    messenger_targets: dict[Annotated[str, Field(pattern=r"^[a-z0-9_.-]{1,64}$")], Target] = Field(default_factory=dict)
+    employee_id: Id | None = None
+    session_getter: str = Field(
+        default="Comagic.getSessionId",
+        max_length=120,
+        description="Page function (dotted name) that returns the analytics session id, for the site script.",
+    )
+
+    @field_validator("crm_domain")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower().removeprefix("https://").removeprefix("http://").rstrip("/")
+
+    @field_validator("session_getter")
+    @classmethod
+    def _getter(cls, value: str) -> str:
+        if not GETTER.match(value):
+            raise ValueError("must be a dotted JavaScript name such as Comagic.getSessionId")
+        return value
+
+    @model_validator(mode="after")
+    def _targets_match_traffic_type(self) -> _Common:
+        for where, target in [
+            ("default_target", self.default_target),
+            *(("messenger_targets." + k, t) for k, t in self.messenger_targets.items()),
+        ]:
+            if self.traffic_type == "campaign" and (target.source_id or target.site_id):
+                raise ValueError(f"{where}: traffic type 'campaign' takes campaign_id only")
+            if self.traffic_type == "source" and target.campaign_id:
+                raise ValueError(f"{where}: traffic type 'source' takes source_id and site_id")
+            if self.traffic_type == "source" and bool(target.source_id) != bool(target.site_id):
+                raise ValueError(f"{where}: a source needs its site")
+        return self
+
+
+class AmoCrmSettings(_Common):
+    crm: Literal["amocrm"]
+    session_field: SessionFieldSetting | None = None
+    note_enabled: bool = True
+
+    @field_validator("crm_domain")
+    @classmethod
+    def _amo_domain(cls, value: str) -> str:
+        if not AMO_DOMAIN.match(value):
+            raise ValueError("must be an account domain such as example.amocrm.ru or example.kommo.com")
+        return value
+
+
+class Bitrix24Settings(_Common):
+    crm: Literal["bitrix24"]
+    application_token: str | None = Field(
+        default=None, min_length=8, max_length=200, description="Write-only: the outgoing webhook's application token."
+    )
+    enterprise: bool = Field(default=False, description="Enterprise plan: 5 requests/s with a burst of 250.")
+
+    @field_validator("crm_domain")
+    @classmethod
+    def _portal_domain(cls, value: str) -> str:
+        if not HOSTNAME.match(value):
+            raise ValueError("must be a portal domain such as example.bitrix24.ru or b24.example.ru")
+        return value
+
+
+IntegrationSettings = Annotated[AmoCrmSettings | Bitrix24Settings, Field(discriminator="crm")]
+
+
+class IntegrationView(_Strict):
+    integration_id: str
+    crm: Literal["amocrm", "bitrix24"]
+    active: bool
+    name: str
+    crm_domain: str
+    account_id: str | None
+    client_id: str | None
+    has_client_secret: bool
+    has_webhook_secret: bool
+    has_application_token: bool | None
+    traffic_type: Literal["campaign", "source"]
+    default_target: Target
+    messenger_targets: dict[str, Target]
+    employee_id: int | None
+    session_field: SessionFieldSetting | None
+    note_enabled: bool | None
+    enterprise: bool | None
+    session_getter: str
+
+
+class IntegrationStatus(_Strict):
+    integration_id: str
+    active: bool
+    connection: Literal["not_connected", "connected", "reauth_required", "disconnected", "blocked"]
+    token_expires_at: int | None
+    last_event_at: int | None
+    last_lead_at: int | None
+    last_error: str | None
+    last_error_at: int | None
+    accepted: int
+    emitted: int
+    skipped: int
+    failed: int
+
+
+class WebhookSecretIssued(_Strict):
+    webhook_url: str = Field(description="Shown once: only a hash of its secret is stored.")
+
+
+class AuthorizeUrl(_Strict):
+    url: str
