@@ -21,14 +21,19 @@ HISTORY = {
 
 
 def seed_lead(
-    runner: LocalRunner, domain: str, lead_id: int, connector: str = "telegrambot", activity_after: float = 0.0
+    runner: LocalRunner,
+    domain: str,
+    lead_id: int,
+    connector: str = "telegrambot",
+    activity_after: float = 0.0,
+    created: str = "2026-03-11T12:20:00+03:00",
 ) -> None:
     portal = runner.bitrix24.portals[domain]
     portal.leads[lead_id] = {
         "ID": str(lead_id),
         "NAME": "Клиент",
         "SOURCE_ID": "1|TELEGRAM",
-        "DATE_CREATE": "2026-03-11T12:20:00+03:00",
+        "DATE_CREATE": created,
         "PHONE": [{"VALUE": "+79261112233", "TYPE_ID": "PHONE"}],
         "IM": [{"VALUE": f"imol|{connector}|1|{lead_id}|88", "TYPE_ID": "IM"}],
     }

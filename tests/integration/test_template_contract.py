@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from leadbridge.config import ApiConfig, HookConfig, OAuthConfig, RefresherConfig, WorkerConfig
+from leadbridge.config import ApiConfig, HookConfig, OAuthConfig, RefresherConfig, SweepConfig, WorkerConfig
 from leadbridge.store.tokens import REFRESH_INDEX
 from leadbridge_local.runner import LocalRunner
 from leadbridge_local.template import load_template, resources_of_type
@@ -18,6 +18,7 @@ CONFIGS = {
     "OAuthCallbackFunction": OAuthConfig,
     "TokenRefresherFunction": RefresherConfig,
     "IntegrationsApiFunction": ApiConfig,
+    "ReconcileSweepFunction": SweepConfig,
 }
 
 

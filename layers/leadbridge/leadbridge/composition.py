@@ -9,13 +9,14 @@ from leadbridge.amocrm.oauth import AmoOAuth
 from leadbridge.api.service import IntegrationsService
 from leadbridge.bitrix24.enricher import BitrixEnricher
 from leadbridge.bitrix24.oauth import BitrixOAuth
-from leadbridge.config import ApiConfig, OAuthConfig, RefresherConfig, WorkerConfig
+from leadbridge.config import ApiConfig, OAuthConfig, RefresherConfig, SweepConfig, WorkerConfig
 from leadbridge.integration import Integration
 from leadbridge.metrics import MetricCounter
 from leadbridge.oauth.connect import OAuthCallback
 from leadbridge.oauth.state import StateSigner
 from leadbridge.oauth.token_provider import Refresher, TokenProvider
 from leadbridge.queues import DeadLetters, InboxQueue, LeadsQueue
+from leadbridge.reconcile import Reconciler
 from leadbridge.secret_values import secret_string
 from leadbridge.store.integrations import CachedIntegrations, DynamoIntegrations
 from leadbridge.store.ledger import DynamoLedger
@@ -90,4 +91,13 @@ def integrations_service(config: ApiConfig) -> IntegrationsService:
         tokens=DynamoTokens(config.integrations_table),
         signer=StateSigner(lambda: secret_string(config.state_secret_arn)),
         public_base_url=config.public_base_url,
+    )
+
+
+def reconciler(config: SweepConfig, metrics: Metrics) -> Reconciler:
+    return Reconciler(
+        integrations=DynamoIntegrations(config.integrations_table),
+        ledger=DynamoLedger(config.ledger_table, config.ledger_retention_days),
+        inbox=InboxQueue(config.inbox_queue_url),
+        tokens=token_provider(config.integrations_table, config.redirect_uri, metrics),
     )

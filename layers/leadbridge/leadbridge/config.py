@@ -117,3 +117,22 @@ class ApiConfig:
             state_secret_arn=_require(env, "STATE_SECRET_ARN"),
             public_base_url=_require(env, "PUBLIC_BASE_URL").rstrip("/"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SweepConfig:
+    integrations_table: str
+    ledger_table: str
+    inbox_queue_url: str
+    redirect_uri: str
+    ledger_retention_days: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> SweepConfig:
+        return cls(
+            integrations_table=_require(env, "INTEGRATIONS_TABLE"),
+            ledger_table=_require(env, "LEDGER_TABLE"),
+            inbox_queue_url=_require(env, "INBOX_QUEUE_URL"),
+            redirect_uri=_require(env, "OAUTH_REDIRECT_URI"),
+            ledger_retention_days=_int(env, "LEDGER_RETENTION_DAYS", 90),
+        )

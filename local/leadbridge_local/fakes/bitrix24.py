@@ -20,6 +20,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -251,11 +252,27 @@ class FakeBitrix24(FakeCrmBase):
             history = portal.histories.get(int(session))
             return (True, history, None) if history else (False, (400, "INVALID_SESSION_ID", "Session not found"), None)
         if method in {"crm.lead.list", "crm.deal.list"}:
-            store = portal.leads if method == "crm.lead.list" else portal.deals
-            since = str((params.get("filter") or {}).get(">=DATE_CREATE", ""))
-            rows = [e for e in store.values() if not since or str(e.get("DATE_CREATE", "")) >= since]
-            return True, rows[:50], len(rows)
+            return True, *self._list(portal.leads if method == "crm.lead.list" else portal.deals, params)
         return False, (404, "ERROR_METHOD_NOT_FOUND", "Method not found!"), None
+
+    @staticmethod
+    def _list(store: dict[int, dict[str, Any]], params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        """Pages of 50 in ID order; ``>=DATE_CREATE`` compares instants (any offset), ``>ID`` pages on by id."""
+        filters = params.get("filter") or {}
+        since = _instant(str(filters.get(">=DATE_CREATE") or ""))
+        after_id = int(str(filters.get(">ID") or 0) or 0)
+        rows = sorted(
+            (
+                e
+                for e in store.values()
+                if int(e["ID"]) > after_id
+                and (since is None or (_instant(str(e.get("DATE_CREATE"))) or since) >= since)
+            ),
+            key=lambda e: int(e["ID"]),
+        )
+        select = params.get("select") or []
+        page = [{k: v for k, v in row.items() if not select or k in select} for row in rows[:50]]
+        return page, len(rows)
 
     def _batch(self, portal: Portal, params: dict[str, Any]) -> HttpResponse:
         commands = params.get("cmd") or {}
@@ -381,6 +398,13 @@ def _nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
                 node[part] = child
             node = child
     return root
+
+
+def _instant(value: str) -> float | None:
+    try:
+        return datetime.fromisoformat(value).timestamp() if value else None
+    except ValueError:
+        return None
 
 
 def _reference(results: dict[str, Any], match: re.Match[str]) -> str:

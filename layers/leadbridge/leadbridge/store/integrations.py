@@ -109,6 +109,9 @@ class DynamoIntegrations:
             values[":e"] = error[:500]
         self._update_status(expression, values, integration_id)
 
+    def set_sweep_watermark(self, integration_id: str, watermark: int) -> None:
+        self._update_status("SET sweep_watermark = :w", {":w": watermark}, integration_id)
+
     def status(self, integration_id: str) -> dict[str, Any]:
         response = dynamodb_client().get_item(
             TableName=self.table_name,

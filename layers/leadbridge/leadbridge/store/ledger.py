@@ -126,6 +126,23 @@ class DynamoLedger:
         raw = self._raw(lead_key)
         return _entry(raw) if raw else None
 
+    def seen(self, lead_keys: list[str]) -> set[str]:
+        """Which of these conversations the ledger knows, in any state (for the reconciliation sweep)."""
+        found: set[str] = set()
+        unique = list(dict.fromkeys(lead_keys))
+        for start in range(0, len(unique), 100):
+            request: Any = {
+                self.table_name: {
+                    "Keys": [{"lead_key": {"S": k}} for k in unique[start : start + 100]],
+                    "ProjectionExpression": "lead_key",
+                }
+            }
+            while request:
+                response = dynamodb_client().batch_get_item(RequestItems=request)
+                found.update(item["lead_key"]["S"] for item in response["Responses"].get(self.table_name, []))
+                request = response.get("UnprocessedKeys") or None
+        return found
+
     def _raw(self, lead_key: str) -> dict[str, Any]:
         item = dynamodb_client().get_item(
             TableName=self.table_name, Key={"lead_key": {"S": lead_key}}, ConsistentRead=True

@@ -1,0 +1,162 @@
+"""The reconciliation sweep: what the CRM created recently that no webhook brought in.
+
+Bitrix24 never resends a failed event, so every run lists the portal's leads and deals created since the
+integration's watermark (minus an overlap), pages through them by id, and enqueues each one the ledger has never
+seen, exactly as a webhook would (``source = sweep``). The worker's ledger claim makes a sweep and a late webhook
+for the same lead one lead. Requests go through the same client, leaky bucket and token store as the worker.
+
+amoCRM is not swept: its REST API has no way to list talks (the lead key is the talk), and amoCRM itself retries a
+failed webhook four times over about 1.5 hours (reference/amocrm.md §1.8, §2.2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
+
+from leadbridge.bitrix24.client import BitrixClient
+from leadbridge.http.errors import CrmError
+from leadbridge.http.ratelimit import LeakyBucket
+from leadbridge.integration import Integration
+from leadbridge.oauth.token_provider import TokenProvider
+from leadbridge.queues import InboxMessage
+from leadbridge.store.integrations import DynamoIntegrations
+
+logger = Logger(child=True)
+
+OVERLAP_SECONDS = 15 * 60
+FIRST_WINDOW_SECONDS = 6 * 3600
+MAX_PAGES_PER_ENTITY = 40  # 2,000 entities a run; the rest waits for the next run (the watermark stays put)
+EVENTS = {"lead": "ONCRMLEADADD", "deal": "ONCRMDEALADD"}
+
+
+class Ledger(Protocol):
+    def seen(self, lead_keys: list[str]) -> set[str]: ...
+
+
+class Inbox(Protocol):
+    def send_many(self, messages: list[InboxMessage]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    integration_id: str
+    listed: int
+    already_known: int
+    enqueued: int
+    complete: bool
+
+
+def sweep_bitrix24(
+    integration: Integration,
+    client: BitrixClient,
+    ledger: Ledger,
+    inbox: Inbox,
+    watermark: int | None,
+    now: float,
+) -> SweepReport:
+    member_id = integration.account_id
+    if member_id is None:
+        return SweepReport(integration.integration_id, 0, 0, 0, complete=False)
+    since = (watermark - OVERLAP_SECONDS) if watermark else int(now) - FIRST_WINDOW_SECONDS
+    found: list[InboxMessage] = []
+    complete = True
+    received_at = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    for entity, event in EVENTS.items():
+        rows, entity_complete = _created_since(client, entity, since)
+        complete = complete and entity_complete
+        for row in rows:
+            found.append(
+                InboxMessage(
+                    integration_id=integration.integration_id,
+                    crm="bitrix24",
+                    account=member_id,
+                    event=event,
+                    entity_type=entity,
+                    entity_id=str(row["ID"]),
+                    received_at=received_at,
+                    payload={"event": event, "ts": f"sweep-{_digest(row)}", "domain": integration.crm_domain},
+                    source="sweep",
+                )
+            )
+    known = ledger.seen([m.lead_key for m in found])
+    missing = [m for m in found if m.lead_key not in known]
+    if missing:
+        inbox.send_many(missing)
+    return SweepReport(integration.integration_id, len(found), len(found) - len(missing), len(missing), complete)
+
+
+def _created_since(client: BitrixClient, entity: str, since: int) -> tuple[list[dict[str, Any]], bool]:
+    rows: list[dict[str, Any]] = []
+    after_id = 0
+    stamp = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
+    for _ in range(MAX_PAGES_PER_ENTITY):
+        page = client.call(
+            f"crm.{entity}.list",
+            {
+                "filter": {">=DATE_CREATE": stamp, ">ID": after_id},
+                "order": {"ID": "ASC"},
+                "select": ["ID", "DATE_CREATE"],
+                "start": -1,  # no total count: paging by id is what the docs advise for large sets
+            },
+        )
+        page = (
+            [row for row in page if isinstance(row, dict) and str(row.get("ID", "")).isdigit()]
+            if isinstance(page, list)
+            else []
+        )
+        rows.extend(page)
+        if len(page) < 50:
+            return rows, True
+        after_id = int(page[-1]["ID"])
+    return rows, False
+
+
+def _digest(row: dict[str, Any]) -> str:
+    return hashlib.sha256(f"{row.get('ID')}|{row.get('DATE_CREATE')}".encode()).hexdigest()[:12]
+
+
+class Reconciler:
+    """One scheduled run over every active Bitrix24 integration; a failing portal does not stop the others."""
+
+    def __init__(
+        self,
+        integrations: DynamoIntegrations,
+        ledger: Ledger,
+        inbox: Inbox,
+        tokens: TokenProvider,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.integrations = integrations
+        self.ledger = ledger
+        self.inbox = inbox
+        self.tokens = tokens
+        self.clock = clock
+
+    def run(self) -> list[SweepReport]:
+        reports: list[SweepReport] = []
+        for integration in self.integrations.list_all():
+            if not integration.active or integration.crm != "bitrix24":
+                continue
+            now = self.clock()
+            watermark = self.integrations.status(integration.integration_id).get("sweep_watermark")
+            capacity, drain = (250, 5.0) if integration.bitrix_enterprise else (50, 2.0)
+            client = BitrixClient(integration, self.tokens, LeakyBucket(capacity, drain))
+            try:
+                report = sweep_bitrix24(integration, client, self.ledger, self.inbox, watermark, now)
+            except CrmError as exc:
+                logger.warning(
+                    "sweep failed", extra={"integration_id": integration.integration_id, "error": type(exc).__name__}
+                )
+                continue
+            if report.complete:
+                self.integrations.set_sweep_watermark(integration.integration_id, int(now))
+            logger.info("sweep done", extra=asdict(report))
+            reports.append(report)
+        return reports
