@@ -63,6 +63,10 @@ build: sam-venv ## sam build (the layer and every function)
 schema: venv ## Regenerate the committed lead JSON Schema from the model
 	$(PY) -m leadbridge_local.schema
 
+redrive: venv ## Move a DLQ back to its queue: make redrive STACK=<stack> [QUEUE=inbox|leads] (AWS credentials from the environment)
+	@test -n "$(STACK)$(DLQ_URL)" || (echo 'usage: make redrive STACK=<stack> [QUEUE=inbox|leads]  or  DLQ_URL=... QUEUE_URL=...' >&2; exit 2)
+	$(PY) -m leadbridge.redrive $(if $(STACK),--stack $(STACK) --queue $(or $(QUEUE),inbox),--dlq-url $(DLQ_URL) --queue-url $(QUEUE_URL))
+
 bench: venv ## Benchmarks (not part of CI); writes bench/results.json
 	$(PY) bench/run.py
 

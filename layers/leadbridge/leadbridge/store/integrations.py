@@ -104,6 +104,9 @@ class DynamoIntegrations:
         now = int(time.time())
         expression = f"ADD count_{outcome} :one SET last_{_LAST[outcome]}_at = :now"
         values: dict[str, Any] = {":one": 1, ":now": now}
+        if outcome == "emitted":  # a lead came out, so the CRM answers: whatever blocked it is over
+            expression += ", connection_state = :connected"
+            values[":connected"] = "connected"
         if error is not None:
             expression += ", last_error = :e, last_error_at = :now"
             values[":e"] = error[:500]
