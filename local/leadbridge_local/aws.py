@@ -6,9 +6,11 @@ is patched. Each function's environment is resolved from the template (Globals p
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import random
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -44,6 +46,7 @@ class LocalStack:
     resolver: Resolver
     template: dict[str, Any]
     function_environments: dict[str, dict[str, str]] = field(default_factory=dict)
+    moto: LocalMotoServer | None = None
 
     def client(self, service: str) -> Any:
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION)  # type: ignore[call-overload]
@@ -173,9 +176,18 @@ class SerializedApp:
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
         self.lock = threading.Lock()
+        self.fault: Callable[[dict[str, Any], bytes], bool] | None = None
+        self.injected = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with self.lock:
+            if self.fault is not None:
+                body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+                environ["wsgi.input"] = io.BytesIO(body)
+                if self.fault(environ, body):
+                    self.injected += 1
+                    start_response("500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.0")])
+                    return [b'{"__type":"com.amazonaws.sqs#InternalError","message":"injected fault"}']
             return list(self.app(environ, start_response))
 
 
@@ -183,9 +195,9 @@ class LocalMotoServer:
     """Moto's own WSGI application on a free loopback port, one request at a time."""
 
     def __init__(self) -> None:
-        app = SerializedApp(DomainDispatcherApplication(create_backend_app))
+        self.app = SerializedApp(DomainDispatcherApplication(create_backend_app))
         self.server: BaseWSGIServer = make_server(
-            "127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler
+            "127.0.0.1", 0, self.app, threaded=True, request_handler=MotoRequestHandler
         )
         self.thread = threading.Thread(target=self.server.serve_forever, name="moto", daemon=True)
 
@@ -200,6 +212,17 @@ class LocalMotoServer:
         self.server.shutdown()
         self.thread.join()
 
+    def fail_sends_to(self, queue_name: str, ratio: float, seed: int = 11) -> None:
+        """Fault tests: answer a share of SendMessage(Batch) calls to one queue with SQS's 500 InternalError."""
+        rng = random.Random(seed)  # noqa: S311 - not for security
+
+        def fault(environ: dict[str, Any], body: bytes) -> bool:
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            sending = target in {"AmazonSQS.SendMessage", "AmazonSQS.SendMessageBatch"}
+            return sending and queue_name.encode() in body and rng.random() < ratio
+
+        self.app.fault = fault if ratio > 0 else None
+
 
 @contextmanager
 def local_aws(public_base_url: str = "http://127.0.0.1", stack_name: str = "leadbridge-local") -> Iterator[LocalStack]:
@@ -213,7 +236,9 @@ def local_aws(public_base_url: str = "http://127.0.0.1", stack_name: str = "lead
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     _forget_clients()
     try:
-        yield provision(endpoint, stack_name, {"PublicBaseUrl": public_base_url, "InboxDelaySeconds": "0"})
+        stack = provision(endpoint, stack_name, {"PublicBaseUrl": public_base_url, "InboxDelaySeconds": "0"})
+        stack.moto = server
+        yield stack
     finally:
         server.stop()
         _forget_clients()

@@ -71,6 +71,7 @@ class LocalRunner:
         self.stack: LocalStack
         self._http = LoopbackServer(self._api, name="local-api", port=self.http_port)
         self.invocations: dict[str, int] = {}
+        self.retried_records = 0
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalRunner:
@@ -123,11 +124,12 @@ class LocalRunner:
         function: Handler = getattr(self.module(logical_id), spec_props["Handler"].rsplit(".", 1)[1])
         return function
 
-    def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
+    def invoke(self, logical_id: str, event: dict[str, Any], context: Any = None) -> Any:
         self.invocations[logical_id] = self.invocations.get(logical_id, 0) + 1
         timeout = int(self.stack.template["Resources"][logical_id]["Properties"].get("Timeout", 10))
+        context = context or LambdaContextStub(function_name=logical_id, timeout_seconds=timeout)
         with _event_loop_like_lambda():
-            return self.handler(logical_id)(event, LambdaContextStub(function_name=logical_id, timeout_seconds=timeout))
+            return self.handler(logical_id)(event, context)
 
     # ------------------------------------------------------------------ HTTP
     def http_event(
@@ -167,7 +169,12 @@ class LocalRunner:
         return httpx.get(self.base_url + path, params=params, timeout=30)
 
     # ------------------------------------------------------------------ queues
-    def drain(self, timeout: float = 60.0, function: str = "LeadWorkerFunction") -> int:
+    def drain(
+        self,
+        timeout: float = 60.0,
+        function: str = "LeadWorkerFunction",
+        context_factory: Callable[[], Any] | None = None,
+    ) -> int:
         """Feed the inbox to the worker until it is empty; returns the number of records handled."""
         sqs = self.stack.client("sqs")
         inbox = self.stack.ref("InboxQueue")
@@ -183,9 +190,11 @@ class LocalRunner:
                     return handled
                 time.sleep(0.2)
                 continue
-            result = self.invoke(function, sqs_event(received, arn)) or {}
+            context = context_factory() if context_factory else None
+            result = self.invoke(function, sqs_event(received, arn), context) or {}
             failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
             handled += len(received)
+            self.retried_records += len(failed)
             for message in received:
                 if message["MessageId"] in failed:
                     # Compress the worker's backoff so local runs finish; SQS still counts the receives.

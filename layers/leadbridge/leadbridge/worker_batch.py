@@ -21,6 +21,13 @@ from leadbridge.worker import LeadWorker, PoisonEvent, RetryLater
 logger = Logger(child=True)
 
 
+STOP_BEFORE_TIMEOUT_MS = 15_000  # more than one record takes, CRM retries included
+
+
+class OutOfTime(Exception):
+    """The invocation's remaining time is too short to process another record."""
+
+
 class RetryScheduled(Exception):
     """Marks a record failed for the batch processor after its retry was scheduled."""
 
@@ -30,6 +37,7 @@ class WorkerBatch:
         self.worker = worker
         self.inbox = inbox
         self.dead_letters = dead_letters
+        self._context: LambdaContext | None = None
 
     def process(self, event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
         messages = []
@@ -38,6 +46,7 @@ class WorkerBatch:
                 messages.append(InboxMessage.from_json(raw.get("body", "")))
             except (ValueError, TypeError):
                 continue  # handled per record below
+        self._context = context
         self.worker.prepare(messages)
         # When every record failed, their retries are already scheduled: report them, do not fail the invocation.
         processor = SqsFifoPartialProcessor(skip_group_on_error=True)
@@ -48,6 +57,12 @@ class WorkerBatch:
         return dict(response)
 
     def _record(self, record: SQSRecord) -> str:
+        context = self._context
+        if context is not None and context.get_remaining_time_in_millis() < STOP_BEFORE_TIMEOUT_MS:
+            # Not enough time to finish a record: hand it (and, FIFO, the rest of its group) back untouched
+            # rather than be killed half-way through.
+            self.inbox.delay_retry(record.receipt_handle, 1)
+            raise OutOfTime("the invocation is about to time out")
         try:
             message = InboxMessage.from_json(record.body)
         except (ValueError, TypeError):

@@ -23,6 +23,7 @@ class Faults:
 
     ratio: float = 0.0
     seed: int = 7
+    stall_seconds: float = 11.0  # longer than the client's default 10 s timeout
     kinds: tuple[str, ...] = ("5xx", "timeout", "limit")
     _rng: random.Random = field(init=False)
 
@@ -85,10 +86,12 @@ class FakeCrmBase:
         """For fault tests: a server error, a stalled answer or a limit answer, for a share of the requests."""
         with self.lock:
             kind = self.faults.pick()
+        if kind is not None:
+            self.count(f"injected_{kind}")
         if kind == "5xx":
             return self.server_error()
         if kind == "timeout":
-            return HttpResponse(504, b"", delay=11.0)
+            return HttpResponse(504, b"", delay=self.faults.stall_seconds)
         if kind == "limit":
             response = self.limit_error()
             self.count(f"injected_{response.status}")

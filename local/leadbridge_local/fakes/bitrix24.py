@@ -48,6 +48,7 @@ class Portal:
     bucket: float = 0.0
     bucket_at: float = field(default_factory=time.monotonic)
     operating: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    denied: set[int] = field(default_factory=set)  # entities the token's user may not read
 
     @property
     def limits(self) -> tuple[float, float]:
@@ -221,6 +222,8 @@ class FakeBitrix24(FakeCrmBase):
             recorded = self._recorded(method, raw_id)
             if recorded is not None:
                 return True, recorded, None
+            if int(raw_id) in portal.denied:
+                return False, (403, "ACCESS_DENIED", "Access denied!"), None
             store = {"crm.lead.get": portal.leads, "crm.deal.get": portal.deals, "crm.contact.get": portal.contacts}[
                 method
             ]

@@ -15,13 +15,16 @@ import httpx
 
 ORIGIN_OVERRIDE_ENV = "LEADBRIDGE_CRM_ORIGIN_OVERRIDE"
 ORIGINAL_HOST_HEADER = "X-Original-Host"
+TIMEOUT_ENV = "LEADBRIDGE_CRM_TIMEOUT_SECONDS"
+DEFAULT_TIMEOUT_SECONDS = 10.0
 USER_AGENT = "leadbridge/1.0 (+https://github.com/leadbridge)"
 
 
 @cache
 def crm_http() -> httpx.Client:
+    seconds = float(os.environ.get(TIMEOUT_ENV, "") or DEFAULT_TIMEOUT_SECONDS)
     return httpx.Client(
-        timeout=httpx.Timeout(10.0, connect=3.0),
+        timeout=httpx.Timeout(seconds, connect=min(3.0, seconds)),
         limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
