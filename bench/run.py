@@ -4,6 +4,11 @@
   the local SQS/DynamoDB) over a bare SQS SendMessage's p50 to the same queue; hook_p99_ms alongside.
 - hook_import_ratio, worker_import_ratio: import time of each function's module in a fresh process over a bare
   ``import boto3`` in a fresh process (medians of several runs).
+- amo_calls_per_lead, bitrix_calls_per_lead: REST requests the fake CRM received per emitted lead, over a burst of
+  500 conversations for one account (amoCRM with the lead note on, as by default; without it alongside);
+  *_limit_violations: 429 / 503 answers the fakes gave meanwhile; *_limit_utilization: leads per second reached
+  over the most the CRM's sustained limit allows at that many calls per lead (amoCRM 7 req/s, Bitrix24 2 req/s).
+- worker_peak_rss_mb: the worker alone in its own process, over 1,000 Bitrix24 events.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = 400
 IMPORT_RUNS = 7
+BURST = 500
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -64,51 +71,44 @@ def import_figures() -> dict[str, float]:
     }
 
 
-def latency_figures() -> dict[str, float]:
-    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - function logs are not part of the figures
-    from leadbridge.integration import Integration  # noqa: PLC0415
-    from leadbridge_local.lambda_events import http_api_event  # noqa: PLC0415
-    from leadbridge_local.runner import LocalRunner  # noqa: PLC0415
-    from leadbridge_local.seed import install_integration  # noqa: PLC0415
+def latency_figures(runner: Any) -> dict[str, float]:
+    from leadbridge.integration import Integration
+    from leadbridge_local.lambda_events import http_api_event
+    from leadbridge_local.seed import install_integration
 
-    with LocalRunner() as runner:
-        integration = Integration(
-            integration_id="bench-amo", crm="amocrm", crm_domain="bench.amocrm.ru", account_id="1"
+    integration = Integration(integration_id="bench-amo", crm="amocrm", crm_domain="bench.amocrm.ru", account_id="1")
+    secret = install_integration(runner, integration)
+    sqs = runner.stack.client("sqs")
+    inbox = runner.stack.ref("InboxQueue")
+    route = "/hooks/amocrm/{integration_id}/{secret}/"
+    bare, hook = [], []
+    for n in range(RUNS):
+        start = time.perf_counter()
+        sqs.send_message(QueueUrl=inbox, MessageBody="x" * 400, MessageGroupId="bench", MessageDeduplicationId=f"b{n}")
+        bare.append(time.perf_counter() - start)
+        body = urlencode(
+            {
+                "talk[add][0][talk_id]": str(n + 1),
+                "talk[add][0][entity_id]": "5",
+                "account[subdomain]": "bench",
+                "account[id]": "1",
+            }
+        ).encode()
+        event = http_api_event(
+            "POST",
+            route,
+            f"/hooks/amocrm/bench-amo/{secret}/",
+            {"integration_id": "bench-amo", "secret": secret},
+            "",
+            {"content-type": "application/x-www-form-urlencoded"},
+            body,
         )
-        secret = install_integration(runner, integration)
-        sqs = runner.stack.client("sqs")
-        inbox = runner.stack.ref("InboxQueue")
-        route = "/hooks/amocrm/{integration_id}/{secret}/"
-        bare, hook = [], []
-        for n in range(RUNS):
-            start = time.perf_counter()
-            sqs.send_message(
-                QueueUrl=inbox, MessageBody="x" * 400, MessageGroupId="bench", MessageDeduplicationId=f"b{n}"
-            )
-            bare.append(time.perf_counter() - start)
-            body = urlencode(
-                {
-                    "talk[add][0][talk_id]": str(n + 1),
-                    "talk[add][0][entity_id]": "5",
-                    "account[subdomain]": "bench",
-                    "account[id]": "1",
-                }
-            ).encode()
-            event = http_api_event(
-                "POST",
-                route,
-                f"/hooks/amocrm/bench-amo/{secret}/",
-                {"integration_id": "bench-amo", "secret": secret},
-                "",
-                {"content-type": "application/x-www-form-urlencoded"},
-                body,
-            )
-            start = time.perf_counter()
-            response = runner.invoke("AmoHookFunction", event)
-            hook.append(time.perf_counter() - start)
-            assert response["statusCode"] == 200
-        warm_bare, warm_hook = bare[20:], hook[20:]
-    sys.stdout = sys.__stdout__
+        start = time.perf_counter()
+        response = runner.invoke("AmoHookFunction", event)
+        hook.append(time.perf_counter() - start)
+        assert response["statusCode"] == 200
+    warm_bare, warm_hook = bare[20:], hook[20:]
+    sqs.purge_queue(QueueUrl=inbox)  # what the latency runs enqueued is not part of the bursts
     return {
         "sqs_send_p50_ms": round(percentile(warm_bare, 0.5) * 1000, 2),
         "hook_p50_ms": round(percentile(warm_hook, 0.5) * 1000, 2),
@@ -117,8 +117,115 @@ def latency_figures() -> dict[str, float]:
     }
 
 
+def post_bitrix_leads(runner: Any, secret: str, lead_ids: range) -> None:
+    """Open Lines leads in the fake portal, each announced by its ONCRMLEADADD webhook."""
+    for lead_id in lead_ids:
+        runner.bitrix24.add_open_lines_lead("burst.bitrix24.ru", lead_id)
+        body = urlencode(
+            {
+                "event": "ONCRMLEADADD",
+                "data[FIELDS][ID]": str(lead_id),
+                "auth[domain]": "burst.bitrix24.ru",
+                "auth[member_id]": "benchmember",
+                "auth[application_token]": "bench-application-token",
+            }
+        )
+        assert runner.post(f"/hooks/bitrix24/burst-b24/{secret}", body).status_code == 200
+
+
+def burst_figures(runner: Any) -> dict[str, float]:
+    from leadbridge.integration import Integration
+    from leadbridge_local.seed import connect_amocrm, connect_bitrix24, install_integration
+
+    figures: dict[str, float] = {}
+    amo = Integration(
+        integration_id="burst-amo", crm="amocrm", crm_domain="burst.amocrm.ru", client_id="c", client_secret="s"
+    )
+    amo_secret = install_integration(runner, amo)
+    connect_amocrm(runner, amo, 4242)
+    for talk in range(1, BURST + 1):
+        runner.amocrm.add_talk(
+            "burst",
+            talk,
+            lead_id=talk,
+            contact_id=talk,
+            origin="telegram",
+            created_at=1773223766,
+            lead={},
+            contact={"name": "A"},
+        )
+        body = urlencode(
+            {
+                "talk[add][0][talk_id]": str(talk),
+                "talk[add][0][entity_id]": str(talk),
+                "talk[add][0][entity_type]": "lead",
+                "talk[add][0][contact_id]": str(talk),
+                "talk[add][0][origin]": "telegram",
+                "account[subdomain]": "burst",
+                "account[id]": "4242",
+            }
+        )
+        assert runner.post(f"/hooks/amocrm/burst-amo/{amo_secret}/", body).status_code == 200
+    before = dict(runner.amocrm.counts)
+    started = time.perf_counter()
+    runner.drain(timeout=1800)
+    elapsed = time.perf_counter() - started
+    leads = len(runner.take_leads())
+    calls = runner.amocrm.counts["api_requests"] - before.get("api_requests", 0)
+    notes = len(runner.amocrm.accounts["burst"].notes)
+    per_lead = calls / leads
+    figures |= {
+        "amo_leads": leads,
+        "amo_calls_per_lead": round(per_lead, 2),
+        "amo_calls_per_lead_without_note": round((calls - notes) / leads, 2),
+        "amo_limit_violations": runner.amocrm.counts["limit_violations"] - before.get("limit_violations", 0),
+        "amo_limit_utilization": round((leads / elapsed) / (7 / per_lead), 2),
+    }
+
+    b24 = Integration(
+        integration_id="burst-b24", crm="bitrix24", crm_domain="burst.bitrix24.ru", client_id="c", client_secret="s"
+    )
+    b24_secret = install_integration(runner, b24, application_token="bench-application-token")
+    connect_bitrix24(runner, b24, "benchmember")
+    post_bitrix_leads(runner, b24_secret, range(1, BURST + 1))
+    before = dict(runner.bitrix24.counts)
+    started = time.perf_counter()
+    runner.drain(timeout=1800)
+    elapsed = time.perf_counter() - started
+    leads = len(runner.take_leads())
+    calls = runner.bitrix24.counts["api_requests"] - before.get("api_requests", 0)
+    per_lead = calls / leads
+    figures |= {
+        "bitrix_leads": leads,
+        "bitrix_calls_per_lead": round(per_lead, 3),
+        "bitrix_limit_violations": runner.bitrix24.counts["limit_violations"] - before.get("limit_violations", 0),
+        "bitrix_limit_utilization": round((leads / elapsed) / (2 / per_lead), 2),
+    }
+
+    # Worker memory: 1,000 events drained by the worker alone, in its own process.
+    post_bitrix_leads(runner, b24_secret, range(BURST + 1, BURST + 1001))
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO / 'layers/leadbridge'}:{REPO / 'local'}",
+        "BENCH_INBOX_ARN": runner.stack.attribute("InboxQueue", "Arn"),
+    }
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench/worker_rss.py")], env=env, capture_output=True, text=True, check=True
+    )
+    child = json.loads(out.stdout.strip().splitlines()[-1])
+    figures |= {"worker_events": child["handled"], "worker_peak_rss_mb": child["peak_rss_mb"]}
+    return figures
+
+
 def main() -> int:
-    results = {**import_figures(), **latency_figures()}
+    results = import_figures()
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - function logs are not part of the figures
+    from leadbridge_local.runner import LocalRunner
+
+    with LocalRunner() as runner:
+        results |= latency_figures(runner)
+        results |= burst_figures(runner)
+    sys.stdout = sys.__stdout__
     (REPO / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     width = max(len(k) for k in results)
     for key, value in results.items():

@@ -13,6 +13,7 @@ import os
 import random
 import socket
 import threading
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -235,6 +236,8 @@ def local_aws(public_base_url: str = "http://127.0.0.1", stack_name: str = "lead
     os.environ.update(LOCAL_CREDENTIALS)
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     _forget_clients()
+    # Moto's backends are global to the process: a stack started after another must not see the first one's state.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
     try:
         stack = provision(endpoint, stack_name, {"PublicBaseUrl": public_base_url, "InboxDelaySeconds": "0"})
         stack.moto = server

@@ -12,34 +12,15 @@ from leadbridge_local.runner import LocalRunner
 from tests.conftest import load_event
 from tests.integration.helpers import bitrix_fields, new_bitrix_integration, sample_body
 
-HISTORY = {
-    "message": {
-        "1": {"id": "1", "senderid": "88", "date": "2026-03-11T12:20:01+03:00", "text": "Привет", "params": {}}
-    },
-    "users": {"88": {"id": "88", "connector": True}},
-}
-
 
 def seed_lead(
     runner: LocalRunner,
     domain: str,
     lead_id: int,
-    connector: str = "telegrambot",
     activity_after: float = 0.0,
     created: str = "2026-03-11T12:20:00+03:00",
 ) -> None:
-    portal = runner.bitrix24.portals[domain]
-    portal.leads[lead_id] = {
-        "ID": str(lead_id),
-        "NAME": "Клиент",
-        "SOURCE_ID": "1|TELEGRAM",
-        "DATE_CREATE": created,
-        "PHONE": [{"VALUE": "+79261112233", "TYPE_ID": "PHONE"}],
-        "IM": [{"VALUE": f"imol|{connector}|1|{lead_id}|88", "TYPE_ID": "IM"}],
-    }
-    session = 10_000 + lead_id
-    portal.histories[session] = HISTORY
-    runner.bitrix24.add_activity(domain, "lead", lead_id, session, connector, visible_after=activity_after)
+    runner.bitrix24.add_open_lines_lead(domain, lead_id, activity_after=activity_after, created=created)
 
 
 def test_samples_from_events(runner: LocalRunner) -> None:

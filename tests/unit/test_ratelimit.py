@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadbridge.http.ratelimit import LeakyBucket, Pacer, backoff_seconds
+from leadbridge.http.ratelimit import LeakyBucket, WindowLimiter, backoff_seconds
 
 
 class ManualClock:
@@ -17,26 +17,47 @@ class ManualClock:
         self.now += seconds
 
 
-@settings(max_examples=100)
-@given(st.integers(min_value=1, max_value=20), st.lists(st.floats(min_value=0, max_value=0.5), max_size=60))
-def test_pacer_never_allows_more_than_rate_in_any_window(rate: int, gaps: list[float]) -> None:
+@settings(max_examples=200)
+@given(
+    st.integers(min_value=1, max_value=12),
+    st.lists(st.tuples(st.floats(0, 0.5), st.floats(0, 0.3), st.floats(0, 1)), max_size=60),
+)
+def test_no_window_at_the_crm_ever_sees_more_than_the_limit(
+    limit: int, requests: list[tuple[float, float, float]]
+) -> None:
+    """Each request: an idle gap before it, a latency, and where inside the latency it reaches the CRM."""
     clock = ManualClock()
-    pacer = Pacer(rate, clock=clock, sleep=clock.sleep)
-    sent = []
-    for gap in gaps:
+    limiter = WindowLimiter(limit, clock=clock, sleep=clock.sleep)
+    arrivals = []
+    for gap, latency, where in requests:
         clock.now += gap
-        pacer.acquire()
-        sent.append(clock.now)
-    for i, start in enumerate(sent):
-        assert sum(1 for t in sent[i:] if t - start < 1.0) <= rate
+        limiter.acquire()
+        arrivals.append(clock.now + latency * where)
+        clock.now += latency
+        limiter.done()
+    arrivals.sort()
+    for i, first in enumerate(arrivals):
+        assert sum(1 for t in arrivals[i:] if t - first < 1.0) <= limit
 
 
-def test_pacer_back_off_delays_the_next_request() -> None:
+def test_back_off_delays_the_next_request() -> None:
     clock = ManualClock()
-    pacer = Pacer(7, clock=clock, sleep=clock.sleep)
-    pacer.acquire()
-    pacer.back_off(3.0)
-    assert pacer.acquire() >= 3.0
+    limiter = WindowLimiter(7, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    limiter.done()
+    limiter.back_off(3.0)
+    assert limiter.acquire() >= 3.0
+
+
+def test_steady_rate_is_the_limit_per_window() -> None:
+    clock = ManualClock()
+    limiter = WindowLimiter(7, clock=clock, sleep=clock.sleep, margin=0.0)
+    start = clock.now
+    for _ in range(70):
+        limiter.acquire()
+        clock.now += 0.01  # each request takes 10 ms
+        limiter.done()
+    assert 9.0 < clock.now - start < 10.2  # 70 requests at 7 per (1 s + latency)
 
 
 @settings(max_examples=100)

@@ -18,7 +18,7 @@ from leadbridge.oauth.token_provider import Refresher, TokenProvider
 from leadbridge.queues import DeadLetters, InboxQueue, LeadsQueue
 from leadbridge.reconcile import Reconciler
 from leadbridge.secret_values import secret_string
-from leadbridge.store.integrations import CachedIntegrations, DynamoIntegrations
+from leadbridge.store.integrations import BatchStatus, CachedIntegrations, DynamoIntegrations
 from leadbridge.store.ledger import DynamoLedger
 from leadbridge.store.tokens import DynamoTokens
 from leadbridge.worker import Enricher, LeadWorker
@@ -53,15 +53,16 @@ def lead_worker(config: WorkerConfig, metrics: Metrics) -> WorkerBatch:
         "amocrm": AmoEnricher(tokens, config.amo_requests_per_second),
         "bitrix24": BitrixEnricher(tokens, config.bitrix_activity_wait_seconds),
     }
+    status = BatchStatus(integrations)
     worker = LeadWorker(
         integrations=CachedIntegrations(integrations, ttl_seconds=5),
-        status=integrations,
+        status=status,
         ledger=DynamoLedger(config.ledger_table, config.ledger_retention_days),
         leads=LeadsQueue(config.leads_queue_url),
         enrichers=enrichers,
         count=MetricCounter(metrics),
     )
-    return WorkerBatch(worker, InboxQueue(config.inbox_queue_url), DeadLetters(config.inbox_dlq_url))
+    return WorkerBatch(worker, InboxQueue(config.inbox_queue_url), DeadLetters(config.inbox_dlq_url), status)
 
 
 def token_refresher(

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadbridge.queues import DeadLetters, InboxMessage, InboxQueue
+from leadbridge.store.integrations import BatchStatus
 from leadbridge.worker import LeadWorker, PoisonEvent, RetryLater
 
 logger = Logger(child=True)
@@ -33,8 +34,9 @@ class RetryScheduled(Exception):
 
 
 class WorkerBatch:
-    def __init__(self, worker: LeadWorker, inbox: InboxQueue, dead_letters: DeadLetters) -> None:
+    def __init__(self, worker: LeadWorker, inbox: InboxQueue, dead_letters: DeadLetters, status: BatchStatus) -> None:
         self.worker = worker
+        self.status = status
         self.inbox = inbox
         self.dead_letters = dead_letters
         self._context: LambdaContext | None = None
@@ -47,6 +49,14 @@ class WorkerBatch:
             except (ValueError, TypeError):
                 continue  # handled per record below
         self._context = context
+        try:
+            return self._process(event, context, messages)
+        finally:
+            self.status.flush()
+
+    def _process(
+        self, event: dict[str, Any], context: LambdaContext | None, messages: list[InboxMessage]
+    ) -> dict[str, Any]:
         self.worker.prepare(messages)
         # When every record failed, their retries are already scheduled: report them, do not fail the invocation.
         processor = SqsFifoPartialProcessor(skip_group_on_error=True)

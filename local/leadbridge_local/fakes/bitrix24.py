@@ -117,6 +117,41 @@ class FakeBitrix24(FakeCrmBase):
                 }
             )
 
+    def add_open_lines_lead(
+        self,
+        domain: str,
+        lead_id: int,
+        *,
+        connector: str = "telegrambot",
+        created: str = "2026-03-11T12:20:00+03:00",
+        activity_after: float = 0.0,
+    ) -> None:
+        """A lead as Open Lines creates it: IM multifield, its session activity and a one-message transcript."""
+        portal = self.portals[domain.lower()]
+        session = 10_000 + lead_id
+        with self.lock:
+            portal.leads[lead_id] = {
+                "ID": str(lead_id),
+                "NAME": "Клиент",
+                "SOURCE_ID": "1|TELEGRAM",
+                "DATE_CREATE": created,
+                "PHONE": [{"VALUE": "+79261112233", "TYPE_ID": "PHONE"}],
+                "IM": [{"VALUE": f"imol|{connector}|1|{lead_id}|88", "TYPE_ID": "IM"}],
+            }
+            portal.histories[session] = {
+                "message": {
+                    "1": {
+                        "id": "1",
+                        "senderid": "88",
+                        "date": "2026-03-11T12:20:01+03:00",
+                        "text": "Привет",
+                        "params": {},
+                    }
+                },
+                "users": {"88": {"id": "88", "connector": True}},
+            }
+        self.add_activity(domain, "lead", lead_id, session, connector, visible_after=activity_after)
+
     # ------------------------------------------------------------------ HTTP
     def handle(self, request: HttpRequest) -> HttpResponse:
         if request.host in OAUTH_HOSTS:

@@ -1,6 +1,6 @@
 """amoCRM REST v4 for one integration: paced to its limit, with the documented answers turned into errors.
 
-- 7 requests/s per integration (``Pacer``); a 429 backs the pacer off by ``retry_after`` and is retried here
+- 7 requests/s per integration (``WindowLimiter``); a 429 backs the limiter off by ``retry_after`` and is retried here
   while the wait is short, else raised so the inbox message comes back later;
 - 401 goes through the token store (another process may have rotated the token), then one retry;
 - 403 (account blocked, possibly an HTML page) and 402 (not paid) raise ``AccountBlocked``: the worker stops
@@ -23,7 +23,7 @@ from leadbridge.http.errors import (
     NotFound,
     RateLimited,
 )
-from leadbridge.http.ratelimit import Pacer
+from leadbridge.http.ratelimit import WindowLimiter
 from leadbridge.integration import Integration
 from leadbridge.oauth.token_provider import TokenProvider
 
@@ -32,10 +32,10 @@ MAX_ATTEMPTS = 4
 
 
 class AmoClient:
-    def __init__(self, integration: Integration, tokens: TokenProvider, pacer: Pacer) -> None:
+    def __init__(self, integration: Integration, tokens: TokenProvider, limiter: WindowLimiter) -> None:
         self.integration = integration
         self.tokens = tokens
-        self.pacer = pacer
+        self.limiter = limiter
         self.base_url = f"https://{integration.crm_domain}"
         self.requests_made = 0
 
@@ -64,7 +64,7 @@ class AmoClient:
         token = self.tokens.get(self.integration)
         refreshed_after_401 = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            self.pacer.acquire()
+            self.limiter.acquire()
             self.requests_made += 1
             try:
                 response = request(
@@ -75,9 +75,11 @@ class AmoClient:
                     headers={"Authorization": f"Bearer {token.value}"},
                 )
             except httpx.HTTPError as exc:
+                self.limiter.done()
                 if attempt == MAX_ATTEMPTS:
                     raise CrmUnavailable(f"amoCRM unreachable: {type(exc).__name__}") from exc
                 continue
+            self.limiter.done()
             status = response.status_code
             if status == 200:
                 payload = response.json()
@@ -92,7 +94,7 @@ class AmoClient:
                 continue
             if status == 429:
                 wait = _retry_after(response)
-                self.pacer.back_off(wait)
+                self.limiter.back_off(wait)
                 if wait > MAX_INLINE_WAIT_SECONDS or attempt == MAX_ATTEMPTS:
                     raise RateLimited("amoCRM rate limit", retry_after=wait, status=429)
                 continue
@@ -103,7 +105,7 @@ class AmoClient:
             if status >= 500:
                 if attempt == MAX_ATTEMPTS:
                     raise CrmUnavailable("amoCRM server error", status=status)
-                self.pacer.back_off(0.5 * attempt)
+                self.limiter.back_off(0.5 * attempt)
                 continue
             raise BadRequest(f"amoCRM refused the request ({status})", status=status)
         raise CrmUnavailable("amoCRM: attempts exhausted")

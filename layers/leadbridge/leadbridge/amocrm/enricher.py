@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from leadbridge.amocrm.client import AmoClient
 from leadbridge.amocrm.enrich import NOTE_SERVICE, build_talk_lead
-from leadbridge.http.ratelimit import Pacer
+from leadbridge.http.ratelimit import WindowLimiter
 from leadbridge.integration import Integration
 from leadbridge.oauth.token_provider import TokenProvider
 from leadbridge.queues import InboxMessage
@@ -16,13 +16,13 @@ class AmoEnricher:
     def __init__(self, tokens: TokenProvider, requests_per_second: int) -> None:
         self.tokens = tokens
         self.requests_per_second = requests_per_second
-        self._pacers: dict[str, Pacer] = {}
+        self._limiters: dict[str, WindowLimiter] = {}
         self.requests_made = 0
 
-    def pacer(self, integration_id: str) -> Pacer:
-        if integration_id not in self._pacers:
-            self._pacers[integration_id] = Pacer(self.requests_per_second)
-        return self._pacers[integration_id]
+    def limiter(self, integration_id: str) -> WindowLimiter:
+        if integration_id not in self._limiters:
+            self._limiters[integration_id] = WindowLimiter(self.requests_per_second)
+        return self._limiters[integration_id]
 
     def prepare(self, batch: list[tuple[InboxMessage, Integration]]) -> None:
         """amoCRM has no multi-entity read that would serve several talks at once; nothing to share."""
@@ -30,7 +30,7 @@ class AmoEnricher:
     def build(self, message: InboxMessage, integration: Integration, entry: LedgerEntry) -> Emission | Skip:
         if message.entity_type != "talk":
             return Skip(reason=f"unsupported amoCRM entity {message.entity_type}")
-        client = AmoClient(integration, self.tokens, self.pacer(integration.integration_id))
+        client = AmoClient(integration, self.tokens, self.limiter(integration.integration_id))
         try:
             built = build_talk_lead(message, integration, client)
         finally:

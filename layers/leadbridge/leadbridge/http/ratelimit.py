@@ -1,7 +1,7 @@
 """Client-side rate limits, so the CRM never has to refuse us.
 
 FIFO message groups give one worker per integration at a time, so a limiter in the process is enough.
-``Pacer`` spaces requests evenly (amoCRM: 7 per second per integration, any 1-second window). ``LeakyBucket``
+``WindowLimiter`` keeps any 1-second window at the CRM to the limit (amoCRM: 7 per integration). ``LeakyBucket``
 mirrors Bitrix24's counter (it grows by one per request, drains ``drain_per_second``, refuses above ``capacity``).
 """
 
@@ -9,40 +9,55 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 
-class Pacer:
-    """At most ``per_second`` requests in any 1-second window: requests are at least ``1/per_second`` apart."""
+class WindowLimiter:
+    """At most ``limit`` requests *arriving* at the CRM in any ``window`` seconds, whatever the network's jitter.
+
+    A request arrives somewhere between its start and its response. So request n+limit starts only once ``window``
+    has passed since request n's response: their arrivals are then at least ``window`` apart, however late the
+    earlier one travelled. Callers use it one at a time per integration (FIFO message groups make that so) and
+    call ``done()`` when each request's answer (or failure) is in.
+    """
 
     def __init__(
         self,
-        per_second: float,
+        limit: int,
+        window: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        margin: float = 0.004,
+        margin: float = 0.002,
     ) -> None:
-        self.interval = 1.0 / per_second + margin
+        self.limit = limit
+        self.window = window + margin
         self.clock = clock
         self.sleep = sleep
-        self._next = 0.0
+        self._done: deque[float] = deque(maxlen=limit)
+        self._blocked_until = 0.0
         self._lock = threading.Lock()
 
     def acquire(self) -> float:
-        """Wait for the next slot; returns the seconds waited."""
+        """Wait until the next request may start; returns the seconds waited."""
         with self._lock:
             now = self.clock()
-            start = max(now, self._next)
-            self._next = start + self.interval
+            start = max(now, self._blocked_until)
+            if len(self._done) == self.limit:
+                start = max(start, self._done[0] + self.window)
         wait = start - now
         if wait > 0:
             self.sleep(wait)
-        return wait
+        return max(0.0, wait)
+
+    def done(self) -> None:
+        with self._lock:
+            self._done.append(self.clock())
 
     def back_off(self, seconds: float) -> None:
         """The CRM refused: no request before ``seconds`` from now."""
         with self._lock:
-            self._next = max(self._next, self.clock() + seconds)
+            self._blocked_until = max(self._blocked_until, self.clock() + seconds)
 
 
 class LeakyBucket:

@@ -10,6 +10,7 @@ Settings and status are separate items so that saving settings never overwrites 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any, Literal, Protocol
 
@@ -101,16 +102,26 @@ class DynamoIntegrations:
         self._update_status(expression, values, integration_id)
 
     def record_outcome(self, integration_id: str, outcome: Outcome, error: str | None = None) -> None:
-        now = int(time.time())
-        expression = f"ADD count_{outcome} :one SET last_{_LAST[outcome]}_at = :now"
-        values: dict[str, Any] = {":one": 1, ":now": now}
-        if outcome == "emitted":  # a lead came out, so the CRM answers: whatever blocked it is over
-            expression += ", connection_state = :connected"
+        self.record_outcomes(integration_id, {outcome: 1}, error)
+
+    def record_outcomes(self, integration_id: str, counts: Mapping[Outcome, int], error: str | None = None) -> None:
+        """Add to the status counters in one write."""
+        counts = {k: v for k, v in counts.items() if v}
+        if not counts:
+            return
+        values: dict[str, Any] = {":now": int(time.time())}
+        adds, sets = [], []
+        for outcome, count in counts.items():
+            adds.append(f"count_{outcome} :n_{outcome}")
+            sets.append(f"last_{_LAST[outcome]}_at = :now")
+            values[f":n_{outcome}"] = count
+        if counts.get("emitted"):  # a lead came out, so the CRM answers: whatever blocked it is over
+            sets.append("connection_state = :connected")
             values[":connected"] = "connected"
         if error is not None:
-            expression += ", last_error = :e, last_error_at = :now"
+            sets.append("last_error = :e, last_error_at = :now")
             values[":e"] = error[:500]
-        self._update_status(expression, values, integration_id)
+        self._update_status(f"ADD {', '.join(adds)} SET {', '.join(sets)}", values, integration_id)
 
     def set_sweep_watermark(self, integration_id: str, watermark: int) -> None:
         self._update_status("SET sweep_watermark = :w", {":w": watermark}, integration_id)
@@ -134,6 +145,34 @@ class DynamoIntegrations:
 
 
 _LAST: dict[Outcome, str] = {"accepted": "event", "emitted": "lead", "skipped": "skip", "failed": "failure"}
+
+
+class BatchStatus:
+    """Status counters gathered over one worker batch and written once per integration (``flush``).
+
+    Counting costs no write per event. A worker that dies before flushing loses those counts, not a lead:
+    the counters are for people, the ledger is the record. Connection states are written at once.
+    """
+
+    def __init__(self, inner: DynamoIntegrations) -> None:
+        self.inner = inner
+        self._counts: dict[str, dict[Outcome, int]] = {}
+        self._errors: dict[str, str] = {}
+
+    def record_outcome(self, integration_id: str, outcome: Outcome, error: str | None = None) -> None:
+        counts = self._counts.setdefault(integration_id, {})
+        counts[outcome] = counts.get(outcome, 0) + 1
+        if error is not None:
+            self._errors[integration_id] = error
+
+    def set_connection_state(self, integration_id: str, state: ConnectionState, reason: str | None = None) -> None:
+        self.inner.set_connection_state(integration_id, state, reason)
+
+    def flush(self) -> None:
+        counts, errors = self._counts, self._errors
+        self._counts, self._errors = {}, {}
+        for integration_id, outcome_counts in counts.items():
+            self.inner.record_outcomes(integration_id, outcome_counts, errors.get(integration_id))
 
 
 class CachedIntegrations:
