@@ -9,25 +9,31 @@ CRM ?= amocrm
 FILES ?=
 CRM_DATA ?=
 
-.PHONY: help venv sam-venv demo replay api test test-fault lint format typecheck template build schema bench redrive clean
+.PHONY: help venv sam-venv lock demo replay api test test-fault lint format typecheck template build schema bench redrive clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt layers/leadbridge/requirements.txt
+# The virtualenvs install the locks (every version and hash of the tree), never the loose requirements.
+$(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q --require-hashes -r requirements.lock
 	touch $@
 
-$(SAM_VENV)/.installed: requirements-sam.txt
+$(SAM_VENV)/.installed: requirements-sam.lock
 	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install -q -r requirements-sam.txt
+	$(SAM_VENV)/bin/pip install -q --require-hashes -r requirements-sam.lock
 	touch $@
 
 venv: $(VENV)/.installed ## Create the development virtualenv (Python 3.13)
 
 sam-venv: $(SAM_VENV)/.installed ## Create the SAM CLI's own virtualenv
+
+UV_COMPILE = $(VENV)/bin/uv pip compile -q --universal --generate-hashes --python-version 3.13
+lock: venv ## Re-resolve the locks (layer, tools, SAM CLI) after changing a requirements file
+	$(UV_COMPILE) layers/leadbridge/requirements.txt -o layers/leadbridge/requirements.lock
+	$(UV_COMPILE) -c layers/leadbridge/requirements.lock requirements.txt -o requirements.lock
+	$(UV_COMPILE) requirements-sam.txt -o requirements-sam.lock
 
 demo: venv ## Run the pipeline on the local stack with the samples in events/ and print the leads
 	$(PY) -m leadbridge_local.demo
@@ -39,7 +45,7 @@ replay: venv ## Replay captured webhooks: make replay CRM=amocrm FILES="a.form b
 api: venv ## Serve the integrations API with uvicorn on the local stack (API_PORT, default 8000)
 	$(PY) -m leadbridge_local.api_server
 
-test: venv ## Run the test suite (unit, integration over local AWS and fake CRMs, property tests)
+test: venv sam-venv ## Run the test suite (unit, integration over local AWS and fake CRMs, property tests)
 	$(PY) -m pytest
 
 lint: venv ## ruff lint and format check
@@ -53,9 +59,12 @@ format: venv ## Apply ruff fixes and formatting
 typecheck: venv ## mypy, strict, on the layer, the functions and the local tooling
 	$(VENV)/bin/mypy
 
-template: venv sam-venv ## cfn-lint and sam validate --lint
+template: venv sam-venv ## cfn-lint and sam validate --lint, then cfn-lint on what CloudFormation receives
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint
+	@mkdir -p out
+	$(SAM_VENV)/bin/python -m leadbridge_local.sam_transform > out/template.transformed.json
+	$(VENV)/bin/cfn-lint out/template.transformed.json
 
 build: sam-venv ## sam build (the layer and every function)
 	PATH="$(abspath $(dir $(PYTHON))):$$PATH" $(SAM_VENV)/bin/sam build
@@ -67,7 +76,7 @@ redrive: venv ## Move a DLQ back to its queue: make redrive STACK=<stack> [QUEUE
 	@test -n "$(STACK)$(DLQ_URL)" || (echo 'usage: make redrive STACK=<stack> [QUEUE=inbox|leads]  or  DLQ_URL=... QUEUE_URL=...' >&2; exit 2)
 	$(PY) -m leadbridge.redrive $(if $(STACK),--stack $(STACK) --queue $(or $(QUEUE),inbox),--dlq-url $(DLQ_URL) --queue-url $(QUEUE_URL))
 
-bench: venv ## Benchmarks (not part of CI); writes bench/results.json
+bench: venv build ## Benchmarks (not part of CI; on the built artifacts); writes bench/results.json
 	$(PY) bench/run.py
 
 clean: ## Remove build output and caches

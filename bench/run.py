@@ -3,11 +3,16 @@
 - hook_p50_ratio: amo-hook's warm p50 on the local stack (handler invoked with API Gateway events, real boto3 to
   the local SQS/DynamoDB) over a bare SQS SendMessage's p50 to the same queue; hook_p99_ms alongside.
 - hook_import_ratio, worker_import_ratio: import time of each function's module in a fresh process over a bare
-  ``import boto3`` in a fresh process (medians of several runs).
+  ``import boto3`` in a fresh process (medians of several runs), on the built artifacts as Lambda loads them
+  (``.aws-sam/build``: the layer with its compiled bytecode). The hook is pure Python and imports the arm64 build
+  itself; the worker needs pydantic-core's native module, so on another machine it imports the same layer built by
+  the same Makefile for this machine's platform.
 - amo_calls_per_lead, bitrix_calls_per_lead: REST requests the fake CRM received per emitted lead, over a burst of
-  500 conversations for one account (amoCRM with the lead note on, as by default; without it alongside);
-  *_limit_violations: 429 / 503 answers the fakes gave meanwhile; *_limit_utilization: leads per second reached
-  over the most the CRM's sustained limit allows at that many calls per lead (amoCRM 7 req/s, Bitrix24 2 req/s).
+  500 conversations for one account (amoCRM with the lead note on, as by default; without it alongside), drained
+  by the scaling runner (``environments`` worker processes, batches handed to a free one at random) while the
+  reconciliation sweep runs on the same CRMs every 2 s; *_limit_violations: 429 / 503 answers the fakes gave
+  meanwhile; *_limit_utilization: REST requests per second over the CRM's sustained limit (amoCRM 7/s, Bitrix24
+  2/s); limiter_calls_per_crm_call: DynamoDB requests to the shared budget's table per REST request.
 - worker_peak_rss_mb: the worker alone in its own process, over 1,000 Bitrix24 events.
 """
 
@@ -15,9 +20,11 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -45,10 +52,32 @@ def import_seconds(statement: str, env: dict[str, str]) -> float:
     return statistics.median(samples)
 
 
+BUILD = REPO / ".aws-sam" / "build"
+HOST_LAYER = REPO / ".aws-sam" / "bench-host-layer"
+
+
+def host_layer() -> Path:
+    """The layer as built for Lambda, or its twin for this machine's platform when that is not arm64."""
+    if platform.machine() in {"aarch64", "arm64"}:
+        return BUILD / "LeadbridgeLayer" / "python"
+    subprocess.run(
+        ["make", "-s", "-C", str(REPO / "layers/leadbridge"), "build-LeadbridgeLayer"],
+        env={
+            **os.environ,
+            "ARTIFACTS_DIR": str(HOST_LAYER),
+            "PLATFORM": f"manylinux2014_{platform.machine()}",
+            "PYTHON": sys.executable,
+        },
+        check=True,
+    )
+    return HOST_LAYER / "python"
+
+
 def import_figures() -> dict[str, float]:
+    if not (BUILD / "LeadbridgeLayer" / "python").is_dir():
+        raise SystemExit("no build: run `make build` first (make bench does)")
     env = {
         **os.environ,
-        "PYTHONPATH": f"{REPO / 'layers/leadbridge'}:{REPO / 'local'}",
         "INTEGRATIONS_TABLE": "t",
         "LEDGER_TABLE": "l",
         "INBOX_QUEUE_URL": "https://sqs/q",
@@ -59,9 +88,13 @@ def import_figures() -> dict[str, float]:
         "POWERTOOLS_METRICS_NAMESPACE": "Leadbridge",
     }
     load = "import importlib.util as u; s = u.spec_from_file_location('app', '{}'); m = u.module_from_spec(s); s.loader.exec_module(m)"
+    env.pop("PYTHONPATH", None)
     boto = import_seconds("import boto3", env)
-    hook = import_seconds(load.format(REPO / "functions/amo_hook/app.py"), env)
-    worker = import_seconds(load.format(REPO / "functions/lead_worker/app.py"), env)
+    arm_layer = BUILD / "LeadbridgeLayer" / "python"
+    hook = import_seconds(load.format(BUILD / "AmoHookFunction" / "app.py"), {**env, "PYTHONPATH": str(arm_layer)})
+    worker = import_seconds(
+        load.format(BUILD / "LeadWorkerFunction" / "app.py"), {**env, "PYTHONPATH": str(host_layer())}
+    )
     return {
         "import_boto3_ms": round(boto * 1000, 1),
         "hook_import_ms": round(hook * 1000, 1),
@@ -133,11 +166,37 @@ def post_bitrix_leads(runner: Any, secret: str, lead_ids: range) -> None:
         assert runner.post(f"/hooks/bitrix24/burst-b24/{secret}", body).status_code == 200
 
 
+class SweepWhileDraining:
+    """The reconciliation sweep runs on its schedule during the burst: another function on the same CRMs."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self.stop = threading.Event()
+        self.runs = 0
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(2.0):
+            self.runner.run_scheduled("ReconcileSweepFunction")
+            self.runs += 1
+
+    def __enter__(self) -> SweepWhileDraining:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(120)
+
+
 def burst_figures(runner: Any) -> dict[str, float]:
     from leadbridge.integration import Integration
     from leadbridge_local.seed import connect_amocrm, connect_bitrix24, install_integration
 
-    figures: dict[str, float] = {}
+    assert runner.stack.moto is not None
+    limits_table = runner.stack.ref("LimitsTable")
+    runner.stack.moto.app.watched[limits_table] = 0
+    figures: dict[str, float] = {"environments": runner.environments}
     amo = Integration(
         integration_id="burst-amo", crm="amocrm", crm_domain="burst.amocrm.ru", client_id="c", client_secret="s"
     )
@@ -167,19 +226,25 @@ def burst_figures(runner: Any) -> dict[str, float]:
         )
         assert runner.post(f"/hooks/amocrm/burst-amo/{amo_secret}/", body).status_code == 200
     before = dict(runner.amocrm.counts)
+    limiter_before = runner.stack.moto.app.watched[limits_table]
     started = time.perf_counter()
-    runner.drain(timeout=1800)
+    with SweepWhileDraining(runner) as sweep:
+        runner.drain(timeout=1800)
     elapsed = time.perf_counter() - started
     leads = len(runner.take_leads())
     calls = runner.amocrm.counts["api_requests"] - before.get("api_requests", 0)
-    notes = len(runner.amocrm.accounts["burst"].notes)
+    notes = runner.amocrm.counts["notes_requests"] - before.get("notes_requests", 0)
     per_lead = calls / leads
+    amo_limiter_calls = runner.stack.moto.app.watched[limits_table] - limiter_before
+    amo_calls = calls
     figures |= {
         "amo_leads": leads,
-        "amo_calls_per_lead": round(per_lead, 2),
-        "amo_calls_per_lead_without_note": round((calls - notes) / leads, 2),
+        "amo_calls_per_lead": round(per_lead, 3),
+        "amo_calls_per_lead_without_note": round((calls - notes) / leads, 3),
         "amo_limit_violations": runner.amocrm.counts["limit_violations"] - before.get("limit_violations", 0),
-        "amo_limit_utilization": round((leads / elapsed) / (7 / per_lead), 2),
+        "amo_limit_utilization": round((calls / elapsed) / 7, 2),
+        "amo_leads_per_second": round(leads / elapsed, 1),
+        "amo_sweep_runs_during_burst": sweep.runs,
     }
 
     b24 = Integration(
@@ -189,17 +254,24 @@ def burst_figures(runner: Any) -> dict[str, float]:
     connect_bitrix24(runner, b24, "benchmember")
     post_bitrix_leads(runner, b24_secret, range(1, BURST + 1))
     before = dict(runner.bitrix24.counts)
+    limiter_before = runner.stack.moto.app.watched[limits_table]
     started = time.perf_counter()
-    runner.drain(timeout=1800)
+    with SweepWhileDraining(runner) as sweep:
+        runner.drain(timeout=1800)
     elapsed = time.perf_counter() - started
     leads = len(runner.take_leads())
     calls = runner.bitrix24.counts["api_requests"] - before.get("api_requests", 0)
     per_lead = calls / leads
+    b24_limiter_calls = runner.stack.moto.app.watched[limits_table] - limiter_before
     figures |= {
         "bitrix_leads": leads,
         "bitrix_calls_per_lead": round(per_lead, 3),
         "bitrix_limit_violations": runner.bitrix24.counts["limit_violations"] - before.get("limit_violations", 0),
-        "bitrix_limit_utilization": round((leads / elapsed) / (2 / per_lead), 2),
+        "bitrix_limit_utilization": round((calls / elapsed) / 2, 2),
+        "bitrix_leads_per_second": round(leads / elapsed, 1),
+        "bitrix_sweep_runs_during_burst": sweep.runs,
+        "limiter_calls_per_crm_call": round((amo_limiter_calls + b24_limiter_calls) / max(1, calls + amo_calls), 2),
+        "environments_used": runner.pool("LeadWorkerFunction").used(),
     }
 
     # Worker memory: 1,000 events drained by the worker alone, in its own process.
@@ -220,6 +292,7 @@ def burst_figures(runner: Any) -> dict[str, float]:
 def main() -> int:
     results = import_figures()
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - function logs are not part of the figures
+    os.environ["LEADBRIDGE_FUNCTION_LOG"] = os.devnull  # nor are the worker environments' logs
     from leadbridge_local.runner import LocalRunner
 
     with LocalRunner() as runner:

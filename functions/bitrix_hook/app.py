@@ -2,12 +2,13 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadbridge.config import HookConfig
 from leadbridge.hook_handler import handle_hook
 from leadbridge.intake import accept_bitrix24
+from leadbridge.metrics import function_metrics
 from leadbridge.queues import InboxQueue
 from leadbridge.store.integrations import CachedIntegrations, DynamoIntegrations
 
@@ -15,7 +16,7 @@ config = HookConfig.from_env()
 integrations = CachedIntegrations(DynamoIntegrations(config.integrations_table), config.integration_cache_seconds)
 inbox = InboxQueue(config.inbox_queue_url)
 logger = Logger()
-metrics = Metrics()
+metrics = function_metrics()
 
 
 @metrics.log_metrics

@@ -2,14 +2,15 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadbridge.composition import lead_worker
 from leadbridge.config import WorkerConfig
+from leadbridge.metrics import function_metrics
 
 logger = Logger()
-metrics = Metrics()
+metrics = function_metrics()
 batch = lead_worker(WorkerConfig.from_env(), metrics)
 
 

@@ -2,18 +2,20 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadbridge.apigw import html_response, json_response, path_param, query_params
+from leadbridge.apigw import html_response, json_response, path_param, public_base_url, query_params
 from leadbridge.composition import oauth_callback
 from leadbridge.config import OAuthConfig
+from leadbridge.metrics import function_metrics
 from leadbridge.oauth.disabled_hook import handle_disabled_hook
 
 logger = Logger()
-metrics = Metrics()
-callback = oauth_callback(OAuthConfig.from_env())
+metrics = function_metrics()
+config = OAuthConfig.from_env()
+callback = oauth_callback(config)
 
 
 @metrics.log_metrics
@@ -24,7 +26,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         result = handle_disabled_hook(callback.integrations, callback.tokens, integration_id, query_params(event))
         logger.info("amoCRM disabled hook", extra={"integration_id": integration_id[:64], "reason": result.reason})
         return json_response(result.status, {"result": result.reason})
-    page = callback.handle(query_params(event))
+    redirect_uri = public_base_url(event, config.public_base_url) + "/oauth2/callback"
+    page = callback.handle(query_params(event), redirect_uri)
     logger.info("oauth callback", extra={"status": page.status, "reason": page.reason})
     metrics.add_metric(name="OAuthConnected" if page.status < 400 else "OAuthFailed", unit=MetricUnit.Count, value=1)
     return html_response(page.status, page.render())

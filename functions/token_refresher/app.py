@@ -3,16 +3,17 @@
 from dataclasses import asdict
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadbridge.composition import token_refresher
 from leadbridge.config import RefresherConfig
+from leadbridge.metrics import function_metrics
 from leadbridge.oauth.refresh_run import refresh_due_tokens
 
 logger = Logger()
-metrics = Metrics()
+metrics = function_metrics()
 config = RefresherConfig.from_env()
 tokens, integrations, provider = token_refresher(config, metrics)
 

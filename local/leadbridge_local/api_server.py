@@ -22,7 +22,10 @@ def main() -> int:
     port = int(os.environ.get("API_PORT", "8000"))
     with LocalRunner() as runner:
         config = ApiConfig(
-            runner.stack.ref("IntegrationsTable"), runner.stack.ref("StateSigningSecret"), runner.base_url
+            integrations_table=runner.stack.ref("IntegrationsTable"),
+            state_secret_arn=runner.stack.ref("StateSigningSecret"),
+            inbox_queue_url=runner.stack.ref("InboxQueue"),
+            public_base_url=runner.base_url,
         )
         progress(
             f"webhooks and OAuth callback: {runner.base_url}; integrations API: http://127.0.0.1:{port}/integrations"

@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import boto3
@@ -32,6 +33,11 @@ LOCAL_CREDENTIALS = {
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
 }
+
+
+@cache
+def _harness_session() -> boto3.session.Session:
+    return boto3.session.Session()
 
 
 def free_port() -> int:
@@ -50,7 +56,8 @@ class LocalStack:
     moto: LocalMotoServer | None = None
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION)  # type: ignore[call-overload]
+        """The harness's own clients, from a session of their own: what the functions call is recorded apart."""
+        return _harness_session().client(service, endpoint_url=self.endpoint_url, region_name=REGION)  # type: ignore[call-overload]
 
     def ref(self, logical_id: str) -> str:
         return self.resolver.ref(logical_id)
@@ -179,13 +186,17 @@ class SerializedApp:
         self.lock = threading.Lock()
         self.fault: Callable[[dict[str, Any], bytes], bool] | None = None
         self.injected = 0
+        self.watched: dict[str, int] = {}  # benchmarks: requests whose body names this (a table, a queue)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with self.lock:
-            if self.fault is not None:
+            if self.fault is not None or self.watched:
                 body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
                 environ["wsgi.input"] = io.BytesIO(body)
-                if self.fault(environ, body):
+                for text in self.watched:
+                    if text.encode() in body:
+                        self.watched[text] += 1
+                if self.fault is not None and self.fault(environ, body):
                     self.injected += 1
                     start_response("500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.0")])
                     return [b'{"__type":"com.amazonaws.sqs#InternalError","message":"injected fault"}']
@@ -213,14 +224,16 @@ class LocalMotoServer:
         self.server.shutdown()
         self.thread.join()
 
-    def fail_sends_to(self, queue_name: str, ratio: float, seed: int = 11) -> None:
-        """Fault tests: answer a share of SendMessage(Batch) calls to one queue with SQS's 500 InternalError."""
+    def fail_sends_to(self, queue_name: str, ratio: float, seed: int = 11, containing: str = "") -> None:
+        """Fault tests: answer a share of SendMessage(Batch) calls to one queue (whose body has ``containing``)
+        with SQS's 500 InternalError."""
         rng = random.Random(seed)  # noqa: S311 - not for security
 
         def fault(environ: dict[str, Any], body: bytes) -> bool:
             target = environ.get("HTTP_X_AMZ_TARGET", "")
             sending = target in {"AmazonSQS.SendMessage", "AmazonSQS.SendMessageBatch"}
-            return sending and queue_name.encode() in body and rng.random() < ratio
+            matches = queue_name.encode() in body and containing.encode() in body
+            return sending and matches and rng.random() < ratio
 
         self.app.fault = fault if ratio > 0 else None
 
@@ -235,7 +248,7 @@ def local_aws(public_base_url: str = "http://127.0.0.1", stack_name: str = "lead
     saved = {k: os.environ.get(k) for k in [*LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL"]}
     os.environ.update(LOCAL_CREDENTIALS)
     os.environ["AWS_ENDPOINT_URL"] = endpoint
-    _forget_clients()
+    forget_clients()
     # Moto's backends are global to the process: a stack started after another must not see the first one's state.
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
     try:
@@ -244,7 +257,7 @@ def local_aws(public_base_url: str = "http://127.0.0.1", stack_name: str = "lead
         yield stack
     finally:
         server.stop()
-        _forget_clients()
+        forget_clients()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -252,7 +265,7 @@ def local_aws(public_base_url: str = "http://127.0.0.1", stack_name: str = "lead
                 os.environ[key] = value
 
 
-def _forget_clients() -> None:
+def forget_clients() -> None:
     """The layer keeps one boto3 client per process; a new local endpoint needs new clients."""
     from leadbridge.queues import sqs_client  # noqa: PLC0415 - only the local harness resets them
     from leadbridge.store.dynamo import dynamodb_client  # noqa: PLC0415

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -21,6 +22,7 @@ def capture_function_logs(name: str) -> tuple[TextIO, Path]:
     path = OUT_DIR / f"{name}.log"
     real = sys.stdout
     sys.stdout = path.open("w", encoding="utf-8")
+    os.environ["LEADBRIDGE_FUNCTION_LOG"] = str(path)  # the worker's execution environments (processes) too
     return real, path
 
 

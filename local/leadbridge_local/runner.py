@@ -2,10 +2,14 @@
 
 - HTTP: a loopback server turns each request into an API Gateway HTTP API (2.0) event for the function whose
   route matches, exactly as listed in ``template.yaml``.
-- SQS: ``drain()`` receives real batches from the local inbox and hands them to the worker; messages it reports
-  as failed come back after a (compressed) visibility timeout, and after ``maxReceiveCount`` SQS moves them to the
-  DLQ by the queue's own redrive policy.
+- SQS: ``drain()`` receives real batches from the local inbox and hands each to a free worker execution
+  environment at random (``environments`` processes, each importing the function once, as Lambda runs them: no
+  affinity per message group), several groups at once up to the event source's maximum concurrency; messages it
+  reports as failed come back after a (compressed) visibility timeout, and after ``maxReceiveCount`` SQS moves them
+  to the DLQ by the queue's own redrive policy. ``environments=0`` runs the worker in this process (debugging).
 - Schedules: ``run_scheduled(logical_id)`` invokes a scheduled function on demand.
+- TTL: DynamoDB's Time to Live, which moto lacks, deletes expired items in the background on the runner's clock;
+  ``expire_ttl()`` runs it at once (tests advance ``clock`` first).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -25,7 +30,9 @@ from typing import Any
 
 import httpx
 
-from leadbridge_local.aws import LocalStack, free_port, local_aws
+from leadbridge_local.aws import LocalStack, forget_clients, free_port, local_aws
+from leadbridge_local.aws_calls import AwsCallRecorder, resources_of
+from leadbridge_local.environments import EnvironmentPool
 from leadbridge_local.fakes.amocrm import FakeAmoCRM
 from leadbridge_local.fakes.base import FakeClock
 from leadbridge_local.fakes.bitrix24 import FakeBitrix24
@@ -33,6 +40,7 @@ from leadbridge_local.fakes.server import FakeCrmServer
 from leadbridge_local.lambda_events import LambdaContextStub, http_api_event, match_route, schedule_event, sqs_event
 from leadbridge_local.loopback import HttpRequest, HttpResponse, LoopbackServer
 from leadbridge_local.template import REPO_ROOT, http_routes, resources_of_type
+from leadbridge_local.ttl_sweeper import TtlSweeper
 
 Handler = Callable[[dict[str, Any], Any], Any]
 ORIGIN_OVERRIDE_ENV = "LEADBRIDGE_CRM_ORIGIN_OVERRIDE"
@@ -56,8 +64,16 @@ def _event_loop_like_lambda() -> Iterator[None]:
 
 class LocalRunner:
     def __init__(
-        self, amocrm_data: Path | None = None, bitrix24_data: Path | None = None, retry_visibility_seconds: int = 1
+        self,
+        amocrm_data: Path | None = None,
+        bitrix24_data: Path | None = None,
+        retry_visibility_seconds: int = 1,
+        environments: int | None = None,
     ) -> None:
+        self.environments = (
+            environments if environments is not None else int(os.environ.get("LEADBRIDGE_LOCAL_ENVIRONMENTS", "4"))
+        )
+        self._pools: dict[str, EnvironmentPool] = {}
         self.clock = FakeClock()
         self.amocrm = FakeAmoCRM(self.clock, data_dir=amocrm_data)
         self.bitrix24 = FakeBitrix24(self.clock, data_dir=bitrix24_data)
@@ -72,22 +88,32 @@ class LocalRunner:
         self._http = LoopbackServer(self._api, name="local-api", port=self.http_port)
         self.invocations: dict[str, int] = {}
         self.retried_records = 0
+        self._settling = threading.Lock()
+        self.ttl: TtlSweeper
+        self.aws_calls = AwsCallRecorder()
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalRunner:
         self.crm_server.start()
         self.stack = self._aws.__enter__()
+        self.aws_calls.install(resources_of(self.stack))
+        forget_clients()  # the layer's clients are made again, through the recorded session
         environment = {**self.stack.process_environment(), ORIGIN_OVERRIDE_ENV: self.crm_server.origin}
         environment.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Leadbridge")
         self._saved_env = {k: os.environ.get(k) for k in environment}
         os.environ.update(environment)
         self._reset_http_client()
         self._http.start()
+        self.ttl = TtlSweeper(self.stack, self.clock.now)
+        self.ttl.start()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.ttl.stop()
+        for pool in self._pools.values():
+            pool.stop()
         self._http.stop()
         self.crm_server.stop()
         self._aws.__exit__(exc_type, exc, tb)
@@ -128,7 +154,7 @@ class LocalRunner:
         self.invocations[logical_id] = self.invocations.get(logical_id, 0) + 1
         timeout = int(self.stack.template["Resources"][logical_id]["Properties"].get("Timeout", 10))
         context = context or LambdaContextStub(function_name=logical_id, timeout_seconds=timeout)
-        with _event_loop_like_lambda():
+        with _event_loop_like_lambda(), self.aws_calls.invoking(logical_id):
             return self.handler(logical_id)(event, context)
 
     # ------------------------------------------------------------------ HTTP
@@ -169,54 +195,109 @@ class LocalRunner:
         return httpx.get(self.base_url + path, params=params, timeout=30)
 
     # ------------------------------------------------------------------ queues
+    def pool(self, logical_id: str) -> EnvironmentPool:
+        """The function's execution environments (started on first use, kept for the runner's life)."""
+        if logical_id not in self._pools:
+            props = self.stack.template["Resources"][logical_id]["Properties"]
+            module_name, handler_name = props["Handler"].rsplit(".", 1)
+            path = str(REPO_ROOT / props["CodeUri"] / f"{module_name}.py")
+            env = {k: v for k, v in os.environ.items() if isinstance(v, str)}
+            self._pools[logical_id] = EnvironmentPool(
+                path, handler_name, env, logical_id, resources_of(self.stack), self.environments
+            )
+        return self._pools[logical_id]
+
     def drain(
         self,
         timeout: float = 60.0,
         function: str = "LeadWorkerFunction",
         context_factory: Callable[[], Any] | None = None,
+        environments: int | None = None,
     ) -> int:
         """Feed the inbox to the worker until it is empty; returns the number of records handled."""
         sqs = self.stack.client("sqs")
         inbox = self.stack.ref("InboxQueue")
         arn = self.stack.attribute("InboxQueue", "Arn")
+        in_process = (self.environments if environments is None else environments) == 0
+        concurrency = 1 if in_process else min(self.environments, self._maximum_concurrency(function))
         handled = 0
+        in_flight: set[Future[int]] = set()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            received = sqs.receive_message(
-                QueueUrl=inbox, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
-            ).get("Messages", [])
-            if not received:
-                if self.queue_depth("InboxQueue") == 0:
-                    return handled
-                time.sleep(0.2)
-                continue
-            context = context_factory() if context_factory else None
-            result = self.invoke(function, sqs_event(received, arn), context) or {}
-            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
-            handled += len(received)
-            self.retried_records += len(failed)
-            # As Lambda's poller does: successes deleted, and failures' visibility set, in batches.
-            done = [m for m in received if m["MessageId"] not in failed]
-            retry = [m for m in received if m["MessageId"] in failed]
-            if done:
-                sqs.delete_message_batch(
-                    QueueUrl=inbox,
-                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
-                )
-            if retry:
-                # Compress the worker's backoff so local runs finish; SQS still counts the receives.
-                sqs.change_message_visibility_batch(
-                    QueueUrl=inbox,
-                    Entries=[
-                        {
-                            "Id": str(i),
-                            "ReceiptHandle": m["ReceiptHandle"],
-                            "VisibilityTimeout": self.retry_visibility_seconds,
-                        }
-                        for i, m in enumerate(retry)
-                    ],
-                )
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="poller") as batches:
+            while time.monotonic() < deadline:
+                for finished in [f for f in in_flight if f.done()]:
+                    in_flight.discard(finished)
+                    handled += finished.result()
+                if len(in_flight) >= concurrency:
+                    wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
+                    continue
+                received = sqs.receive_message(
+                    QueueUrl=inbox, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
+                ).get("Messages", [])
+                if not received:
+                    if not in_flight and self.queue_depth("InboxQueue") == 0:
+                        return handled
+                    if in_flight:
+                        wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
+                    else:
+                        time.sleep(0.2)
+                    continue
+                context = context_factory() if context_factory else None
+                event = sqs_event(received, arn)
+                if in_process:
+                    handled += self._settle(function, received, self.invoke(function, event, context) or {})
+                else:
+                    in_flight.add(batches.submit(self._in_environment, function, received, event, context))
         raise TimeoutError(f"inbox not drained in {timeout} s ({self.queue_depth('InboxQueue')} left)")
+
+    def _maximum_concurrency(self, function: str) -> int:
+        for event in self.stack.template["Resources"][function]["Properties"].get("Events", {}).values():
+            if event["Type"] == "SQS":
+                return int(event["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency", 1000))
+        return 1000
+
+    def _in_environment(
+        self, function: str, received: list[dict[str, Any]], event: dict[str, Any], context: Any
+    ) -> int:
+        timeout = int(self.stack.template["Resources"][function]["Properties"].get("Timeout", 10))
+        context = context or LambdaContextStub(function_name=function, timeout_seconds=timeout)
+        self.invocations[function] = self.invocations.get(function, 0) + 1
+        result, calls = self.pool(function).invoke(event, context)
+        self.aws_calls.merge(calls)
+        return self._settle(function, received, result or {})
+
+    def _settle(self, function: str, received: list[dict[str, Any]], result: dict[str, Any]) -> int:
+        """As Lambda's poller does: successes deleted, and failures' visibility set, in batches."""
+        sqs = self.stack.client("sqs")
+        inbox = self.stack.ref("InboxQueue")
+        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        with self._settling:
+            self.retried_records += len(failed)
+        done = [m for m in received if m["MessageId"] not in failed]
+        retry = [m for m in received if m["MessageId"] in failed]
+        if done:
+            sqs.delete_message_batch(
+                QueueUrl=inbox,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
+        if retry:
+            # Compress the worker's backoff so local runs finish; SQS still counts the receives.
+            sqs.change_message_visibility_batch(
+                QueueUrl=inbox,
+                Entries=[
+                    {
+                        "Id": str(i),
+                        "ReceiptHandle": m["ReceiptHandle"],
+                        "VisibilityTimeout": self.retry_visibility_seconds,
+                    }
+                    for i, m in enumerate(retry)
+                ],
+            )
+        return len(received)
+
+    def expire_ttl(self) -> int:
+        """Delete every item whose TTL has passed on the runner's clock, as DynamoDB would; returns how many."""
+        return self.ttl.sweep()
 
     def queue_depth(self, logical_id: str) -> int:
         attributes = self.stack.client("sqs").get_queue_attributes(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from leadbridge.store.integrations import DynamoIntegrations
 from leadbridge.store.ledger import DynamoLedger
 from leadbridge.store.tokens import DynamoTokens
@@ -161,23 +159,33 @@ def test_expired_access_token_is_refreshed_once_and_the_call_retried(runner: Loc
     assert stored.version == 2
 
 
-@pytest.mark.slow
-def test_blocked_account_marks_the_integration_and_ends_in_the_dlq(runner: LocalRunner) -> None:
+def test_blocked_account_parks_its_events_until_the_sweep_finds_it_answering(runner: LocalRunner) -> None:
     integration, secret, account_id = new_amo_integration(runner)
     sub = integration.account_name
+    runner.amocrm.add_talk(
+        sub, 530, lead_id=5300, contact_id=53000, origin="telegram", created_at=1773223766, lead={}, contact={}
+    )
     runner.amocrm.accounts[sub].blocked = True
     body = sample_body("amo_hook", "talk_add.json", **talk_fields("add", 530, 5300, 53000, sub, account_id))
     assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body).status_code == 200
     runner.drain(timeout=120)
-    status = DynamoIntegrations(runner.stack.ref("IntegrationsTable")).status(integration.integration_id)
-    assert status["connection_state"] == "blocked"
-    dead = [m for m in runner.take_messages("InboxDeadLetterQueue") if integration.integration_id in m["Body"]]
-    assert len(dead) == 1  # after the queue's maxReceiveCount, SQS moved it: waiting, never lost
+    statuses = DynamoIntegrations(runner.stack.ref("IntegrationsTable"))
+    assert statuses.status(integration.integration_id)["connection_state"] == "blocked"
+    assert [m for m in runner.take_messages("InboxDeadLetterQueue") if integration.integration_id in m["Body"]] == []
     entry = ledger(runner).get(f"amocrm:{account_id}:talk:530")
     assert entry is not None
-    assert entry.state == "failed"
+    assert entry.state == "parked"
     assert entry.last_error is not None
     assert entry.last_error.startswith("account_blocked")
+
+    runner.run_scheduled("ReconcileSweepFunction")  # still blocked: stays parked
+    assert statuses.status(integration.integration_id)["connection_state"] == "blocked"
+    runner.amocrm.accounts[sub].blocked = False
+    runner.run_scheduled("ReconcileSweepFunction")  # the probe finds the API answering: resumed
+    assert statuses.status(integration.integration_id)["connection_state"] == "connected"
+    runner.drain(timeout=120)
+    emitted = [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]
+    assert [lead["source_entity"]["id"] for lead in emitted] == ["530"]
 
 
 def test_dead_grant_moves_the_integration_to_reauth_required(runner: LocalRunner) -> None:
@@ -195,10 +203,8 @@ def test_dead_grant_moves_the_integration_to_reauth_required(runner: LocalRunner
         "amo_hook", "talk_add.json", **talk_fields("add", 540, 5400, 54000, integration.account_name, account_id)
     )
     assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body).status_code == 200
-    with pytest.raises(TimeoutError):
-        runner.drain(timeout=3)  # it waits for re-authorization instead of failing through
+    runner.drain(timeout=30)  # parked: it waits for re-authorization out of the inbox
     after = DynamoTokens(table).read(integration.integration_id)
     assert after is not None
     assert after.state == "reauth_required"
     assert DynamoIntegrations(table).status(integration.integration_id)["connection_state"] == "reauth_required"
-    runner.stack.client("sqs").purge_queue(QueueUrl=runner.stack.ref("InboxQueue"))

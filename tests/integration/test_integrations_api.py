@@ -32,7 +32,12 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture
 def client(runner: LocalRunner) -> TestClient:
-    config = ApiConfig(runner.stack.ref("IntegrationsTable"), runner.stack.ref("StateSigningSecret"), runner.base_url)
+    config = ApiConfig(
+        integrations_table=runner.stack.ref("IntegrationsTable"),
+        state_secret_arn=runner.stack.ref("StateSigningSecret"),
+        inbox_queue_url=runner.stack.ref("InboxQueue"),
+        public_base_url=runner.base_url,
+    )
     return TestClient(create_app(lambda: integrations_service(config)))
 
 

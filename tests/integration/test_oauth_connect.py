@@ -180,6 +180,7 @@ def test_amocrm_disabled_hook(runner: LocalRunner) -> None:
     assert stored is not None
     assert stored.state == "active"
     signature = expected_signature(integration.client_id or "", saved.account_id, integration.client_secret or "")
+    runner.amocrm.revoke_grants(integration.account_name)  # disabling the integration revokes its tokens
     assert runner.get(path, {**forged, "signature": signature}).status_code == 200
     stored = DynamoTokens(table).read(integration.integration_id)
     assert stored is not None

@@ -6,12 +6,13 @@ import pytest
 
 from leadbridge.redrive import redrive
 from leadbridge.store.integrations import DynamoIntegrations
+from leadbridge_local.fakes.base import Faults
 from leadbridge_local.runner import LocalRunner
 from tests.integration.helpers import new_amo_integration, sample_body, talk_fields
 
 
 @pytest.mark.slow
-def test_redrive_after_the_account_is_unblocked(runner: LocalRunner) -> None:
+def test_redrive_after_the_crm_recovers(runner: LocalRunner) -> None:
     integration, secret, account_id = new_amo_integration(runner, amo_note_enabled=False)
     sub = integration.account_name
     runner.amocrm.add_talk(
@@ -24,15 +25,18 @@ def test_redrive_after_the_account_is_unblocked(runner: LocalRunner) -> None:
         lead={},
         contact={"name": "Ann"},
     )
-    runner.amocrm.accounts[sub].blocked = True
-    body = sample_body("amo_hook", "talk_add.json", **talk_fields("add", 610, 6100, 61000, sub, account_id))
-    assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body).status_code == 200
-    runner.drain(timeout=120)
+    saved = runner.amocrm.faults
+    runner.amocrm.faults = Faults(ratio=1.0, kinds=("5xx",))  # the CRM is down for longer than the retries last
+    try:
+        body = sample_body("amo_hook", "talk_add.json", **talk_fields("add", 610, 6100, 61000, sub, account_id))
+        assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body).status_code == 200
+        runner.drain(timeout=300)
+    finally:
+        runner.amocrm.faults = saved  # the fix: the CRM answers again
     sqs = runner.stack.client("sqs")
     dlq, inbox = runner.stack.ref("InboxDeadLetterQueue"), runner.stack.ref("InboxQueue")
     assert runner.queue_depth("InboxDeadLetterQueue") >= 1
 
-    runner.amocrm.accounts[sub].blocked = False  # the fix: the account is unblocked
     report = redrive(sqs, dlq, inbox)
     assert report.moved >= 1
     assert runner.queue_depth("InboxDeadLetterQueue") == 0

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,6 +14,7 @@ from leadbridge.config import ApiConfig, HookConfig, OAuthConfig, RefresherConfi
 from leadbridge.store.tokens import REFRESH_INDEX
 from leadbridge_local.runner import LocalRunner
 from leadbridge_local.template import load_template, resources_of_type
+from tests.conftest import REPO
 
 CONFIGS = {
     "AmoHookFunction": HookConfig,
@@ -58,7 +63,7 @@ def test_every_dead_letter_queue_has_an_alarm() -> None:
     alarmed = {
         spec["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
         for spec in resources_of_type(template, "AWS::CloudWatch::Alarm").values()
-        if spec["Properties"]["Namespace"] == "AWS/SQS"
+        if spec["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
     }
     assert dlqs
     assert dlqs == alarmed
@@ -72,3 +77,125 @@ def test_hooks_may_only_read_the_integrations_table_and_send_to_the_inbox() -> N
         assert "PutItem" not in policies
         assert "LeadLedgerTable" not in policies
         assert "LeadsQueue" not in policies
+
+
+# ---------------------------------------------------------------- what CloudFormation receives (after the SAM transform)
+PHYSICAL_NAME_PROPERTIES = {
+    "QueueName",
+    "TableName",
+    "FunctionName",
+    "LayerName",
+    "LogGroupName",
+    "AliasName",
+    "TopicName",
+    "RoleName",
+    "Name",
+}
+NOT_PHYSICAL = {"AWS::ApiGatewayV2::Stage"}  # a stage's name is unique within its API only
+
+
+def transformed_template() -> dict[str, Any]:
+    """The SAM transform runs in the SAM CLI's virtualenv (its translator pins its own pydantic)."""
+    sam_python = REPO / ".venv-sam" / "bin" / "python"
+    assert sam_python.exists(), "the SAM CLI's virtualenv is missing: make sam-venv"
+    out = subprocess.run(
+        [str(sam_python), "-m", "leadbridge_local.sam_transform"],
+        env={**os.environ, "PYTHONPATH": f"{REPO / 'layers/leadbridge'}:{REPO / 'local'}"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    loaded: dict[str, Any] = json.loads(out.stdout)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def cloudformation_template() -> dict[str, Any]:
+    return transformed_template()
+
+
+def test_the_transformed_template_lints_clean_cycles_included(
+    cloudformation_template: dict[str, Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(cloudformation_template), encoding="utf-8")
+    lint = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "cfn-lint"), "--format", "parseable", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    errors = [line for line in lint.stdout.splitlines() if ":E" in line]
+    assert errors == [], "\n".join(errors)
+
+
+def test_no_resource_has_a_fixed_physical_name(cloudformation_template: dict[str, Any]) -> None:
+    """Two stacks (dev, prod) in one account and region: every name CloudFormation does not choose has the stack's."""
+    fixed = []
+    for logical_id, resource in cloudformation_template["Resources"].items():
+        if resource["Type"] in NOT_PHYSICAL:
+            continue
+        for prop, value in resource.get("Properties", {}).items():
+            if prop in PHYSICAL_NAME_PROPERTIES and _names_itself(value):
+                fixed.append(f"{logical_id}.{prop} = {value}")
+    assert fixed == []
+
+
+def _names_itself(value: Any) -> bool:
+    """A literal, or a string built without the stack's name; a reference to another resource names nothing."""
+    if isinstance(value, dict) and ({"Ref", "Fn::GetAtt"} & set(value)):
+        return False
+    return "AWS::StackName" not in json.dumps(value)
+
+
+def test_token_items_are_out_of_the_hooks_reach_and_nothing_encrypts_with_kms(
+    cloudformation_template: dict[str, Any],
+) -> None:
+    resources = cloudformation_template["Resources"]
+    for role in ("AmoHookFunctionRole", "BitrixHookFunctionRole"):
+        statements = [s for p in resources[role]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+        reads = [s for s in statements if any(str(a).startswith("dynamodb:") for a in _actions(s))]
+        assert reads
+        for statement in reads:
+            assert statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["INTEGRATION#*"]
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::IAM::Role":
+            for policy in resource["Properties"].get("Policies", []):
+                for statement in policy["PolicyDocument"]["Statement"]:
+                    assert not {"kms:Encrypt", "kms:GenerateDataKey"} & set(_actions(statement)), name
+
+
+def test_the_alarm_topic_key_lets_cloudwatch_publish(cloudformation_template: dict[str, Any]) -> None:
+    resources = cloudformation_template["Resources"]
+    key_ref = resources["AlarmTopic"]["Properties"]["KmsMasterKeyId"]
+    assert key_ref == {"Ref": "AlarmKey"}  # not alias/aws/sns, which CloudWatch alarms cannot use
+    statements = resources["AlarmKey"]["Properties"]["KeyPolicy"]["Statement"]
+    assert any(
+        s.get("Principal", {}).get("Service") == "cloudwatch.amazonaws.com" and "kms:Decrypt" in _actions(s)
+        for s in statements
+    )
+    assert resources["DataKey"]["DeletionPolicy"] == resources["IntegrationsTable"]["DeletionPolicy"] == "Retain"
+
+
+def test_every_function_logs_to_a_group_with_a_retention(cloudformation_template: dict[str, Any]) -> None:
+    resources = cloudformation_template["Resources"]
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::Lambda::Function":
+            group = resource["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+            assert resources[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+
+
+def test_only_items_meant_to_expire_carry_the_ttl_attribute(runner: LocalRunner) -> None:
+    table = runner.stack.ref("IntegrationsTable")
+    ttl_attribute = load_template()["Resources"]["IntegrationsTable"]["Properties"]["TimeToLiveSpecification"]
+    items = runner.stack.client("dynamodb").scan(TableName=table)["Items"]
+    carrying = {item["pk"]["S"].split("#")[0] + "/" + item["sk"]["S"].split("#")[0] for item in items if "ttl" in item}
+    assert ttl_attribute["AttributeName"] == "ttl"
+    assert carrying <= {"INTEGRATION/STATE"}  # OAuth state nonces only; never TOKEN, SETTINGS, STATUS, PARKED
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement.get("Action", [])
+    return [actions] if isinstance(actions, str) else list(actions)

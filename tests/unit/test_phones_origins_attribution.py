@@ -39,7 +39,9 @@ def test_duplicates_and_junk_dropped() -> None:
         ("waba", "messenger", "whatsapp", True),
         ("com.amocrm.amocrmwa", "messenger", "whatsapp", True),
         ("instagram_business", "messenger", "instagram", True),
-        ("com.wazzup24.whatsapp", "messenger", "whatsapp", True),
+        ("com.wazzup24.wz", "messenger", "whatsapp", True),
+        ("com.wazzup24.insta", "messenger", "instagram", True),
+        ("com.wazzup24.tg", "messenger", "com.wazzup24.tg", False),  # a vendor's prefix alone says nothing
         ("brand-new-channel", "messenger", "brand-new-channel", False),
     ],
 )

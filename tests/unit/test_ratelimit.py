@@ -1,14 +1,25 @@
+"""GCRA, the shared request budget's rule: spacing, bursts, back-off, and what a lost race or an unreachable store
+does. The state here is in memory; tests/integration/test_shared_limits.py runs it on DynamoDB across processes."""
+
 from __future__ import annotations
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+import pytest
 
-from leadbridge.http.ratelimit import LeakyBucket, WindowLimiter, backoff_seconds
+from leadbridge.http.errors import CrmUnavailable
+from leadbridge.http.ratelimit import (
+    AMOCRM_RATE,
+    BITRIX24_RATE,
+    Rate,
+    SharedLimiter,
+    StateUnavailable,
+    backoff_seconds,
+    reserve,
+)
 
 
-class ManualClock:
+class Clock:
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now = 1_000.0
 
     def __call__(self) -> float:
         return self.now
@@ -17,74 +28,90 @@ class ManualClock:
         self.now += seconds
 
 
-@settings(max_examples=200)
-@given(
-    st.integers(min_value=1, max_value=12),
-    st.lists(st.tuples(st.floats(0, 0.5), st.floats(0, 0.3), st.floats(0, 1)), max_size=60),
-)
-def test_no_window_at_the_crm_ever_sees_more_than_the_limit(
-    limit: int, requests: list[tuple[float, float, float]]
-) -> None:
-    """Each request: an idle gap before it, a latency, and where inside the latency it reaches the CRM."""
-    clock = ManualClock()
-    limiter = WindowLimiter(limit, clock=clock, sleep=clock.sleep)
-    arrivals = []
-    for gap, latency, where in requests:
-        clock.now += gap
+class MemoryState:
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+        self.fail_next = 0
+
+    def swap(self, key: str, expected: float | None, new: float) -> float | None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise StateUnavailable("down")
+        current = self.values.get(key)
+        if current != expected:
+            return current if current is not None else 0.0
+        self.values[key] = new
+        return None
+
+    def raise_to(self, key: str, value: float) -> None:
+        self.values[key] = max(self.values.get(key, 0.0), value)
+
+
+def starts(limiter: SharedLimiter, clock: Clock, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
         limiter.acquire()
-        arrivals.append(clock.now + latency * where)
-        clock.now += latency
-        limiter.done()
-    arrivals.sort()
-    for i, first in enumerate(arrivals):
-        assert sum(1 for t in arrivals[i:] if t - first < 1.0) <= limit
+        out.append(round(clock.now, 6))
+    return out
 
 
-def test_back_off_delays_the_next_request() -> None:
-    clock = ManualClock()
-    limiter = WindowLimiter(7, clock=clock, sleep=clock.sleep)
-    limiter.acquire()
-    limiter.done()
-    limiter.back_off(3.0)
-    assert limiter.acquire() >= 3.0
+def test_reserve_spaces_requests_and_allows_the_tolerance_as_a_burst() -> None:
+    assert reserve(0.0, 10.0, Rate(1.0)) == (10.0, 11.0)
+    assert reserve(11.0, 10.0, Rate(1.0)) == (11.0, 12.0)
+    assert reserve(11.0, 10.0, Rate(1.0, tolerance=2.0)) == (10.0, 12.0)
 
 
-def test_steady_rate_is_the_limit_per_window() -> None:
-    clock = ManualClock()
-    limiter = WindowLimiter(7, clock=clock, sleep=clock.sleep, margin=0.0)
-    start = clock.now
-    for _ in range(70):
+def test_amocrm_never_more_than_seven_starts_in_any_second() -> None:
+    clock = Clock()
+    limiter = SharedLimiter(MemoryState(), "amocrm:1", AMOCRM_RATE, clock=clock, sleep=clock.sleep)
+    times = starts(limiter, clock, 50)
+    for i in range(len(times) - 7):
+        assert times[i + 7] - times[i] >= 1.0
+
+
+def test_bitrix24_bursts_to_the_bucket_then_drains_at_two_per_second() -> None:
+    clock = Clock()
+    limiter = SharedLimiter(MemoryState(), "bitrix24:m", BITRIX24_RATE, clock=clock, sleep=clock.sleep)
+    times = starts(limiter, clock, 60)
+    assert times[47] == times[0]  # 48 at once: the bucket of 50 less 2 for other apps
+    assert times[48] > times[0]
+    assert times[59] - times[48] == pytest.approx(11 * 0.5)
+
+
+def test_two_processes_share_one_budget() -> None:
+    clock, state = Clock(), MemoryState()
+    first = SharedLimiter(state, "amocrm:1", AMOCRM_RATE, clock=clock, sleep=clock.sleep)
+    second = SharedLimiter(state, "amocrm:1", AMOCRM_RATE, clock=clock, sleep=clock.sleep)
+    times = []
+    for i in range(14):
+        (first if i % 2 else second).acquire()
+        times.append(clock.now)
+    for i in range(len(times) - 7):
+        assert times[i + 7] - times[i] >= 1.0
+    assert first.state_calls + second.state_calls > 14  # every lost race costs a write, never a skipped wait
+
+
+def test_a_refusal_seen_by_one_slows_everyone() -> None:
+    clock, state = Clock(), MemoryState()
+    first = SharedLimiter(state, "bitrix24:m", BITRIX24_RATE, clock=clock, sleep=clock.sleep)
+    second = SharedLimiter(state, "bitrix24:m", BITRIX24_RATE, clock=clock, sleep=clock.sleep)
+    first.acquire()
+    first.back_off(3.0)
+    before = clock.now
+    assert second.acquire() == pytest.approx(3.0)
+    assert clock.now - before == pytest.approx(3.0)
+
+
+def test_an_unreachable_store_waits_then_fails_never_calls_unmetered() -> None:
+    clock, state = Clock(), MemoryState()
+    limiter = SharedLimiter(state, "amocrm:1", AMOCRM_RATE, clock=clock, sleep=clock.sleep)
+    state.fail_next = 3
+    limiter.acquire()  # waited through three failures
+    assert clock.now > 1_000.0
+    state.fail_next = 10_000
+    with pytest.raises(CrmUnavailable):
         limiter.acquire()
-        clock.now += 0.01  # each request takes 10 ms
-        limiter.done()
-    assert 9.0 < clock.now - start < 10.2  # 70 requests at 7 per (1 s + latency)
 
 
-@settings(max_examples=100)
-@given(st.lists(st.floats(min_value=0, max_value=2), max_size=200))
-def test_leaky_bucket_mirror_never_exceeds_the_portal_limit(gaps: list[float]) -> None:
-    """Replay the portal's own counter (grows 1 per request, drains 2/s, refuses above 50) over our requests."""
-    clock = ManualClock()
-    bucket = LeakyBucket(50, 2.0, clock=clock, sleep=clock.sleep)
-    portal, last = 0.0, clock.now
-    for gap in gaps:
-        clock.now += gap
-        bucket.acquire()
-        portal = max(0.0, portal - (clock.now - last) * 2.0) + 1
-        last = clock.now
-        assert portal <= 50
-
-
-def test_burst_then_drain_rate() -> None:
-    clock = ManualClock()
-    bucket = LeakyBucket(50, 2.0, clock=clock, sleep=clock.sleep, headroom=0)
-    for _ in range(50):
-        assert bucket.acquire() == 0
-    start = clock.now
-    for _ in range(10):
-        bucket.acquire()
-    assert clock.now - start == 5.0  # 10 more at 2 per second
-
-
-def test_backoff_grows_and_caps() -> None:
-    assert [backoff_seconds(n, 5, 60) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 40, 60]
+def test_backoff_grows_and_is_capped() -> None:
+    assert [backoff_seconds(a, 5, 300) for a in (1, 2, 3, 10)] == [5, 10, 20, 300]

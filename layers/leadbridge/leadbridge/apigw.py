@@ -38,6 +38,23 @@ def query_params(event: dict[str, Any]) -> dict[str, str]:
     )
 
 
+def public_base_url(event: dict[str, Any], configured: str) -> str:
+    """The origin CRMs and browsers reach this API at: the configured one (a custom domain), else the request's.
+
+    A function behind the API cannot be told the API's URL by the template (the API refers to the function: a
+    cycle), but every request names the domain it came to and the stage.
+    """
+    if configured:
+        return configured.rstrip("/")
+    context = event.get("requestContext") or {}
+    domain = context.get("domainName") if isinstance(context, dict) else None
+    stage = context.get("stage") if isinstance(context, dict) else None
+    if not isinstance(domain, str) or not domain:
+        raise ValueError("the request names no domain and PUBLIC_BASE_URL is not set")
+    suffix = f"/{stage}" if isinstance(stage, str) and stage and stage != "$default" else ""
+    return f"https://{domain}{suffix}"
+
+
 def json_response(status: int, body: object) -> dict[str, Any]:
     return {"statusCode": status, "headers": JSON_HEADERS, "body": json.dumps(body, ensure_ascii=False)}
 

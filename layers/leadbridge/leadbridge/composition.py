@@ -10,16 +10,20 @@ from leadbridge.api.service import IntegrationsService
 from leadbridge.bitrix24.enricher import BitrixEnricher
 from leadbridge.bitrix24.oauth import BitrixOAuth
 from leadbridge.config import ApiConfig, OAuthConfig, RefresherConfig, SweepConfig, WorkerConfig
+from leadbridge.http.ratelimit import Budgets
 from leadbridge.integration import Integration
 from leadbridge.metrics import MetricCounter
 from leadbridge.oauth.connect import OAuthCallback
 from leadbridge.oauth.state import StateSigner
 from leadbridge.oauth.token_provider import Refresher, TokenProvider
+from leadbridge.parking import Parking
 from leadbridge.queues import DeadLetters, InboxQueue, LeadsQueue
 from leadbridge.reconcile import Reconciler
 from leadbridge.secret_values import secret_string
 from leadbridge.store.integrations import BatchStatus, CachedIntegrations, DynamoIntegrations
 from leadbridge.store.ledger import DynamoLedger
+from leadbridge.store.limits import DynamoLimitState
+from leadbridge.store.parked import DynamoParkedEvents
 from leadbridge.store.tokens import DynamoTokens
 from leadbridge.worker import Enricher, LeadWorker
 from leadbridge.worker_batch import WorkerBatch
@@ -46,12 +50,17 @@ def token_provider(table: str, redirect_uri: str, metrics: Metrics) -> TokenProv
     return TokenProvider(DynamoTokens(table), refreshers(redirect_uri), observer=ReauthAlarm(integrations, metrics))
 
 
+def parking(table: str, inbox_queue_url: str) -> Parking:
+    return Parking(DynamoParkedEvents(table), InboxQueue(inbox_queue_url), DynamoIntegrations(table))
+
+
 def lead_worker(config: WorkerConfig, metrics: Metrics) -> WorkerBatch:
     integrations = DynamoIntegrations(config.integrations_table)
     tokens = token_provider(config.integrations_table, config.redirect_uri, metrics)
+    budgets = Budgets(DynamoLimitState(config.limits_table))  # one per process: shared with every other one
     enrichers: dict[str, Enricher] = {
-        "amocrm": AmoEnricher(tokens, config.amo_requests_per_second),
-        "bitrix24": BitrixEnricher(tokens, config.bitrix_activity_wait_seconds),
+        "amocrm": AmoEnricher(tokens, budgets),
+        "bitrix24": BitrixEnricher(tokens, budgets, config.bitrix_activity_wait_seconds),
     }
     status = BatchStatus(integrations)
     worker = LeadWorker(
@@ -61,6 +70,7 @@ def lead_worker(config: WorkerConfig, metrics: Metrics) -> WorkerBatch:
         leads=LeadsQueue(config.leads_queue_url),
         enrichers=enrichers,
         count=MetricCounter(metrics),
+        parking=parking(config.integrations_table, config.inbox_queue_url),
     )
     return WorkerBatch(worker, InboxQueue(config.inbox_queue_url), DeadLetters(config.inbox_dlq_url), status)
 
@@ -81,8 +91,9 @@ def oauth_callback(config: OAuthConfig) -> OAuthCallback:
         integrations=integrations,
         tokens=DynamoTokens(config.integrations_table),
         signer=StateSigner(lambda: secret_string(config.state_secret_arn)),
-        amocrm=AmoOAuth(config.redirect_uri),
+        amocrm=AmoOAuth(),
         bitrix24=BitrixOAuth(),
+        parking=parking(config.integrations_table, config.inbox_queue_url),
     )
 
 
@@ -92,6 +103,8 @@ def integrations_service(config: ApiConfig) -> IntegrationsService:
         tokens=DynamoTokens(config.integrations_table),
         signer=StateSigner(lambda: secret_string(config.state_secret_arn)),
         public_base_url=config.public_base_url,
+        parking=parking(config.integrations_table, config.inbox_queue_url),
+        parked=DynamoParkedEvents(config.integrations_table),
     )
 
 
@@ -101,4 +114,6 @@ def reconciler(config: SweepConfig, metrics: Metrics) -> Reconciler:
         ledger=DynamoLedger(config.ledger_table, config.ledger_retention_days),
         inbox=InboxQueue(config.inbox_queue_url),
         tokens=token_provider(config.integrations_table, config.redirect_uri, metrics),
+        parking=parking(config.integrations_table, config.inbox_queue_url),
+        budgets=Budgets(DynamoLimitState(config.limits_table)),
     )

@@ -13,7 +13,7 @@ type FormValue = str | FormNode
 type FormNode = dict[str, FormValue]
 
 MAX_BODY_BYTES = 256 * 1024
-MAX_FIELDS = 5_000
+MAX_FIELDS = 2_000
 MAX_DEPTH = 16
 
 

@@ -2,7 +2,8 @@
 
 Every outcome is an HTTP status and a small JSON body. Untrusted input can only produce 2xx or 4xx; the one 5xx is
 an inbox that cannot be written, so that the CRM retries (amoCRM does; Bitrix24 does not, which is why the
-reconciliation sweep exists).
+reconciliation sweep exists). The work untrusted input can cause is bounded: the body's size before anything else
+(no settings read for a body no CRM would send), the form's fields while parsing, the events after.
 """
 
 from __future__ import annotations
@@ -38,13 +39,20 @@ class HookResult:
     reason: str | None = None
 
 
+# amoCRM sends a handful of talks per webhook, Bitrix24 one event; a body over these is not a CRM's.
+MAX_WEBHOOK_BYTES = 64 * 1024
+MAX_EVENTS_PER_WEBHOOK = 20
+
+
 def _reject(status: int, reason: str) -> HookResult:
     return HookResult(status=status, body={"error": reason}, reason=reason)
 
 
 def _authenticate(
-    integrations: IntegrationLookup, crm: str, integration_id: str, secret: str
+    integrations: IntegrationLookup, crm: str, integration_id: str, secret: str, body: bytes
 ) -> Integration | HookResult:
+    if len(body) > MAX_WEBHOOK_BYTES:
+        return _reject(413, "body_too_large")
     if not _plausible_id(integration_id):
         return _reject(404, "unknown_integration")
     integration = integrations.get(integration_id)
@@ -56,6 +64,11 @@ def _authenticate(
     if not integration.active:
         return _reject(403, "integration_inactive")
     return integration
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant time on bytes: ``hmac.compare_digest`` refuses str that is not ASCII (a 500, not a 403)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 def _plausible_id(value: str) -> bool:
@@ -74,7 +87,7 @@ def accept_amocrm(
     body: bytes,
     now: datetime | None = None,
 ) -> HookResult:
-    found = _authenticate(integrations, "amocrm", integration_id, secret)
+    found = _authenticate(integrations, "amocrm", integration_id, secret, body)
     if isinstance(found, HookResult):
         return found
     integration = found
@@ -93,6 +106,8 @@ def accept_amocrm(
         return _reject(400, "missing_account_id")
     if parsed.malformed_talks and not parsed.talks:
         return _reject(400, "malformed_talk")
+    if len(parsed.talks) > MAX_EVENTS_PER_WEBHOOK:
+        return _reject(413, "too_many_events")
     received_at = _now_iso(now)
     messages = [
         InboxMessage(
@@ -118,7 +133,7 @@ def accept_bitrix24(
     body: bytes,
     now: datetime | None = None,
 ) -> HookResult:
-    found = _authenticate(integrations, "bitrix24", integration_id, secret)
+    found = _authenticate(integrations, "bitrix24", integration_id, secret, body)
     if isinstance(found, HookResult):
         return found
     integration = found
@@ -131,7 +146,7 @@ def accept_bitrix24(
     expected = integration.application_token_hash or ""
     if not hmac.compare_digest(hash_secret(event.application_token).encode(), expected.encode()) or not expected:
         return _reject(403, "bad_application_token")
-    if integration.account_id and not hmac.compare_digest(event.member_id, integration.account_id):
+    if integration.account_id and not _same(event.member_id, integration.account_id):
         return _reject(403, "member_mismatch")
     if event.domain is not None and event.domain != integration.crm_domain.lower():
         return _reject(403, "domain_mismatch")

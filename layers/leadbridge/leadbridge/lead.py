@@ -103,3 +103,42 @@ def lead_key(crm: Crm, account: str, entity: EntityType, entity_id: str) -> str:
 def lead_id_for(key: str) -> str:
     """A stable id derived from the lead key, so retries and duplicates always produce the same id."""
     return str(uuid.uuid5(LEAD_ID_NAMESPACE, key))
+
+
+MAX_LEAD_BYTES = 200 * 1024  # well inside SQS's message size, and the 256 KiB that older consumers still assume
+MAX_NAME = 200
+MAX_CONTACT_VALUES = 20
+
+
+def fit_for_queue(lead: NormalizedLead) -> NormalizedLead:
+    """The lead within its size caps, so that it always fits the leads queue.
+
+    The name and the contact lists are cut; a transcript too large keeps its first messages (the chat's first words
+    matter most to the cabinet) and ends with a system line saying how many were left out.
+    """
+    contact = lead.contact.model_copy(
+        update={
+            "name": lead.contact.name[:MAX_NAME] if lead.contact.name else None,
+            "phones": lead.contact.phones[:MAX_CONTACT_VALUES],
+            "emails": lead.contact.emails[:MAX_CONTACT_VALUES],
+        }
+    )
+    fitted = lead.model_copy(update={"contact": contact})
+    if lead.chat is None or _size(fitted) <= MAX_LEAD_BYTES:
+        return fitted
+    messages = lead.chat.messages
+    budget = MAX_LEAD_BYTES - _size(fitted.model_copy(update={"chat": Chat(messages=[])})) - 200
+    kept: list[ChatMessage] = []
+    for message in messages:
+        cost = len(message.model_dump_json().encode()) + 1
+        if cost > budget:
+            break
+        kept.append(message)
+        budget -= cost
+    left_out = len(messages) - len(kept)
+    kept.append(ChatMessage(at=None, author="system", text=f"[{left_out} more messages not included: size limit]"))
+    return fitted.model_copy(update={"chat": Chat(messages=kept)})
+
+
+def _size(lead: NormalizedLead) -> int:
+    return len(lead.model_dump_json().encode())

@@ -39,10 +39,12 @@ class InboxMessage:
     payload: dict[str, Any] = field(default_factory=dict)  # the CRM's non-secret fields of the event
     source: str = "webhook"  # webhook | sweep
     version: int = INBOX_MESSAGE_VERSION
+    conversation: str = ""  # a later conversation on the same entity (amoCRM: a talk attached to a new lead)
 
     @property
     def lead_key(self) -> str:
-        return f"{self.crm}:{self.account}:{self.entity_type}:{self.entity_id}"
+        base = f"{self.crm}:{self.account}:{self.entity_type}:{self.entity_id}"
+        return f"{base}:{self.conversation}" if self.conversation else base
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
@@ -56,13 +58,14 @@ class InboxMessage:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def inbox_deduplication_id(message: InboxMessage) -> str:
+def inbox_deduplication_id(message: InboxMessage, salt: str = "") -> str:
     """Same conversation and same event moment -> same id, so SQS drops a retried delivery within its window.
 
-    This is only a first filter: the lead ledger is what guarantees one lead per conversation.
+    This is only a first filter: the lead ledger is what guarantees one lead per conversation. ``salt`` makes a
+    deliberate second send of the same event (a parked event resumed within 5 minutes) a new message.
     """
     moment = str(message.payload.get("updated_at") or message.payload.get("ts") or "")
-    raw = "|".join((message.integration_id, message.lead_key, message.event, moment))
+    raw = "|".join((message.integration_id, message.lead_key, message.event, moment, salt))
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -70,7 +73,7 @@ class InboxQueue:
     def __init__(self, queue_url: str) -> None:
         self.queue_url = queue_url
 
-    def send_many(self, messages: list[InboxMessage]) -> None:
+    def send_many(self, messages: list[InboxMessage], deduplication_salt: str = "") -> None:
         """Enqueue every message or raise: a partial write must make the hook answer 5xx so the CRM retries."""
         if len(messages) == 1:  # the common case: one talk or one Bitrix24 event per webhook
             message = messages[0]
@@ -79,7 +82,7 @@ class InboxQueue:
                     QueueUrl=self.queue_url,
                     MessageBody=message.to_json(),
                     MessageGroupId=message.integration_id,
-                    MessageDeduplicationId=inbox_deduplication_id(message),
+                    MessageDeduplicationId=inbox_deduplication_id(message, deduplication_salt),
                 )
             except (BotoCoreError, ClientError) as exc:
                 raise InboxWriteError(f"inbox write failed: {type(exc).__name__}") from exc
@@ -94,7 +97,7 @@ class InboxQueue:
                             "Id": str(index),
                             "MessageBody": message.to_json(),
                             "MessageGroupId": message.integration_id,
-                            "MessageDeduplicationId": inbox_deduplication_id(message),
+                            "MessageDeduplicationId": inbox_deduplication_id(message, deduplication_salt),
                         }
                         for index, message in enumerate(chunk)
                     ],

@@ -3,10 +3,13 @@
 Bitrix24 never resends a failed event, so every run lists the portal's leads and deals created since the
 integration's watermark (minus an overlap), pages through them by id, and enqueues each one the ledger has never
 seen, exactly as a webhook would (``source = sweep``). The worker's ledger claim makes a sweep and a late webhook
-for the same lead one lead. Requests go through the same client, leaky bucket and token store as the worker.
+for the same lead one lead. Requests go through the same client, shared budget and token store as the worker.
 
 amoCRM is not swept: its REST API has no way to list talks (the lead key is the talk), and amoCRM itself retries a
 failed webhook four times over about 1.5 hours (reference/amocrm.md §1.8, §2.2).
+
+The same run probes every amoCRM integration whose account was blocked (one ``GET /api/v4/account``): when the API
+answers again, the integration is connected and its parked events are resumed.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
+from leadbridge.amocrm.client import AmoClient
 from leadbridge.bitrix24.client import BitrixClient
+from leadbridge.crm_values import as_id, dicts
 from leadbridge.http.errors import CrmError
-from leadbridge.http.ratelimit import LeakyBucket
+from leadbridge.http.ratelimit import Budgets
 from leadbridge.integration import Integration
 from leadbridge.oauth.token_provider import TokenProvider
+from leadbridge.parking import Parking
 from leadbridge.queues import InboxMessage
 from leadbridge.store.integrations import DynamoIntegrations
 
@@ -79,7 +85,7 @@ def sweep_bitrix24(
                     account=member_id,
                     event=event,
                     entity_type=entity,
-                    entity_id=str(row["ID"]),
+                    entity_id=str(as_id(row["ID"])),
                     received_at=received_at,
                     payload={"event": event, "ts": f"sweep-{_digest(row)}", "domain": integration.crm_domain},
                     source="sweep",
@@ -106,15 +112,11 @@ def _created_since(client: BitrixClient, entity: str, since: int) -> tuple[list[
                 "start": -1,  # no total count: paging by id is what the docs advise for large sets
             },
         )
-        page = (
-            [row for row in page if isinstance(row, dict) and str(row.get("ID", "")).isdigit()]
-            if isinstance(page, list)
-            else []
-        )
+        page = [row for row in dicts(page) if as_id(row.get("ID")) is not None]
         rows.extend(page)
         if len(page) < 50:
             return rows, True
-        after_id = int(page[-1]["ID"])
+        after_id = max(int(str(as_id(row["ID"]))) for row in page)
     return rows, False
 
 
@@ -122,8 +124,14 @@ def _digest(row: dict[str, Any]) -> str:
     return hashlib.sha256(f"{row.get('ID')}|{row.get('DATE_CREATE')}".encode()).hexdigest()[:12]
 
 
+@dataclass(frozen=True, slots=True)
+class SweepRun:
+    reports: list[SweepReport]
+    failed: list[str]  # integration ids whose sweep failed this run (logged, counted, alarmed)
+
+
 class Reconciler:
-    """One scheduled run over every active Bitrix24 integration; a failing portal does not stop the others."""
+    """One scheduled run over every active integration; whatever fails for one of them never stops the others."""
 
     def __init__(
         self,
@@ -131,32 +139,62 @@ class Reconciler:
         ledger: Ledger,
         inbox: Inbox,
         tokens: TokenProvider,
+        parking: Parking,
+        budgets: Budgets,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.budgets = budgets
+        self.parking = parking
         self.integrations = integrations
         self.ledger = ledger
         self.inbox = inbox
         self.tokens = tokens
         self.clock = clock
 
-    def run(self) -> list[SweepReport]:
+    def run(self) -> SweepRun:
         reports: list[SweepReport] = []
+        failed: list[str] = []
         for integration in self.integrations.list_all():
-            if not integration.active or integration.crm != "bitrix24":
+            if not integration.active:
                 continue
-            now = self.clock()
-            watermark = self.integrations.status(integration.integration_id).get("sweep_watermark")
-            capacity, drain = (250, 5.0) if integration.bitrix_enterprise else (50, 2.0)
-            client = BitrixClient(integration, self.tokens, LeakyBucket(capacity, drain))
             try:
-                report = sweep_bitrix24(integration, client, self.ledger, self.inbox, watermark, now)
-            except CrmError as exc:
+                report = self._one(integration)
+            except Exception as exc:
                 logger.warning(
                     "sweep failed", extra={"integration_id": integration.integration_id, "error": type(exc).__name__}
                 )
+                failed.append(integration.integration_id)
                 continue
-            if report.complete:
-                self.integrations.set_sweep_watermark(integration.integration_id, int(now))
-            logger.info("sweep done", extra=asdict(report))
-            reports.append(report)
-        return reports
+            if report is not None:
+                logger.info("sweep done", extra=asdict(report))
+                reports.append(report)
+        return SweepRun(reports, failed)
+
+    def _one(self, integration: Integration) -> SweepReport | None:
+        status = self.integrations.status(integration.integration_id)
+        if status.get("connection_state") == "blocked":
+            self._probe_blocked(integration)
+            return None
+        if integration.crm != "bitrix24":
+            return None
+        now = self.clock()
+        client = BitrixClient(integration, self.tokens, self.budgets.for_integration(integration))
+        report = sweep_bitrix24(integration, client, self.ledger, self.inbox, status.get("sweep_watermark"), now)
+        if report.complete:
+            self.integrations.set_sweep_watermark(integration.integration_id, int(now))
+        return report
+
+    def _probe_blocked(self, integration: Integration) -> None:
+        """One read of the account: when amoCRM answers again, the integration's parked events go back in."""
+        if integration.crm != "amocrm":
+            return
+        try:
+            AmoClient(integration, self.tokens, self.budgets.for_integration(integration)).get_account()
+        except CrmError as exc:
+            logger.info(
+                "account still blocked",
+                extra={"integration_id": integration.integration_id, "error": type(exc).__name__},
+            )
+            return
+        self.integrations.set_connection_state(integration.integration_id, "connected")
+        self.parking.resume(integration.integration_id)

@@ -3,8 +3,12 @@
 For each event: claim the conversation in the ledger (a duplicate of a finished one ends here), build the lead
 through the CRM's enricher, publish it (deduplication id = lead id), record the outcome. Errors are sorted into
 "try again later" (``RetryLater``: the message comes back after a backoff, and after the queue's receive limit it
-lands in the DLQ), "never" (``PoisonEvent``: straight to the DLQ with its reason) and "nothing to emit"
-(``Skip``: recorded in the ledger with its reason).
+lands in the DLQ), "wait for a person" (re-authorization, a blocked account: the event is parked out of the inbox
+and resumed when the integration is connected again, see ``parking``), "never" (``PoisonEvent``: straight to the
+DLQ with its reason) and "nothing to emit" (``Skip``: recorded in the ledger with its reason). Anything nobody
+foresaw is "never" too: the ledger says ``failed`` with the exception's type, the event goes to the DLQ at once
+with that reason, a log line names the type and where it was raised (never its message, which may hold values),
+and the integration's next event goes on; an AWS error is "try again later".
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
 from leadbridge.http.errors import (
     AccessTokenRejected,
     AccountBlocked,
     BadRequest,
+    BadResponse,
     CrmError,
     CrmUnavailable,
     GrantRevoked,
@@ -29,15 +35,12 @@ from leadbridge.http.errors import (
 )
 from leadbridge.http.ratelimit import backoff_seconds
 from leadbridge.integration import Integration
-from leadbridge.lead import NormalizedLead, lead_id_for
+from leadbridge.lead import NormalizedLead, fit_for_queue, lead_id_for
 from leadbridge.queues import InboxMessage
 from leadbridge.store.integrations import Outcome
 from leadbridge.store.ledger import AlreadyFinal, Claimed, HeldElsewhere, LedgerEntry, LedgerState
 
 logger = Logger(child=True)
-
-WAIT_FOR_REAUTH_SECONDS = 900
-WAIT_WHEN_BLOCKED_SECONDS = 900
 
 
 class RetryLater(Exception):
@@ -63,6 +66,11 @@ class Emission:
     lead: NormalizedLead
     after_emit: Callable[[], str] | None = None  # e.g. the amoCRM note; returns a short state for the ledger
     notes: tuple[str, ...] = ()  # facts for the ledger ("activity_missing", "unknown_origin"...)
+    # Other ledger keys this conversation is known by (Bitrix24: the lead a deal was converted from, the open-lines
+    # session). They are claimed with the event's own key: whichever entity's event comes first emits the lead.
+    also_claims: tuple[str, ...] = ()
+    crm_lead_id: str | None = None
+    crm_lead_created_at: int | None = None
 
 
 class Enricher(Protocol):
@@ -71,6 +79,14 @@ class Enricher(Protocol):
         ...
 
     def build(self, message: InboxMessage, integration: Integration, entry: LedgerEntry) -> Emission | Skip: ...
+
+    def follow_up(self, message: InboxMessage, finished: LedgerEntry) -> InboxMessage | None:
+        """A later event of a finished conversation that starts a new one (else None: a duplicate)."""
+        ...
+
+    def finish_batch(self) -> list[tuple[str, str]]:
+        """What the batch left to do in bulk (amoCRM's notes); (lead key, note state) for the ledger."""
+        ...
 
 
 class IntegrationSource(Protocol):
@@ -86,6 +102,8 @@ class Ledger(Protocol):
 
     def set_fields(self, lead_key: str, **fields: object) -> None: ...
 
+    def finished(self, lead_keys: list[str]) -> set[str]: ...
+
 
 class LeadPublisher(Protocol):
     def publish(self, lead_json: str, lead_id: str, integration_id: str) -> str: ...
@@ -93,6 +111,8 @@ class LeadPublisher(Protocol):
 
 class StatusRecorder(Protocol):
     def record_outcome(self, integration_id: str, outcome: Outcome, error: str | None = None) -> None: ...
+
+    def record_unknown_channel(self, integration_id: str, origin: str) -> None: ...
 
     def set_connection_state(
         self, integration_id: str, state: Literal["blocked"], reason: str | None = None
@@ -103,7 +123,13 @@ class Counter(Protocol):
     def __call__(self, name: str, value: int = 1) -> None: ...
 
 
-WorkOutcome = Literal["emitted", "skipped", "duplicate", "integration_gone"]
+class ParkingPlace(Protocol):
+    def waiting_for(self, integration_id: str) -> tuple[str | None, float]: ...
+
+    def park(self, message: InboxMessage, reason: str, decided_at: float) -> None: ...
+
+
+WorkOutcome = Literal["emitted", "skipped", "parked", "duplicate", "integration_gone"]
 
 
 class LeadWorker:
@@ -115,8 +141,10 @@ class LeadWorker:
         leads: LeadPublisher,
         enrichers: dict[str, Enricher],
         count: Counter,
+        parking: ParkingPlace,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.parking = parking
         self.integrations = integrations
         self.status = status
         self.ledger = ledger
@@ -126,8 +154,16 @@ class LeadWorker:
         self.clock = clock
 
     def prepare(self, messages: list[InboxMessage]) -> None:
+        """Let each CRM's enricher read what the batch's open conversations need, in as few requests as it can
+        (duplicates of finished conversations, amoCRM's update_talk storms, need nothing)."""
+        try:
+            finished = self.ledger.finished([m.lead_key for m in messages])
+        except (BotoCoreError, ClientError):
+            finished = set()
         by_crm: dict[str, list[tuple[InboxMessage, Integration]]] = {}
         for message in messages:
+            if message.lead_key in finished:
+                continue
             integration = self.integrations.get(message.integration_id)
             if integration is not None and integration.active and message.crm in self.enrichers:
                 by_crm.setdefault(message.crm, []).append((message, integration))
@@ -137,7 +173,45 @@ class LeadWorker:
             except CrmError as exc:  # each event will meet the same error on its own and be handled there
                 logger.warning("batch prefetch failed", extra={"crm": crm, "error": type(exc).__name__})
 
+    def finish_batch(self) -> None:
+        for crm, enricher in self.enrichers.items():
+            try:
+                states = enricher.finish_batch()
+            except Exception as exc:
+                logger.warning("batch follow-up failed", extra={"crm": crm, "error": type(exc).__name__})
+                continue
+            for lead_key, state in states:
+                self.ledger.set_fields(lead_key, note_state=state)
+
     def handle(self, message: InboxMessage, receive_count: int = 1) -> WorkOutcome:
+        try:
+            return self._handle(message, receive_count)
+        except (RetryLater, PoisonEvent):
+            raise
+        except (BotoCoreError, ClientError) as exc:  # DynamoDB or SQS refused for a moment: not the event's fault
+            reason = f"aws_unavailable: {type(exc).__name__}"
+            logger.warning("AWS call failed", extra={"error": type(exc).__name__})
+            raise RetryLater(reason, int(backoff_seconds(receive_count, 2, 120))) from exc
+        except Exception as exc:
+            raise self._unexpected(message, exc) from exc
+
+    def _unexpected(self, message: InboxMessage, exc: Exception) -> PoisonEvent:
+        reason = f"unexpected: {type(exc).__name__}"
+        frame = exc.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        where = f"{frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}" if frame else "?"
+        logger.error("unexpected error", extra={"error": type(exc).__name__, "where": where, "crm": message.crm})
+        self.count("EventsFailedUnexpectedly")
+        try:
+            self.ledger.finish(message.lead_key, "failed", last_error=reason)
+            self.status.record_outcome(message.integration_id, "failed", reason)
+        except (BotoCoreError, ClientError):  # the DLQ message still carries the reason
+            logger.warning("could not record the failure", extra={"error": type(exc).__name__})
+        return PoisonEvent(reason)
+
+    def _handle(self, message: InboxMessage, receive_count: int) -> WorkOutcome:
+        started = self.clock()
         integration = self.integrations.get(message.integration_id)
         if integration is None or not integration.active:
             self.count("EventsForGoneIntegration")
@@ -149,30 +223,38 @@ class LeadWorker:
         lead_id = lead_id_for(key)
         claim = self.ledger.claim(key, lead_id, integration.integration_id, message.source)
         if isinstance(claim, AlreadyFinal):
+            again = enricher.follow_up(message, claim.entry)
+            if again is not None and again.lead_key != key:
+                return self._handle(again, receive_count)
             self.count("DuplicateEvents")
             return "duplicate"
         if isinstance(claim, HeldElsewhere):
             raise RetryLater("conversation held by another attempt", max(5, claim.lease_until - int(self.clock())))
-        self.status.record_outcome(integration.integration_id, "accepted")
+        waiting, read_at = self.parking.waiting_for(integration.integration_id)
+        if waiting is not None:  # no CRM call for an integration that waits for a person
+            return self._park(message, integration, f"integration_{waiting}", read_at)
+        if claim.entry.attempts == 1:  # a redelivery or a retry is the same event, accepted once
+            self.status.record_outcome(integration.integration_id, "accepted")
         try:
             result = enricher.build(message, integration, claim.entry)
         except NotFound as exc:
             result = Skip(reason=f"crm_entity_not_found: {exc}")
         except (GrantRevoked, NotConnected) as exc:
-            self._retry(key, integration, f"not_authorized: {exc}", WAIT_FOR_REAUTH_SECONDS)
+            return self._park(message, integration, f"not_authorized: {exc}", started)
         except AccountBlocked as exc:
             self.status.set_connection_state(integration.integration_id, "blocked", str(exc))
             self.count("CrmAccountBlocked")
-            self._retry(key, integration, f"account_blocked: {exc}", WAIT_WHEN_BLOCKED_SECONDS)
+            return self._park(message, integration, f"account_blocked: {exc}", started)
         except RateLimited as exc:
             self.count("CrmRateLimited")
             self._retry(key, integration, f"rate_limited: {exc}", max(1, int(exc.retry_after)))
         except (CrmUnavailable, AccessTokenRejected) as exc:
             self._retry(key, integration, f"crm_unavailable: {exc}", int(backoff_seconds(receive_count, 5, 300)))
-        except BadRequest as exc:
-            self.ledger.finish(key, "failed", last_error=f"bad_request: {exc}")
-            self.status.record_outcome(integration.integration_id, "failed", f"bad_request: {exc}")
-            raise PoisonEvent(f"bad_request: {exc}") from exc
+        except (BadRequest, BadResponse) as exc:
+            reason = f"{'bad_response' if isinstance(exc, BadResponse) else 'bad_request'}: {exc}"
+            self.ledger.finish(key, "failed", last_error=reason)
+            self.status.record_outcome(integration.integration_id, "failed", reason)
+            raise PoisonEvent(reason) from exc
         except NotReadyYet as exc:
             self.ledger.finish(key, "waiting", last_error=exc.reason)
             raise RetryLater(exc.reason, exc.delay_seconds) from exc
@@ -183,18 +265,62 @@ class LeadWorker:
             self.count("LeadsSkipped")
             return "skipped"
 
-        lead = result.lead
-        message_id = self.leads.publish(lead.model_dump_json(), lead.lead_id, integration.integration_id)
-        self.ledger.finish(
-            key, "emitted", emitted_at=int(self.clock()), leads_message_id=message_id, facts=list(result.notes) or None
-        )
+        joined = self._join(message, integration, result.also_claims)
+        if joined is None:
+            return "duplicate"
+        lead = fit_for_queue(result.lead)
+        try:
+            message_id = self.leads.publish(lead.model_dump_json(), lead.lead_id, integration.integration_id)
+        except Exception:
+            self._release(joined)
+            raise
+        for claimed in (key, *joined):
+            self.ledger.finish(
+                claimed,
+                "emitted",
+                emitted_at=int(self.clock()),
+                leads_message_id=message_id,
+                facts=list(result.notes) or None,
+                crm_lead_id=result.crm_lead_id,
+                crm_lead_created_at=result.crm_lead_created_at,
+            )
         self.status.record_outcome(integration.integration_id, "emitted")
+        if lead.channel.origin and any(fact.startswith("unknown_") for fact in result.notes):
+            self.status.record_unknown_channel(integration.integration_id, lead.channel.origin)
         self.count("LeadsEmitted")
         for fact in result.notes:
             self.count(f"Fact_{fact}")
         if result.after_emit is not None:
             self._after_emit(key, result.after_emit)
         return "emitted"
+
+    def _join(self, message: InboxMessage, integration: Integration, others: tuple[str, ...]) -> list[str] | None:
+        """Claim the conversation's other keys: the claimed ones, or None when another entity's event already
+        emitted it (this event is then a duplicate, recorded as such)."""
+        claimed: list[str] = []
+        for other in sorted(set(others) - {message.lead_key}):  # one order everywhere: no two workers cross
+            result = self.ledger.claim(other, lead_id_for(other), integration.integration_id, message.source)
+            if isinstance(result, Claimed):
+                claimed.append(other)
+                continue
+            self._release(claimed)
+            if isinstance(result, AlreadyFinal):
+                self.ledger.finish(message.lead_key, "skipped", skip_reason=f"same_conversation_as {other}")
+                self.count("DuplicateEvents")
+                return None
+            raise RetryLater("the same conversation is held by another event", 5)
+        return claimed
+
+    def _release(self, keys: list[str]) -> None:
+        for key in keys:
+            self.ledger.finish(key, "failed", last_error="released: the event that claimed it did not finish")
+
+    def _park(self, message: InboxMessage, integration: Integration, reason: str, decided_at: float) -> WorkOutcome:
+        self.ledger.finish(message.lead_key, "parked", last_error=reason)
+        self.status.record_outcome(integration.integration_id, "parked", reason)
+        self.count("EventsParked")
+        self.parking.park(message, reason, decided_at)
+        return "parked"
 
     def _retry(self, key: str, integration: Integration, reason: str, delay: int) -> None:
         self.ledger.finish(key, "failed", last_error=reason)

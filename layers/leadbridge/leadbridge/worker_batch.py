@@ -52,6 +52,7 @@ class WorkerBatch:
         try:
             return self._process(event, context, messages)
         finally:
+            self.worker.finish_batch()
             self.status.flush()
 
     def _process(

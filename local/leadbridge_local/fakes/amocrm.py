@@ -2,11 +2,15 @@
 
 - OAuth: ``POST /oauth2/access_token`` (JSON). Codes live 20 minutes and are single-use; refresh tokens are
   single-use (a reused one gets amoCRM's 400); access tokens expire (401 problem+json afterwards).
-- REST v4: talks, leads (``with=contacts``), contacts, lead notes, account. A missing lead or contact answers 204
-  with no body, a missing talk 404, errors are ``application/problem+json``.
+- REST v4: talks, leads (``with=contacts``), contacts, lead notes, account; lists of leads and contacts by
+  ``filter[id][]`` (204 when none exists; an account with ``filters_ignored`` answers every entity, as one without
+  the API-filter add-on might), notes of several leads in one ``POST /api/v4/leads/notes``. A missing lead or
+  contact answers 204 with no body, a missing talk 404, errors are ``application/problem+json``.
 - Limits: 7 requests per second per integration (any 1-second window) -> 429; more than 10 violations in a
   minute block the account: 403 with an HTML page on every request.
 - ``data_dir``: recorded responses, ``<dir>/api/v4/<path>.json`` served for ``GET /api/v4/<path>``.
+- Broken answers for hostile-input tests: ``raw_answers[(subdomain, path)]`` answers a GET as given (an HTML page
+  with status 200...), ``token_answer`` answers every token request.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Account:
     contacts: dict[int, dict[str, Any]] = field(default_factory=dict)
     notes: list[dict[str, Any]] = field(default_factory=list)
     blocked: bool = False
+    filters_ignored: bool = False
     violations: deque[float] = field(default_factory=deque)
 
 
@@ -69,6 +74,8 @@ class FakeAmoCRM(FakeCrmBase):
         self.data_dir = data_dir
         self.retry_after = 1
         self.access_ttl = ACCESS_TTL
+        self.raw_answers: dict[tuple[str, str], HttpResponse] = {}
+        self.token_answer: HttpResponse | None = None
 
     # ------------------------------------------------------------------ seeding (tests and the local runner)
     def add_account(self, subdomain: str, account_id: int) -> Account:
@@ -87,6 +94,14 @@ class FakeAmoCRM(FakeCrmBase):
         """A fresh pair, as after a code exchange (for seeding a connected integration)."""
         with self.lock:
             return self._pair(Grant(subdomain, client_id))
+
+    def revoke_grants(self, subdomain: str) -> None:
+        """An admin revoked the integration's access: its tokens stop working, its refresh tokens are refused."""
+        with self.lock:
+            self.access_tokens = {t: v for t, v in self.access_tokens.items() if v[0].subdomain != subdomain}
+            self.refresh_tokens = {
+                t: (g, True if g.subdomain == subdomain else used) for t, (g, used) in self.refresh_tokens.items()
+            }
 
     def expire_access_tokens(self) -> None:
         with self.lock:
@@ -141,7 +156,7 @@ class FakeAmoCRM(FakeCrmBase):
             return HttpResponse(403, BLOCKED_PAGE, {"Content-Type": "text/html"})
         if request.path == "/oauth2/access_token" and request.method == "POST":
             self.count("token_requests")
-            return self._token(request, subdomain)
+            return self.token_answer or self._token(request, subdomain)
         if not request.path.startswith("/api/v4/"):
             return _problem(404, "Not Found", "Unknown path")
         return self._api(request, subdomain, account)
@@ -239,6 +254,9 @@ class FakeAmoCRM(FakeCrmBase):
 
     def _route(self, request: HttpRequest, account: Account) -> HttpResponse:
         path = request.path.rstrip("/")
+        raw = self.raw_answers.get((account.subdomain, path)) if request.method == "GET" else None
+        if raw is not None:
+            return raw
         recorded = self._recorded(path) if request.method == "GET" else None
         if recorded is not None:
             return recorded
@@ -259,11 +277,43 @@ class FakeAmoCRM(FakeCrmBase):
             return json_response(200, contact, HAL) if contact else HttpResponse(204)
         if (match := re.fullmatch(r"/api/v4/leads/(\d+)/notes", path)) and request.method == "POST":
             return self._add_notes(account, int(match[1]), request)
+        if path == "/api/v4/leads/notes" and request.method == "POST":
+            self.count("notes_requests")
+            return self._add_notes(account, None, request)
+        if path in {"/api/v4/leads", "/api/v4/contacts"} and request.method == "GET":
+            return self._list(account, path.rsplit("/", 1)[1], request)
         if path == "/api/v4/account":
             return json_response(200, {"id": account.account_id, "subdomain": account.subdomain}, HAL)
         return _problem(404, "Not Found", "Unknown path")
 
-    def _add_notes(self, account: Account, lead_id: int, request: HttpRequest) -> HttpResponse:
+    def _list(self, account: Account, entity: str, request: HttpRequest) -> HttpResponse:
+        store = account.leads if entity == "leads" else account.contacts
+        wanted = {int(v) for k, values in request.query.items() if k.startswith("filter[id]") for v in values}
+        if account.filters_ignored:
+            wanted = set(store)
+        found = []
+        for entity_id in sorted(wanted):
+            item = store.get(entity_id) or self._recorded_item(f"/api/v4/{entity}/{entity_id}")
+            if item is None:
+                continue
+            if entity == "leads" and request.arg("with") != "contacts":
+                item = {k: v for k, v in item.items() if k != "_embedded"}
+            found.append(item)
+        if not found:
+            return HttpResponse(204)
+        return json_response(200, {"_page": 1, "_embedded": {entity: found}}, HAL)
+
+    def _recorded_item(self, path: str) -> dict[str, Any] | None:
+        recorded = self._recorded(path)
+        if recorded is None:
+            return None
+        try:
+            item = json.loads(recorded.body)
+        except ValueError:
+            return None
+        return item if isinstance(item, dict) else None
+
+    def _add_notes(self, account: Account, lead_id: int | None, request: HttpRequest) -> HttpResponse:
         try:
             notes = request.json()
         except ValueError:
@@ -273,9 +323,12 @@ class FakeAmoCRM(FakeCrmBase):
         with self.lock:
             created: list[dict[str, Any]] = []
             for note in notes:
+                entity_id = lead_id if lead_id is not None else note.get("entity_id")
+                if not isinstance(note, dict) or not isinstance(entity_id, int):
+                    return _problem(400, "Bad Request", "Request validation failed")
                 note_id = len(account.notes) + 1
-                account.notes.append({"id": note_id, "entity_id": lead_id, **note})
-                created.append({"id": note_id, "entity_id": lead_id, "request_id": str(len(created))})
+                account.notes.append({"id": note_id, **note, "entity_id": entity_id})
+                created.append({"id": note_id, "entity_id": entity_id, "request_id": str(len(created))})
         return json_response(200, {"_embedded": {"notes": created}}, HAL)
 
     def _recorded(self, path: str) -> HttpResponse | None:

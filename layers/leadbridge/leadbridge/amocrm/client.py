@@ -1,7 +1,7 @@
 """amoCRM REST v4 for one integration: paced to its limit, with the documented answers turned into errors.
 
-- 7 requests/s per integration (``WindowLimiter``); a 429 backs the limiter off by ``retry_after`` and is retried here
-  while the wait is short, else raised so the inbox message comes back later;
+- 7 requests/s per integration, a budget shared by every process (``SharedLimiter``); a 429 backs everyone off by
+  ``retry_after`` and is retried here while the wait is short, else raised so the inbox message comes back later;
 - 401 goes through the token store (another process may have rotated the token), then one retry;
 - 403 (account blocked, possibly an HTML page) and 402 (not paid) raise ``AccountBlocked``: the worker stops
   calling that account and marks the integration;
@@ -14,16 +14,18 @@ from typing import Any
 
 import httpx
 
+from leadbridge.crm_values import as_dict, dicts
 from leadbridge.http.client import request
 from leadbridge.http.errors import (
     AccessTokenRejected,
     AccountBlocked,
     BadRequest,
+    BadResponse,
     CrmUnavailable,
     NotFound,
     RateLimited,
 )
-from leadbridge.http.ratelimit import WindowLimiter
+from leadbridge.http.ratelimit import SharedLimiter
 from leadbridge.integration import Integration
 from leadbridge.oauth.token_provider import TokenProvider
 
@@ -32,7 +34,7 @@ MAX_ATTEMPTS = 4
 
 
 class AmoClient:
-    def __init__(self, integration: Integration, tokens: TokenProvider, limiter: WindowLimiter) -> None:
+    def __init__(self, integration: Integration, tokens: TokenProvider, limiter: SharedLimiter) -> None:
         self.integration = integration
         self.tokens = tokens
         self.limiter = limiter
@@ -45,12 +47,30 @@ class AmoClient:
     def get_contact(self, contact_id: str) -> dict[str, Any]:
         return self._entity(f"/api/v4/contacts/{contact_id}", None)
 
+    def get_account(self) -> dict[str, Any]:
+        return self._entity("/api/v4/account", None)
+
     def get_talk(self, talk_id: str) -> dict[str, Any]:
         return self._entity(f"/api/v4/talks/{talk_id}", None)
 
-    def add_lead_note(self, lead_id: str, service: str, text: str) -> None:
-        body = [{"note_type": "service_message", "params": {"service": service, "text": text}}]
-        self._call("POST", f"/api/v4/leads/{lead_id}/notes", params=None, json_body=body)
+    def list_by_ids(self, entity: str, ids: list[str], extra: dict[str, str]) -> list[dict[str, Any]]:
+        """Several leads or contacts in one request (``filter[id][]``); amoCRM answers 204 when none exists."""
+        params = [("filter[id][]", entity_id) for entity_id in ids] + [*extra.items(), ("limit", "250")]
+        data = self._call("GET", f"/api/v4/{entity}", params=params, json_body=None)
+        return dicts(as_dict(as_dict(data).get("_embedded")).get(entity))
+
+    def add_lead_notes(self, notes: list[tuple[str, str, str]]) -> None:
+        """Service notes on several leads in one request; they never trigger the digital pipeline."""
+        body = [
+            {
+                "entity_id": int(lead_id),
+                "note_type": "service_message",
+                "params": {"service": service, "text": text},
+                "is_need_to_trigger_digital_pipeline": False,
+            }
+            for lead_id, service, text in notes
+        ]
+        self._call("POST", "/api/v4/leads/notes", params=None, json_body=body)
 
     def _entity(self, path: str, params: dict[str, str] | None) -> dict[str, Any]:
         data = self._call("GET", path, params=params, json_body=None)
@@ -59,7 +79,7 @@ class AmoClient:
         return data
 
     def _call(
-        self, method: str, path: str, params: dict[str, str] | None, json_body: object | None
+        self, method: str, path: str, params: dict[str, str] | list[tuple[str, str]] | None, json_body: object | None
     ) -> dict[str, Any] | None:
         token = self.tokens.get(self.integration)
         refreshed_after_401 = False
@@ -75,14 +95,15 @@ class AmoClient:
                     headers={"Authorization": f"Bearer {token.value}"},
                 )
             except httpx.HTTPError as exc:
-                self.limiter.done()
                 if attempt == MAX_ATTEMPTS:
                     raise CrmUnavailable(f"amoCRM unreachable: {type(exc).__name__}") from exc
                 continue
-            self.limiter.done()
             status = response.status_code
             if status == 200:
-                payload = response.json()
+                try:
+                    payload = response.json()
+                except ValueError as exc:  # an HTML page from a proxy, a truncated body
+                    raise BadResponse(f"amoCRM answered {path.rsplit('/', 2)[-2]} with 200 and no JSON") from exc
                 return payload if isinstance(payload, dict) else {"_items": payload}
             if status == 204:
                 return None

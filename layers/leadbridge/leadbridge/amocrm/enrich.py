@@ -8,12 +8,13 @@ sender; every value that ends in the lead comes from the REST API, except the ta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from leadbridge.amocrm.client import AmoClient
 from leadbridge.amocrm.origins import channel_for_origin
 from leadbridge.attribution import attribute, describe
+from leadbridge.crm_values import as_dict, as_id, as_text, dicts, epoch_time
 from leadbridge.integration import Integration
 from leadbridge.lead import Chat, Contact, NormalizedLead, SourceEntity, Utm, lead_id_for
 from leadbridge.phones import clean_emails, phones_e164
@@ -34,6 +35,8 @@ class AmoLead:
     lead: NormalizedLead
     crm_lead_id: str | None
     origin_known: bool
+    lead_is_new: bool  # created after ``returning_after`` (the first conversation's lead), when that is set
+    crm_lead_created_at: int | None
 
     def note_text(self) -> str:
         return (
@@ -43,12 +46,13 @@ class AmoLead:
 
 def build_talk_lead(message: InboxMessage, integration: Integration, client: AmoClient) -> AmoLead:
     talk = dict(message.payload)
-    if not talk.get("entity_id") and talk.get("entity_type") != "customer":
+    if not as_id(talk.get("entity_id")) and talk.get("entity_type") != "customer":
         talk.update(_talk_from_api(client.get_talk(message.entity_id)))
     lead: dict[str, Any] | None = None
-    if talk.get("entity_id") and talk.get("entity_type") in {"lead", None}:
-        lead = client.get_lead(str(talk["entity_id"]))
-    contact_id = _as_id(talk.get("contact_id")) or _main_contact_id(lead)
+    lead_id = as_id(talk.get("entity_id"))
+    if lead_id and talk.get("entity_type") in {"lead", None}:
+        lead = client.get_lead(lead_id)
+    contact_id = as_id(talk.get("contact_id")) or _main_contact_id(lead)
     contact = client.get_contact(contact_id) if contact_id else None
 
     session_id = _session_id(integration, lead, contact)
@@ -69,8 +73,15 @@ def build_talk_lead(message: InboxMessage, integration: Integration, client: Amo
         chat=_no_transcript(),
         received_at=datetime.fromisoformat(message.received_at),
     )
+    after = message.payload.get("returning_after")
+    lead_created = epoch_time(as_dict(lead).get("created_at"))
+    lead_is_new = not isinstance(after, int) or (lead_created is not None and lead_created.timestamp() > after)
     return AmoLead(
-        lead=normalized, crm_lead_id=str(lead["id"]) if lead and "id" in lead else None, origin_known=origin_known
+        lead=normalized,
+        crm_lead_id=as_id(as_dict(lead).get("id")),
+        origin_known=origin_known,
+        lead_is_new=lead_is_new,
+        crm_lead_created_at=int(lead_created.timestamp()) if lead_created else None,
     )
 
 
@@ -80,50 +91,37 @@ def _no_transcript() -> Chat | None:
 
 
 def _talk_from_api(talk: dict[str, Any]) -> dict[str, Any]:
-    embedded_leads = ((talk.get("_embedded") or {}).get("leads")) or []
-    entity_id = talk.get("entity_id") or (embedded_leads[0].get("id") if embedded_leads else None)
+    embedded_leads = dicts(as_dict(talk.get("_embedded")).get("leads"))
+    entity_id = as_id(talk.get("entity_id")) or (as_id(embedded_leads[0].get("id")) if embedded_leads else None)
     return {
-        "entity_id": _as_id(entity_id),
+        "entity_id": entity_id,
         "entity_type": talk.get("entity_type") if talk.get("entity_type") in {"lead", "customer"} else None,
-        "contact_id": _as_id(talk.get("contact_id")),
-        "origin": talk.get("origin"),
-        "created_at": _as_id(talk.get("created_at")),
+        "contact_id": as_id(talk.get("contact_id")),
+        "origin": as_text(talk.get("origin"), 200),
+        "created_at": as_id(talk.get("created_at")),
     }
 
 
-def _as_id(value: object) -> str | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int) and value > 0:
-        return str(value)
-    if isinstance(value, str) and value.isdigit() and int(value) > 0:
-        return value
-    return None
-
-
 def _as_str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return value[:200] if isinstance(value, str) and value else None
 
 
 def _main_contact_id(lead: dict[str, Any] | None) -> str | None:
-    contacts = ((lead or {}).get("_embedded") or {}).get("contacts") or []
-    main = [c for c in contacts if isinstance(c, dict) and c.get("is_main")] or [
-        c for c in contacts if isinstance(c, dict)
-    ]
-    return _as_id(main[0].get("id")) if main else None
+    contacts = dicts(as_dict(as_dict(lead).get("_embedded")).get("contacts"))
+    main = [c for c in contacts if c.get("is_main") is True] or contacts
+    return as_id(main[0].get("id")) if main else None
 
 
 def _custom_fields(entity: dict[str, Any] | None) -> list[dict[str, Any]]:
-    values = (entity or {}).get("custom_fields_values") or []
-    return [f for f in values if isinstance(f, dict)]
+    return dicts(as_dict(entity).get("custom_fields_values"))
 
 
 def _values(field: dict[str, Any]) -> list[str]:
     out = []
-    for item in field.get("values") or []:
-        value = item.get("value") if isinstance(item, dict) else None
-        if isinstance(value, str | int | float) and not isinstance(value, bool) and str(value).strip():
-            out.append(str(value).strip())
+    for item in dicts(field.get("values")):
+        value = as_text(item.get("value"), 1000)
+        if value is not None:
+            out.append(value)
     return out
 
 
@@ -131,7 +129,7 @@ def _field_by_code(entity: dict[str, Any] | None, code: str) -> str | None:
     for field in _custom_fields(entity):
         if str(field.get("field_code") or "").upper() == code:
             values = _values(field)
-            return values[0] if values else None
+            return values[0][:500] if values else None
     return None
 
 
@@ -141,7 +139,7 @@ def _session_id(integration: Integration, lead: dict[str, Any] | None, contact: 
         return None
     entity = lead if setting.entity == "lead" else contact
     for field in _custom_fields(entity):
-        if field.get("field_id") == setting.field_id:
+        if as_id(field.get("field_id")) == str(setting.field_id):
             values = _values(field)
             return values[0][:200] if values else None
     return None
@@ -158,16 +156,18 @@ def _contact(contact: dict[str, Any] | None, region: str) -> Contact:
             phones.extend(_values(field))
         elif code == "EMAIL":
             emails.extend(_values(field))
-    name = contact.get("name")
-    if not isinstance(name, str) or not name.strip():
-        parts = [contact.get("first_name"), contact.get("last_name")]
-        name = " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip()) or None
-    return Contact(name=name.strip() if name else None, phones=phones_e164(phones, region), emails=clean_emails(emails))
+    name = as_text(contact.get("name"))
+    if name is None or isinstance(contact.get("name"), int):
+        parts = [as_text(contact.get("first_name")), as_text(contact.get("last_name"))]
+        name = " ".join(p for p in parts if p and not p.isdigit()) or None
+    return Contact(name=name, phones=phones_e164(phones, region), emails=clean_emails(emails))
 
 
 def _created_at(talk: dict[str, Any], lead: dict[str, Any] | None, message: InboxMessage) -> datetime:
-    for candidate in (talk.get("created_at"), (lead or {}).get("created_at")):
-        stamp = _as_id(candidate)
-        if stamp is not None:
-            return datetime.fromtimestamp(int(stamp), tz=UTC)
+    """The talk's start; for a later conversation on the same talk (a returning client), its new lead's."""
+    candidates = (talk.get("created_at"), as_dict(lead).get("created_at"))
+    for candidate in reversed(candidates) if message.conversation else candidates:
+        moment = epoch_time(candidate)
+        if moment is not None:
+            return moment
     return datetime.fromisoformat(message.received_at)

@@ -1,47 +1,192 @@
-"""The worker's amoCRM enricher: a paced client per integration, the talk -> lead build, and the CRM note."""
+"""The worker's amoCRM enricher: a batch of talks in a few requests, within the account's shared budget.
+
+- The talk webhook already carries the lead id, the contact id, the origin and the times: the talk is read only
+  when it names no lead (reference/amocrm-chats-events-dp.md B.1).
+- ``prepare`` reads the leads of a whole batch in one request (``filter[id][]``, ``with=contacts``) and their
+  contacts in another (B.2); ``build`` then reads from those answers. An account that refuses filtered reads (or
+  answers them unfiltered: the API-filter add-on is paid, A.4) gets one read per id, and the status says so.
+- The CRM notes of a batch go out in one request at the end of it (B.3), marked to trigger no digital pipeline.
+A single lead costs 2 requests (3 with its note); a batch of 10 from one account, 3.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
 from leadbridge.amocrm.client import AmoClient
 from leadbridge.amocrm.enrich import NOTE_SERVICE, build_talk_lead
-from leadbridge.http.ratelimit import WindowLimiter
+from leadbridge.crm_values import as_dict, as_id, dicts
+from leadbridge.http.errors import BadRequest, CrmError
+from leadbridge.http.ratelimit import Budgets
 from leadbridge.integration import Integration
 from leadbridge.oauth.token_provider import TokenProvider
 from leadbridge.queues import InboxMessage
 from leadbridge.store.ledger import LedgerEntry
 from leadbridge.worker import Emission, Skip
 
+logger = Logger(child=True)
+MAX_IDS_PER_READ = 50  # keeps the URL short, as amoCRM's guidance asks
+FILTERED_READS_REFUSED = "filtered_reads_refused"
+
+
+class PrefetchedClient(AmoClient):
+    """An amoCRM client that answers reads from what ``prepare`` fetched, and asks the CRM for the rest."""
+
+    def __init__(self, inner: AmoClient, leads: dict[str, dict[str, Any]], contacts: dict[str, dict[str, Any]]) -> None:
+        super().__init__(inner.integration, inner.tokens, inner.limiter)
+        self.leads = leads
+        self.contacts = contacts
+
+    def get_lead(self, lead_id: str) -> dict[str, Any]:
+        return self.leads.get(lead_id) or super().get_lead(lead_id)
+
+    def get_contact(self, contact_id: str) -> dict[str, Any]:
+        return self.contacts.get(contact_id) or super().get_contact(contact_id)
+
+
+@dataclass
+class _Account:
+    """What one batch fetched for one integration, and the notes it still has to write."""
+
+    leads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[tuple[str, str, str]] = field(default_factory=list)  # (lead key, CRM lead id, text)
+
 
 class AmoEnricher:
-    def __init__(self, tokens: TokenProvider, requests_per_second: int) -> None:
+    def __init__(self, tokens: TokenProvider, budgets: Budgets) -> None:
         self.tokens = tokens
-        self.requests_per_second = requests_per_second
-        self._limiters: dict[str, WindowLimiter] = {}
+        self.budgets = budgets
         self.requests_made = 0
+        self.filtered_reads_refused: set[str] = set()
+        self._accounts: dict[str, _Account] = {}
+        self._integrations: dict[str, Integration] = {}
 
-    def limiter(self, integration_id: str) -> WindowLimiter:
-        if integration_id not in self._limiters:
-            self._limiters[integration_id] = WindowLimiter(self.requests_per_second)
-        return self._limiters[integration_id]
+    def client(self, integration: Integration) -> AmoClient:
+        return AmoClient(integration, self.tokens, self.budgets.for_integration(integration))
 
     def prepare(self, batch: list[tuple[InboxMessage, Integration]]) -> None:
-        """amoCRM has no multi-entity read that would serve several talks at once; nothing to share."""
+        self._accounts.clear()
+        by_integration: dict[str, list[InboxMessage]] = {}
+        for message, integration in batch:
+            if message.entity_type == "talk":
+                by_integration.setdefault(integration.integration_id, []).append(message)
+                self._integrations[integration.integration_id] = integration
+        for integration_id, messages in by_integration.items():
+            integration = self._integrations[integration_id]
+            account = self._accounts[integration_id] = _Account()
+            client = self.client(integration)
+            try:
+                self._prefetch(client, integration, messages, account)
+            except CrmError as exc:  # each event meets the error again on its own and is handled there
+                logger.warning("batch read failed", extra={"crm": "amocrm", "error": type(exc).__name__})
+            finally:
+                self.requests_made += client.requests_made
+
+    def _prefetch(
+        self, client: AmoClient, integration: Integration, messages: list[InboxMessage], account: _Account
+    ) -> None:
+        if integration.integration_id in self.filtered_reads_refused:
+            return
+        lead_ids = {str(m.payload["entity_id"]) for m in messages if as_id(m.payload.get("entity_id"))}
+        lead_ids = {i for i in lead_ids if i} - set(account.leads)
+        for lead in self._read_many(client, integration, "leads", lead_ids, {"with": "contacts"}):
+            account.leads[str(lead["id"])] = lead
+        contact_ids = {str(m.payload["contact_id"]) for m in messages if as_id(m.payload.get("contact_id"))}
+        for lead in account.leads.values():
+            contacts = dicts(as_dict(lead.get("_embedded")).get("contacts"))
+            main = [c for c in contacts if c.get("is_main") is True] or contacts
+            if main and as_id(main[0].get("id")):
+                contact_ids.add(str(main[0]["id"]))
+        for contact in self._read_many(client, integration, "contacts", contact_ids, {}):
+            account.contacts[str(contact["id"])] = contact
+
+    def _read_many(
+        self, client: AmoClient, integration: Integration, entity: str, ids: Iterable[str], extra: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        wanted = sorted(ids, key=int)
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(wanted), MAX_IDS_PER_READ):
+            chunk = wanted[start : start + MAX_IDS_PER_READ]
+            try:
+                items = client.list_by_ids(entity, chunk, extra)
+            except BadRequest:
+                items = None
+            answered = {str(as_id(item.get("id"))) for item in items or []}
+            if items is None or not answered <= set(chunk):  # refused, or the filter ignored: read one by one
+                self.filtered_reads_refused.add(integration.integration_id)
+                logger.warning("filtered reads refused; one read per id", extra={"crm": "amocrm", "entity": entity})
+                return found
+            found.extend(item for item in items if as_id(item.get("id")))
+        return found
 
     def build(self, message: InboxMessage, integration: Integration, entry: LedgerEntry) -> Emission | Skip:
         if message.entity_type != "talk":
             return Skip(reason=f"unsupported amoCRM entity {message.entity_type}")
-        client = AmoClient(integration, self.tokens, self.limiter(integration.integration_id))
+        account = self._accounts.get(integration.integration_id) or _Account()
+        client = PrefetchedClient(self.client(integration), account.leads, account.contacts)
         try:
             built = build_talk_lead(message, integration, client)
         finally:
             self.requests_made += client.requests_made
         facts = () if built.origin_known else ("unknown_origin",)
+        if integration.integration_id in self.filtered_reads_refused:
+            facts = (*facts, FILTERED_READS_REFUSED)
+        if message.conversation and not built.lead_is_new:
+            return Skip(reason="same_conversation: the talk was attached to a lead that existed before it")
         crm_lead_id = built.crm_lead_id
+        emission = Emission(
+            lead=built.lead, notes=facts, crm_lead_id=crm_lead_id, crm_lead_created_at=built.crm_lead_created_at
+        )
         if not integration.amo_note_enabled or crm_lead_id is None or entry.note_state == "added":
-            return Emission(lead=built.lead, notes=facts)
+            return emission
+        self._accounts.setdefault(integration.integration_id, account)
 
-        def add_note() -> str:
-            client.add_lead_note(crm_lead_id, NOTE_SERVICE, built.note_text())
-            return "added"
+        def queue_note() -> str:
+            account.notes.append((message.lead_key, crm_lead_id, built.note_text()))
+            return "queued"
 
-        return Emission(lead=built.lead, after_emit=add_note, notes=facts)
+        return replace(emission, after_emit=queue_note)
+
+    def finish_batch(self) -> list[tuple[str, str]]:
+        """Write the batch's notes, one request per account; (lead key, note state) for the ledger."""
+        states: list[tuple[str, str]] = []
+        for integration_id, account in self._accounts.items():
+            if not account.notes:
+                continue
+            client = self.client(self._integrations[integration_id])
+            try:
+                client.add_lead_notes([(lead_id, NOTE_SERVICE, text) for _, lead_id, text in account.notes])
+                state = "added"
+            except CrmError as exc:
+                state = f"failed: {type(exc).__name__}"
+                logger.warning("notes not written", extra={"crm": "amocrm", "error": type(exc).__name__})
+            finally:
+                self.requests_made += client.requests_made
+            states.extend((lead_key, state) for lead_key, _, _ in account.notes)
+            account.notes.clear()
+        return states
+
+    def follow_up(self, message: InboxMessage, finished: LedgerEntry) -> InboxMessage | None:
+        """A returning client: amoCRM attached a talk whose conversation was emitted to another, newer lead.
+
+        That is a new inquiry, so a new request for the cabinet (docs/lead-contract.md, "One conversation, one
+        lead"): it becomes its own conversation, ``talk:<id>:lead:<lead id>``. Whether the lead is newer than the
+        first conversation's is checked when it is read (a talk linked to an older, existing lead is not a new one).
+        """
+        named = message.payload.get("entity_id")
+        if (
+            message.entity_type != "talk"
+            or message.conversation
+            or not isinstance(named, str)
+            or not finished.crm_lead_id
+            or named == finished.crm_lead_id
+        ):
+            return None
+        after = finished.crm_lead_created_at or finished.first_seen_at
+        payload = {**message.payload, "returning_after": after}
+        return replace(message, conversation=f"lead:{named}", payload=payload)

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from leadbridge.crm_values import positive_int
 from leadbridge.http.client import request
 from leadbridge.http.errors import BadRequest, CrmUnavailable, GrantRevoked
 from leadbridge.integration import Integration
@@ -29,10 +30,12 @@ def authorize_url(integration: Integration, state: str) -> str:
 
 
 class AmoOAuth:
-    def __init__(self, redirect_uri: str) -> None:
+    """``redirect_uri``: amoCRM repeats it in the refresh grant (the callback passes its own per request)."""
+
+    def __init__(self, redirect_uri: str = "") -> None:
         self.redirect_uri = redirect_uri
 
-    def exchange_code(self, integration: Integration, account_host: str, code: str) -> TokenSet:
+    def exchange_code(self, integration: Integration, account_host: str, code: str, redirect_uri: str) -> TokenSet:
         return self._token_request(
             account_host,
             {
@@ -40,7 +43,7 @@ class AmoOAuth:
                 "client_secret": integration.client_secret,
                 "grant_type": "authorization_code",
                 "code": code,
-                "redirect_uri": self.redirect_uri,
+                "redirect_uri": redirect_uri,
             },
         )
 
@@ -68,13 +71,22 @@ class AmoOAuth:
             raise GrantRevoked(f"amoCRM refused the grant ({_problem_title(response)})", status=response.status_code)
         if response.status_code != 200:
             raise BadRequest("amoCRM token endpoint answered unexpectedly", status=response.status_code)
-        data = response.json()
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise CrmUnavailable("amoCRM token endpoint answered without JSON") from exc
+        if not isinstance(data, dict):
+            raise CrmUnavailable("amoCRM token endpoint answered an unexpected body")
         access = data.get("access_token")
         if not isinstance(access, str) or not access:
             raise CrmUnavailable("amoCRM token response without access_token")
-        server_time = int(data.get("server_time") or time.time())
-        expires_at = server_time + int(data.get("expires_in") or 86400)
-        refresh = data.get("refresh_token") or None
+        server_time = positive_int(data.get("server_time")) or int(time.time())
+        lifetime = positive_int(data.get("expires_in"))
+        if lifetime is None and data.get("expires_in") is not None:
+            raise CrmUnavailable("amoCRM token response with an unreadable expires_in")
+        expires_at = server_time + (lifetime or 86400)
+        refresh = data.get("refresh_token")
+        refresh = refresh if isinstance(refresh, str) and refresh else None
         return TokenSet(
             access_token=access,
             refresh_token=refresh,
@@ -101,8 +113,25 @@ def account_identity(host: str, access_token: str) -> tuple[str, str]:
         raise CrmUnavailable(f"amoCRM unreachable: {type(exc).__name__}") from exc
     if response.status_code != 200:
         raise CrmUnavailable("amoCRM did not return the account", status=response.status_code)
-    data = response.json()
+    try:
+        data = response.json()
+    except ValueError as exc:
+        raise CrmUnavailable("amoCRM answered the account without JSON") from exc
     account_id = data.get("id") if isinstance(data, dict) else None
-    if not isinstance(account_id, int):
+    if not isinstance(account_id, int) or isinstance(account_id, bool) or account_id <= 0:
         raise CrmUnavailable("amoCRM account without an id")
-    return str(account_id), str(data.get("subdomain") or host.split(".", 1)[0])
+    subdomain = data.get("subdomain")
+    return str(account_id), subdomain if isinstance(subdomain, str) and subdomain else host.split(".", 1)[0]
+
+
+def grant_is_alive(host: str, access_token: str) -> bool | None:
+    """Does amoCRM still honour this access token? True (200), False (401), None (no clear answer)."""
+    try:
+        response = request("GET", f"https://{host}/api/v4/account", headers={"Authorization": f"Bearer {access_token}"})
+    except httpx.HTTPError:
+        return None
+    if response.status_code == 200:
+        return True
+    if response.status_code == 401:
+        return False
+    return None

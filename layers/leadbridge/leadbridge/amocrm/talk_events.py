@@ -6,17 +6,18 @@ fields may be missing or empty. Other entity blocks (leads, contacts, unsorted, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from typing import NamedTuple
 
 from leadbridge.formdata import FormNode, flag, items, text
 
 TALK_ACTIONS = ("add", "update")
+_EVENT_NAME = re.compile(r"[a-z_]{1,30}\.[a-z_]{1,30}")
 _LEAD_TYPES = {"lead", "leads", "2"}
 _CUSTOMER_TYPES = {"customer", "customers", "12"}
 
 
-@dataclass(frozen=True, slots=True)
-class TalkEvent:
+class TalkEvent(NamedTuple):
     action: str
     talk_id: str
     created_at: str | None
@@ -44,8 +45,7 @@ class TalkEvent:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedAmoWebhook:
+class ParsedAmoWebhook(NamedTuple):
     account_id: str | None
     subdomain: str | None
     talks: list[TalkEvent]
@@ -71,7 +71,9 @@ def parse_amo_webhook(form: FormNode) -> ParsedAmoWebhook:
             continue
         for action, entries in block.items():
             count = len(items(entries)) or 1
-            other[f"{entity}.{action}"] = other.get(f"{entity}.{action}", 0) + count
+            # Names only when they look like amoCRM's (they reach a log line); anything else is counted as unknown.
+            name = f"{entity}.{action}" if _EVENT_NAME.fullmatch(f"{entity}.{action}") else "unknown"
+            other[name] = other.get(name, 0) + count
     return ParsedAmoWebhook(
         account_id=_digits(text(form, "account", "id")),
         subdomain=text(form, "account", "subdomain"),

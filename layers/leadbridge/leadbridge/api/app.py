@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
 from fastapi import Body, FastAPI, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from leadbridge.api.service import IntegrationsService, NotFoundError
@@ -18,6 +19,7 @@ from leadbridge.api.settings import (
     IntegrationSettings,
     IntegrationStatus,
     IntegrationView,
+    ResumeResult,
     WebhookSecretIssued,
 )
 
@@ -39,6 +41,15 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
         if not cache:
             cache.append(service_factory())
         return cache[0]
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Where and what, never the value: the input may be a write-only secret (client_secret, application_token).
+        detail = [
+            {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", ""))[:300], "type": error.get("type")}
+            for error in exc.errors()
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
@@ -79,8 +90,13 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
         return Response(status_code=204)
 
     @app.post("/integrations/{integration_id}/webhook-secret", response_model=WebhookSecretIssued, responses=NOT_FOUND)
-    def issue_webhook_secret(integration_id: IntegrationId) -> WebhookSecretIssued:
-        return service().issue_webhook_secret(integration_id)
+    def issue_webhook_secret(integration_id: IntegrationId, request: Request) -> WebhookSecretIssued:
+        return service().issue_webhook_secret(integration_id, str(request.base_url))
+
+    @app.post("/integrations/{integration_id}/resume", response_model=ResumeResult, responses=NOT_FOUND)
+    def resume_parked(integration_id: IntegrationId) -> ResumeResult:
+        """Send the events parked for this integration back to the pipeline (after an account was unblocked)."""
+        return service().resume(integration_id)
 
     @app.get(
         "/integrations/{integration_id}/authorize-url", response_model=AuthorizeUrl, responses={**NOT_FOUND, 409: {}}

@@ -11,6 +11,7 @@ from leadbridge.api.settings import (
     Bitrix24Settings,
     IntegrationStatus,
     IntegrationView,
+    ResumeResult,
     SessionFieldSetting,
     Target,
     WebhookSecretIssued,
@@ -18,8 +19,10 @@ from leadbridge.api.settings import (
 from leadbridge.integration import ConnectionState, Integration, SessionField, TrafficTarget
 from leadbridge.oauth.authorize import authorize_url
 from leadbridge.oauth.state import StateSigner
+from leadbridge.parking import Parking
 from leadbridge.site_script import site_script
 from leadbridge.store.integrations import DynamoIntegrations
+from leadbridge.store.parked import DynamoParkedEvents
 from leadbridge.store.tokens import DynamoTokens
 from leadbridge.webhook_secret import hash_secret, new_secret
 
@@ -29,13 +32,23 @@ class NotFoundError(LookupError):
 
 
 class IntegrationsService:
+    """``public_base_url``: the configured origin for webhook URLs; empty means the origin the request came to."""
+
     def __init__(
-        self, integrations: DynamoIntegrations, tokens: DynamoTokens, signer: StateSigner, public_base_url: str
+        self,
+        integrations: DynamoIntegrations,
+        tokens: DynamoTokens,
+        signer: StateSigner,
+        public_base_url: str,
+        parking: Parking,
+        parked: DynamoParkedEvents,
     ) -> None:
         self.integrations = integrations
         self.tokens = tokens
         self.signer = signer
         self.public_base_url = public_base_url.rstrip("/")
+        self.parking = parking
+        self.parked = parked
 
     def put(self, integration_id: str, settings: AmoCrmSettings | Bitrix24Settings) -> tuple[IntegrationView, bool]:
         """Create or update; returns the view and whether it was created."""
@@ -89,14 +102,18 @@ class IntegrationsService:
         self.tokens.delete(integration_id)
         self.integrations.set_connection_state(integration_id, "disconnected", "deactivated through the API")
 
-    def issue_webhook_secret(self, integration_id: str) -> WebhookSecretIssued:
+    def issue_webhook_secret(self, integration_id: str, request_base_url: str) -> WebhookSecretIssued:
         integration = self._require(integration_id)
         secret = new_secret()
         self.integrations.put(replace(integration, webhook_secret_hash=hash_secret(secret)))
         trailing = "/" if integration.crm == "amocrm" else ""  # amoCRM may refuse a hook URL without it
-        return WebhookSecretIssued(
-            webhook_url=f"{self.public_base_url}/hooks/{integration.crm}/{integration_id}/{secret}{trailing}"
-        )
+        base = self.public_base_url or request_base_url.rstrip("/")
+        return WebhookSecretIssued(webhook_url=f"{base}/hooks/{integration.crm}/{integration_id}/{secret}{trailing}")
+
+    def resume(self, integration_id: str) -> ResumeResult:
+        """Send the integration's parked events back to the inbox (after an account was unblocked by hand)."""
+        self._require(integration_id)
+        return ResumeResult(resumed=self.parking.resume(integration_id))
 
     def authorize_url(self, integration_id: str) -> AuthorizeUrl:
         integration = self._require(integration_id)
@@ -108,9 +125,10 @@ class IntegrationsService:
         integration = self._require(integration_id)
         record: dict[str, Any] = self.integrations.status(integration_id)
         stored = self.tokens.read(integration_id)
-        connection: ConnectionState = record.get("connection_state") or (
-            "connected" if stored and stored.state == "active" else "not_connected"
-        )
+        usable = stored is not None and stored.state == "active"
+        connection: ConnectionState = record.get("connection_state") or ("connected" if usable else "not_connected")
+        if connection == "connected" and not usable:  # the status lags what the token item says
+            connection = "reauth_required"
         return IntegrationStatus(
             integration_id=integration_id,
             active=integration.active,
@@ -124,6 +142,8 @@ class IntegrationsService:
             emitted=int(record.get("count_emitted", 0)),
             skipped=int(record.get("count_skipped", 0)),
             failed=int(record.get("count_failed", 0)),
+            parked=self.parked.count(integration_id),
+            unknown_channels=sorted(record.get("unknown_channels") or [])[:50],
         )
 
     def site_script(self, integration_id: str) -> str:

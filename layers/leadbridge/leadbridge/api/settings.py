@@ -13,6 +13,27 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 AMO_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\.(amocrm\.ru|amocrm\.com|kommo\.com)$")
 HOSTNAME = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# Names that never reach a public portal (RFC 6761, 6762, 8375 and the usual private suffixes): the worker would
+# send the portal's access token there.
+PRIVATE_SUFFIXES = frozenset(
+    {
+        "localhost",
+        "local",
+        "localdomain",
+        "internal",
+        "intranet",
+        "lan",
+        "home",
+        "corp",
+        "private",
+        "test",
+        "invalid",
+        "example",
+        "arpa",
+        "onion",
+        "home.arpa",
+    }
+)
 GETTER = re.compile(r"^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$")
 Id = Annotated[int, Field(ge=1, le=2**53)]
 
@@ -100,8 +121,9 @@ class Bitrix24Settings(_Common):
     @field_validator("crm_domain")
     @classmethod
     def _portal_domain(cls, value: str) -> str:
-        if not HOSTNAME.match(value):
-            raise ValueError("must be a portal domain such as example.bitrix24.ru or b24.example.ru")
+        # HOSTNAME wants a letters-only top-level label: an IP address (v4 or v6) never matches.
+        if not HOSTNAME.match(value) or value.rsplit(".", 1)[-1] in PRIVATE_SUFFIXES:
+            raise ValueError("must be a public portal domain such as example.bitrix24.ru or b24.example.ru")
         return value
 
 
@@ -142,6 +164,15 @@ class IntegrationStatus(_Strict):
     emitted: int
     skipped: int
     failed: int
+    parked: int = Field(description="Events waiting for a person (re-authorization, an unblocked account) right now.")
+    unknown_channels: list[str] = Field(
+        default_factory=list,
+        description="Raw channel values (amoCRM origin, Bitrix24 connector) no mapping knows yet; see docs/channels.md.",
+    )
+
+
+class ResumeResult(_Strict):
+    resumed: int = Field(description="Parked events sent back to the inbox.")
 
 
 class WebhookSecretIssued(_Strict):

@@ -1,11 +1,13 @@
 """Bitrix24 REST for one portal, within its limits (reference/bitrix24.md §3-4).
 
-- A leaky bucket per portal mirrors the portal's counter (2/s, burst 50; Enterprise 5/250), so the portal never
-  has to answer ``503 QUERY_LIMIT_EXCEEDED``; if it does anyway (another app shares the counter), the bucket is
-  treated as full and the call retried after the drain.
+- A leaky bucket per portal mirrors the portal's counter (2/s, burst 50; Enterprise 5/250), shared by every process
+  (``SharedLimiter``), so the portal never has to answer ``503 QUERY_LIMIT_EXCEEDED``; if it does anyway (another app
+  shares the counter), everyone treats the bucket as full and the call is retried after the drain.
 - ``429 OPERATION_TIME_LIMIT`` waits for ``operating_reset_at`` (from the last answer's ``time`` block).
 - ``expired_token`` / ``invalid_token`` / ``NO_AUTH_FOUND`` go through the token store, then one retry.
 - ``batch``: up to 50 commands in one request; each command's error comes back in ``errors`` by key.
+- The access token goes only to the portal: a ``client_endpoint`` from a token answer is used when it is https on
+  the portal's own domain, never otherwise (a stored ``http://169.254.169.254/...`` must not get it).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from leadbridge.http.client import request
 from leadbridge.http.errors import AccessTokenRejected, BadRequest, CrmUnavailable, NotFound, RateLimited
-from leadbridge.http.ratelimit import LeakyBucket
+from leadbridge.http.ratelimit import SharedLimiter
 from leadbridge.integration import Integration
 from leadbridge.oauth.token_provider import TokenProvider
 
@@ -34,6 +37,21 @@ class BatchResult:
     errors: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
+def rest_base(integration: Integration, client_endpoint: str | None) -> str:
+    """Where REST calls go: the token answer's ``client_endpoint`` if it is the portal's own https origin."""
+    own = f"https://{integration.crm_domain.lower()}/rest/"
+    if not client_endpoint:
+        return own
+    try:
+        parts = urlsplit(client_endpoint)
+        port = parts.port
+    except ValueError:
+        return own
+    if parts.scheme != "https" or (parts.hostname or "") != integration.crm_domain.lower() or port not in {None, 443}:
+        return own
+    return client_endpoint if client_endpoint.endswith("/") else client_endpoint + "/"
+
+
 def _as_map(value: Any) -> dict[str, Any]:
     # PHP serializes empty (or 0..n-keyed) maps as JSON arrays.
     if isinstance(value, dict):
@@ -44,10 +62,10 @@ def _as_map(value: Any) -> dict[str, Any]:
 
 
 class BitrixClient:
-    def __init__(self, integration: Integration, tokens: TokenProvider, bucket: LeakyBucket) -> None:
+    def __init__(self, integration: Integration, tokens: TokenProvider, limiter: SharedLimiter) -> None:
         self.integration = integration
         self.tokens = tokens
-        self.bucket = bucket
+        self.limiter = limiter
         self.requests_made = 0
         self.operating_reset_at: float | None = None
 
@@ -62,11 +80,11 @@ class BitrixClient:
         token = self.tokens.get(self.integration)
         retried_token = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            self.bucket.acquire()
+            self.limiter.acquire()
             self.requests_made += 1
-            base = token.extra.get("client_endpoint") or f"https://{self.integration.crm_domain}/rest/"
+            base = rest_base(self.integration, token.extra.get("client_endpoint"))
             try:
-                response = request("POST", base.rstrip("/") + f"/{method}", json={**params, "auth": token.value})
+                response = request("POST", base + method, json={**params, "auth": token.value})
             except httpx.HTTPError as exc:
                 if attempt == MAX_ATTEMPTS:
                     raise CrmUnavailable(f"Bitrix24 unreachable: {type(exc).__name__}") from exc
@@ -85,8 +103,8 @@ class BitrixClient:
                 retried_token = True
                 continue
             if error == "query_limit_exceeded":
-                wait = 1.0 / self.bucket.drain + 1.0
-                self.bucket.back_off(wait)
+                wait = self.limiter.rate.interval + 1.0
+                self.limiter.back_off(wait)
                 if attempt == MAX_ATTEMPTS:
                     raise RateLimited("Bitrix24 QUERY_LIMIT_EXCEEDED", retry_after=wait, status=503, code=error)
                 continue

@@ -10,13 +10,14 @@ bounded wait it is emitted with what there is, and the ledger says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from leadbridge.attribution import attribute
 from leadbridge.bitrix24.client import BatchResult
 from leadbridge.bitrix24.connectors import channel_for_connector, connector_from_imol, connector_from_source_id
 from leadbridge.bitrix24.transcript import session_marker, transcript
+from leadbridge.crm_values import as_dict, as_id, as_text, dicts, iso_time
 from leadbridge.http.errors import BadRequest, NotFound
 from leadbridge.integration import Integration
 from leadbridge.lead import Contact, NormalizedLead, SourceEntity, Utm, lead_id_for
@@ -46,6 +47,25 @@ class BitrixLead:
     lead: NormalizedLead
     connector_known: bool
     activity_missing: bool
+    also_claims: tuple[str, ...]  # the conversation's other ledger keys (see ``conversation_keys``)
+
+
+def conversation_keys(message: InboxMessage, entity: dict[str, Any], activity: dict[str, Any] | None) -> list[str]:
+    """Every ledger key the chat is known by, the canonical one first.
+
+    Bitrix24's converter creates a deal with ``LEAD_ID`` and binds the lead's activities (the open-lines session
+    included) to it, so one chat can fire ONCRMLEADADD for the lead and ONCRMDEALADD for the deal, in either order.
+    The chat is the lead it started as (for a converted deal, ``LEAD_ID``) and its open-lines session; a deal that
+    an open line created directly is its own.
+    """
+    prefix = f"bitrix24:{message.account}"
+    converted_from = as_id(entity.get("LEAD_ID")) if message.entity_type == "deal" else None
+    keys = [f"{prefix}:lead:{converted_from}"] if converted_from else []
+    keys.append(message.lead_key)
+    session = as_id((activity or {}).get("ASSOCIATED_ENTITY_ID"))
+    if session:
+        keys.append(f"{prefix}:session:{session}")
+    return keys
 
 
 def commands(message: InboxMessage, prefix: str) -> dict[str, str]:
@@ -67,11 +87,12 @@ def build_bitrix_lead(
 ) -> BitrixLead | NotFromOpenLines | ActivityMissing:
     entity = _result(batch, f"{prefix}e")
     if not isinstance(entity, dict):
-        error = batch.errors.get(f"{prefix}e") or {}
-        description = str(error.get("error_description", "")) if isinstance(error, dict) else ""
+        error = as_dict(batch.errors.get(f"{prefix}e"))
+        description = str(error.get("error_description", ""))[:100]
         if description.lower().startswith("not found") or not error:
             raise NotFound(f"Bitrix24 {message.entity_type} {message.entity_id} not found")
-        raise BadRequest(f"Bitrix24 {message.entity_type} read failed ({error.get('error') or description})")
+        code = str(error.get("error") or description)[:60]
+        raise BadRequest(f"Bitrix24 {message.entity_type} read failed ({code})")
     contact = _result(batch, f"{prefix}c")
     contact = contact if isinstance(contact, dict) else None
     activities = _result(batch, f"{prefix}a")
@@ -82,10 +103,12 @@ def build_bitrix_lead(
     history = history if isinstance(history, dict) else None
 
     connector = _connector(activity, entity, contact)
+    keys = conversation_keys(message, entity, activity)
+    converted = keys[0] != message.lead_key  # a deal converted from a lead: its identity is known without waiting
     if activity is None:
-        if connector is None:
-            return NotFromOpenLines(reason=f"source {entity.get('SOURCE_ID')!s} is not Open Lines")
-        if not give_up_waiting:
+        if connector is None and not converted:
+            return NotFromOpenLines(reason=f"source {_text(entity.get('SOURCE_ID'))} is not Open Lines")
+        if not give_up_waiting and not converted:
             return ActivityMissing()
     channel, known = channel_for_connector(connector)
     utm = Utm(
@@ -95,7 +118,7 @@ def build_bitrix_lead(
         }
     )
     lead = NormalizedLead(
-        lead_id=lead_id_for(message.lead_key),
+        lead_id=lead_id_for(keys[0]),  # the same id whichever entity's event emits the conversation
         integration_id=integration.integration_id,
         crm="bitrix24",
         crm_account=integration.account_name,
@@ -108,7 +131,12 @@ def build_bitrix_lead(
         chat=transcript(history),
         received_at=datetime.fromisoformat(message.received_at),
     )
-    return BitrixLead(lead=lead, connector_known=known, activity_missing=activity is None)
+    return BitrixLead(
+        lead=lead,
+        connector_known=known,
+        activity_missing=activity is None,
+        also_claims=tuple(k for k in keys if k != message.lead_key),
+    )
 
 
 def _result(batch: BatchResult, key: str) -> Any:
@@ -120,29 +148,23 @@ def _connector(activity: dict[str, Any] | None, entity: dict[str, Any], contact:
         direct = _text(activity.get("RESULT_SOURCE_ID"))
         if direct:
             return direct
-        params = activity.get("PROVIDER_PARAMS") if isinstance(activity.get("PROVIDER_PARAMS"), dict) else {}
-        user_code = _text(params.get("USER_CODE")) if isinstance(params, dict) else None
+        user_code = _text(as_dict(activity.get("PROVIDER_PARAMS")).get("USER_CODE"))
         if user_code:
             return user_code.split("|", 1)[0]
     for holder in (entity, contact or {}):
-        for im in holder.get("IM") or []:
-            found = connector_from_imol(_text(im.get("VALUE")) if isinstance(im, dict) else None)
+        for im in dicts(holder.get("IM")):
+            found = connector_from_imol(_text(im.get("VALUE")))
             if found:
                 return found
     return connector_from_source_id(_text(entity.get("SOURCE_ID")))
 
 
 def _text(value: object) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
+    return as_text(value, 500)
 
 
 def _multi(holder: dict[str, Any] | None, kind: str) -> list[str]:
-    values = (holder or {}).get(kind) or []
-    return [v["VALUE"] for v in values if isinstance(v, dict) and isinstance(v.get("VALUE"), str)]
+    return [v["VALUE"] for v in dicts(as_dict(holder).get(kind)) if isinstance(v.get("VALUE"), str)][:50]
 
 
 def _name(holder: dict[str, Any] | None) -> str | None:
@@ -161,11 +183,4 @@ def _contact(entity: dict[str, Any], contact: dict[str, Any] | None, region: str
 
 
 def _created_at(entity: dict[str, Any], message: InboxMessage) -> datetime:
-    raw = _text(entity.get("DATE_CREATE"))
-    if raw:
-        try:
-            parsed = datetime.fromisoformat(raw)
-            return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        except ValueError:
-            pass
-    return datetime.fromisoformat(message.received_at)
+    return iso_time(entity.get("DATE_CREATE")) or datetime.fromisoformat(message.received_at)

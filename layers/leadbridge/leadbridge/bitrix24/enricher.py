@@ -1,4 +1,4 @@
-"""The worker's Bitrix24 enricher: events of one portal share ``batch`` calls, within the portal's leaky bucket."""
+"""The worker's Bitrix24 enricher: events of one portal share ``batch`` calls, within the portal's shared budget."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from leadbridge.bitrix24.enrich import (
     build_bitrix_lead,
     commands,
 )
-from leadbridge.http.ratelimit import LeakyBucket, backoff_seconds
+from leadbridge.http.ratelimit import Budgets, backoff_seconds
 from leadbridge.integration import Integration
 from leadbridge.oauth.token_provider import TokenProvider
 from leadbridge.queues import InboxMessage
@@ -25,24 +25,21 @@ EVENTS_PER_BATCH = 50 // COMMANDS_PER_EVENT
 
 class BitrixEnricher:
     def __init__(
-        self, tokens: TokenProvider, activity_wait_seconds: int, clock: Callable[[], float] = time.time
+        self,
+        tokens: TokenProvider,
+        budgets: Budgets,
+        activity_wait_seconds: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.tokens = tokens
+        self.budgets = budgets
         self.activity_wait_seconds = activity_wait_seconds
         self.clock = clock
-        self._buckets: dict[str, LeakyBucket] = {}
         self._prefetched: dict[str, tuple[BatchResult, str]] = {}
         self.requests_made = 0
 
-    def bucket(self, integration: Integration) -> LeakyBucket:
-        key = integration.account_id or integration.crm_domain
-        if key not in self._buckets:
-            capacity, drain = (250, 5.0) if integration.bitrix_enterprise else (50, 2.0)
-            self._buckets[key] = LeakyBucket(capacity, drain)
-        return self._buckets[key]
-
     def client(self, integration: Integration) -> BitrixClient:
-        return BitrixClient(integration, self.tokens, self.bucket(integration))
+        return BitrixClient(integration, self.tokens, self.budgets.for_integration(integration))
 
     def prepare(self, batch: list[tuple[InboxMessage, Integration]]) -> None:
         """Read every event of the batch in as few requests as the API allows (12 events per ``batch`` call)."""
@@ -93,4 +90,11 @@ class BitrixEnricher:
             facts.append("activity_missing")
         if not built.connector_known:
             facts.append("unknown_connector")
-        return Emission(lead=built.lead, notes=tuple(facts))
+        return Emission(lead=built.lead, notes=tuple(facts), also_claims=built.also_claims)
+
+    def finish_batch(self) -> list[tuple[str, str]]:
+        return []
+
+    def follow_up(self, message: InboxMessage, finished: LedgerEntry) -> InboxMessage | None:
+        """A Bitrix24 lead or deal is one conversation for good."""
+        return None

@@ -6,15 +6,14 @@ never stored and never logged; only ``domain``, ``member_id`` and ``application_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from leadbridge.formdata import FormNode, text
 
 ENTITY_BY_EVENT = {"ONCRMLEADADD": "lead", "ONCRMDEALADD": "deal"}
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedBitrixEvent:
+class ParsedBitrixEvent(NamedTuple):
     event: str | None
     entity_type: str | None  # lead | deal when the event is one we process
     entity_id: str | None

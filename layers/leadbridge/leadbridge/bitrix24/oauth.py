@@ -15,12 +15,15 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from leadbridge.crm_values import positive_int
 from leadbridge.http.client import request
 from leadbridge.http.errors import BadRequest, CrmUnavailable, GrantRevoked
 from leadbridge.integration import Integration
 from leadbridge.store.tokens import StoredToken, TokenSet
 
 DEFAULT_TOKEN_SERVER = "oauth.bitrix.info"  # noqa: S105 - a host name
+# reference/bitrix24.md §5.5: the .com (west) and .ru (east) authorization servers.
+TOKEN_SERVERS = frozenset({"oauth.bitrix.info", "oauth.bitrix24.tech"})
 IDLE_REFRESH_AFTER_SECONDS = 150 * 86400  # well inside the refresh token's 180 days
 DEAD_GRANT_ERRORS = frozenset({"invalid_grant", "invalid_client", "payment_required", "wrong_client"})
 
@@ -37,15 +40,14 @@ def bitrix_token_set(data: dict[str, Any], now: float | None = None) -> TokenSet
     if not isinstance(access, str) or not access:
         raise CrmUnavailable("Bitrix24 token response without access_token")
     issued = int(now if now is not None else time.time())
-    expires = data.get("expires")
-    expires_at = (
-        int(expires)
-        if isinstance(expires, int | str) and str(expires).isdigit()
-        else issued + int(data.get("expires_in") or 3600)
-    )
-    refresh = data.get("refresh_token") or None
+    lifetime = positive_int(data.get("expires_in"))
+    if lifetime is None and data.get("expires_in") is not None:
+        raise CrmUnavailable("Bitrix24 token response with an unreadable expires_in")
+    expires_at = positive_int(data.get("expires")) or issued + (lifetime or 3600)
+    refresh = data.get("refresh_token")
+    refresh = refresh if isinstance(refresh, str) and refresh else None
     extra = {
-        key: str(data[key])
+        key: str(data[key])[:500]
         for key in ("client_endpoint", "server_endpoint", "member_id", "scope")
         if isinstance(data.get(key), str | int) and data.get(key) != ""
     }
@@ -59,12 +61,14 @@ def bitrix_token_set(data: dict[str, Any], now: float | None = None) -> TokenSet
 
 
 def token_server(server_domain: str | None, server_endpoint: str | None = None) -> str:
-    if server_domain and "/" not in server_domain and "." in server_domain:
-        return server_domain.lower()
-    if server_endpoint:
-        host = urlsplit(server_endpoint).netloc
-        if host:
-            return host.lower()
+    """One of Bitrix24's own token servers, the only hosts that ever get the client secret and refresh token.
+
+    ``server_domain`` (the OAuth redirect) or ``server_endpoint`` (a token answer) names the region's server; any
+    name outside the exact list is ignored for the default one, never followed.
+    """
+    for candidate in (server_domain, urlsplit(server_endpoint).hostname if server_endpoint else None):
+        if candidate and candidate.lower() in TOKEN_SERVERS:
+            return candidate.lower()
     return DEFAULT_TOKEN_SERVER
 
 
@@ -100,12 +104,16 @@ class BitrixOAuth:
             data = response.json()
         except ValueError:
             data = {}
-        error = str(data.get("error") or "").lower() if isinstance(data, dict) else ""
+        if not isinstance(data, dict):
+            data = {}
+        error = str(data.get("error") or "").lower()[:100]
         if error in DEAD_GRANT_ERRORS:  # wrong_client comes with HTTP 200
             raise GrantRevoked(f"Bitrix24 refused the grant ({error})", status=response.status_code, code=error)
         if response.status_code >= 500 or response.status_code == 429:
             raise CrmUnavailable("Bitrix24 token server failed", status=response.status_code)
-        if response.status_code != 200 or error or not isinstance(data, dict):
+        if response.status_code == 200 and not error and "access_token" not in data:
+            raise CrmUnavailable("Bitrix24 token server answered without a token")
+        if response.status_code != 200 or error:
             raise BadRequest(
                 f"Bitrix24 token server refused ({error or response.status_code})", status=response.status_code
             )

@@ -3,16 +3,17 @@
 BB-codes are removed; ``[br]`` becomes a line break and ``[url=x]text[/url]`` keeps its text. Sender ``0`` is the
 system; a user flagged ``connector`` is the client; everyone else is an operator (bots count as system).
 The site script (``setCustomData``) puts ``leadbridge_session=<id>`` into the chat; Bitrix24 posts it as a
-system message with an attach, so the marker is looked for in texts and attaches alike.
+system message with an attach, so the marker is looked for in texts and attaches alike. Messages are ordered by
+their instant (a session across a clock change, or dates with different offsets, stays in order), then by id.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 from typing import Any, Literal
 
+from leadbridge.crm_values import as_dict, dicts, iso_time
 from leadbridge.lead import Chat, ChatMessage
 
 SESSION_MARKER = "leadbridge_session"
@@ -31,22 +32,19 @@ def transcript(history: dict[str, Any] | None) -> Chat | None:
     if not isinstance(history, dict):
         return None
     messages = history.get("message")
-    if isinstance(messages, list):
-        messages = {str(i): m for i, m in enumerate(messages)}
-    if not isinstance(messages, dict):
+    if not isinstance(messages, dict | list):
         return None
-    raw_users = history.get("users")
-    users: dict[str, Any] = raw_users if isinstance(raw_users, dict) else {}
-    ordered = sorted((m for m in messages.values() if isinstance(m, dict)), key=_order)
+    users = as_dict(history.get("users"))
+    ordered = sorted(dicts(messages), key=_order)
     out: list[ChatMessage] = []
     for message in ordered[:MAX_MESSAGES]:
-        text = plain_text(str(message.get("text") or ""))
+        text = plain_text(str(message.get("text") or "")[: MAX_TEXT * 2])
         if not text:
             attach_text = _attach_text(message)
             if not attach_text:
                 continue
             text = attach_text
-        out.append(ChatMessage(at=_when(message.get("date")), author=_author(message, users), text=text[:MAX_TEXT]))
+        out.append(ChatMessage(at=iso_time(message.get("date")), author=_author(message, users), text=text[:MAX_TEXT]))
     return Chat(messages=out)
 
 
@@ -57,13 +55,14 @@ def session_marker(history: dict[str, Any] | None) -> str | None:
     return found[1] if found else None
 
 
-def _order(message: dict[str, Any]) -> tuple[str, int]:
+def _order(message: dict[str, Any]) -> tuple[float, int]:
     raw_id = str(message.get("id") or "0")
-    return (str(message.get("date") or ""), int(raw_id) if raw_id.isdigit() else 0)
+    moment = iso_time(message.get("date"))
+    return (moment.timestamp() if moment else 0.0, int(raw_id) if raw_id.isascii() and raw_id.isdigit() else 0)
 
 
 def _author(message: dict[str, Any], users: dict[str, Any]) -> Literal["client", "operator", "system"]:
-    sender = str(message.get("senderid") or message.get("senderId") or "0")
+    sender = str(message.get("senderid") or message.get("senderId") or "0")[:20]
     if sender == "0":
         return "system"
     found = users.get(sender)
@@ -75,21 +74,10 @@ def _author(message: dict[str, Any], users: dict[str, Any]) -> Literal["client",
     return "operator"
 
 
-def _when(raw: object) -> datetime | None:
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _attach_text(message: dict[str, Any]) -> str:
-    params = message.get("params") if isinstance(message.get("params"), dict) else {}
     parts: list[str] = []
-    for attach in params.get("attach") or [] if isinstance(params, dict) else []:
-        for block in (attach or {}).get("blocks") or [] if isinstance(attach, dict) else []:
-            if isinstance(block, dict) and isinstance(block.get("message"), str):
-                parts.append(plain_text(block["message"]))
+    for attach in dicts(as_dict(message.get("params")).get("attach")):
+        for block in dicts(attach.get("blocks")):
+            if isinstance(block.get("message"), str):
+                parts.append(plain_text(block["message"][:MAX_TEXT]))
     return "\n".join(p for p in parts if p)

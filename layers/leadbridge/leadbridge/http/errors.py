@@ -60,3 +60,7 @@ class NotFound(CrmError):
 
 class BadRequest(CrmError):
     """A 4xx that retrying will not fix."""
+
+
+class BadResponse(CrmError):
+    """The CRM answered success with a body that is not what its API returns (an HTML page with 200, not JSON)."""

@@ -1,114 +1,167 @@
-"""Client-side rate limits, so the CRM never has to refuse us.
+"""CRM request budgets shared by every process that calls the CRM, so the CRM never has to refuse us.
 
-FIFO message groups give one worker per integration at a time, so a limiter in the process is enough.
-``WindowLimiter`` keeps any 1-second window at the CRM to the limit (amoCRM: 7 per integration). ``LeakyBucket``
-mirrors Bitrix24's counter (it grows by one per request, drains ``drain_per_second``, refuses above ``capacity``).
+SQS FIFO keeps one batch per integration in flight, not one execution environment per integration: consecutive
+batches land on different environments, and the sweep, the refresher and the OAuth callback call the same CRM at
+the same time. So the budget is state in DynamoDB (``store.limits``), taken by one conditional write per request.
+
+The rule is GCRA (the generic cell rate algorithm, a leaky bucket kept as one number): a "theoretical arrival time"
+``tat`` per budget; a request may start at ``tat - tolerance`` and moves ``tat`` one ``interval`` on.
+- amoCRM, 7 requests/s per integration (reference/amocrm.md §2.4): requests spaced ``1/6`` s, no burst. A request
+  that would start late (a slow wake-up, a busy machine) gives its slot up and takes a new one, so that the spacing
+  holds between the requests' real starts, and no 1-second window at the CRM sees an 8th arrival.
+- Bitrix24, a leaky bucket of 50 draining 2/s per portal (Enterprise 250 and 5/s): ``interval = 1/drain``,
+  ``tolerance`` = (capacity - headroom - 1) intervals: a burst up to the bucket, then the drain rate.
+A 429 / 503 seen by anyone pushes the shared ``tat`` on (``back_off``): every process slows down. If the state
+cannot be read or written, the caller waits and tries again, and in the end fails the request: never unmetered.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from leadbridge.http.errors import CrmUnavailable
+from leadbridge.integration import Integration
+
+LATE_START_SECONDS = 0.03  # later than this after its slot, a spaced request takes a new slot (7/6 s - 1 s: 167 ms)
+STATE_RETRY_SECONDS = 15.0  # how long to wait for the budget's state before failing the request (not skipping it)
 
 
-class WindowLimiter:
-    """At most ``limit`` requests *arriving* at the CRM in any ``window`` seconds, whatever the network's jitter.
+@dataclass(frozen=True, slots=True)
+class Rate:
+    interval: float  # seconds between requests at the sustained rate
+    tolerance: float = 0.0  # how far ahead of the sustained rate a burst may run, in seconds
 
-    A request arrives somewhere between its start and its response. So request n+limit starts only once ``window``
-    has passed since request n's response: their arrivals are then at least ``window`` apart, however late the
-    earlier one travelled. Callers use it one at a time per integration (FIFO message groups make that so) and
-    call ``done()`` when each request's answer (or failure) is in.
-    """
+    @classmethod
+    def leaky_bucket(cls, capacity: int, drain_per_second: float, headroom: int = 2) -> Rate:
+        """Bitrix24's counter: ``capacity`` requests, draining ``drain_per_second``; other apps share it, so keep
+        ``headroom``."""
+        interval = 1.0 / drain_per_second
+        return cls(interval=interval, tolerance=max(0, capacity - headroom - 1) * interval)
+
+
+AMOCRM_RATE = Rate(interval=1 / 6.0)  # under the 7/s limit, with room for the jitter between a start and its arrival
+BITRIX24_RATE = Rate.leaky_bucket(50, 2.0)
+BITRIX24_ENTERPRISE_RATE = Rate.leaky_bucket(250, 5.0)
+
+
+def reserve(tat: float, now: float, rate: Rate) -> tuple[float, float]:
+    """GCRA for one request: (when it may start, the new theoretical arrival time)."""
+    current = max(tat, now)
+    start = max(now, current - rate.tolerance)
+    return start, current + rate.interval
+
+
+class LimitState(Protocol):
+    """A budget's ``tat`` in a shared store, changed only by compare-and-set."""
+
+    def swap(self, key: str, expected: float | None, new: float) -> float | None:
+        """Set ``new`` if the stored value is ``expected`` (None: no value yet). None on success, else the value
+        found (0.0 when none is stored)."""
+        ...
+
+    def raise_to(self, key: str, value: float) -> None:
+        """Set ``value`` if the stored one is lower (or missing)."""
+        ...
+
+
+class StateUnavailable(Exception):
+    """The shared store did not answer."""
+
+
+class SharedLimiter:
+    """One budget (one amoCRM integration, one Bitrix24 portal), shared through ``LimitState``."""
 
     def __init__(
         self,
-        limit: int,
-        window: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
+        state: LimitState,
+        key: str,
+        rate: Rate,
+        clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
-        margin: float = 0.002,
     ) -> None:
-        self.limit = limit
-        self.window = window + margin
+        self.state = state
+        self.key = key
+        self.rate = rate
         self.clock = clock
         self.sleep = sleep
-        self._done: deque[float] = deque(maxlen=limit)
-        self._blocked_until = 0.0
-        self._lock = threading.Lock()
+        self._known: float | None = None  # the last tat this process saw; a wrong guess costs one more write
+        self.state_calls = 0
 
     def acquire(self) -> float:
-        """Wait until the next request may start; returns the seconds waited."""
-        with self._lock:
-            now = self.clock()
-            start = max(now, self._blocked_until)
-            if len(self._done) == self.limit:
-                start = max(start, self._done[0] + self.window)
-        wait = start - now
-        if wait > 0:
-            self.sleep(wait)
-        return max(0.0, wait)
+        """Reserve the next slot and wait for it; returns the seconds waited.
 
-    def done(self) -> None:
-        with self._lock:
-            self._done.append(self.clock())
-
-    def back_off(self, seconds: float) -> None:
-        """The CRM refused: no request before ``seconds`` from now."""
-        with self._lock:
-            self._blocked_until = max(self._blocked_until, self.clock() + seconds)
-
-
-class LeakyBucket:
-    """Bitrix24's request counter as we expect the portal to see it."""
-
-    def __init__(
-        self,
-        capacity: int,
-        drain_per_second: float,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        headroom: int = 2,
-    ) -> None:
-        self.capacity = capacity - headroom  # other apps on the portal share its counter; keep a little room
-        self.drain = drain_per_second
-        self.clock = clock
-        self.sleep = sleep
-        self._level = 0.0
-        self._at = clock()
-        self._lock = threading.Lock()
-
-    def level(self) -> float:
-        with self._lock:
-            self._leak()
-            return self._level
-
-    def acquire(self) -> float:
-        waited = 0.0
+        A spaced budget (amoCRM) must hold between the requests' real starts: a process that wakes up too late for
+        its slot (a busy machine) does not use it, which would crowd the next process's slot, but takes a new one.
+        """
+        began = self.clock()
         while True:
-            with self._lock:
-                self._leak()
-                if self._level + 1 <= self.capacity:
-                    self._level += 1
-                    return waited
-                wait = (self._level + 1 - self.capacity) / self.drain
-            self.sleep(wait)
-            waited += wait
+            start = self._reserve()
+            wait = start - self.clock()
+            if wait > 0:
+                self.sleep(wait)
+            if self.rate.tolerance > 0 or self.clock() - start <= LATE_START_SECONDS:
+                return max(0.0, self.clock() - began)
+
+    def _reserve(self) -> float:
+        deadline = self.clock() + STATE_RETRY_SECONDS
+        failures = 0
+        while True:
+            now = self.clock()
+            start, new_tat = reserve(self._known or 0.0, now, self.rate)
+            try:
+                self.state_calls += 1
+                found = self.state.swap(self.key, self._known, new_tat)
+            except StateUnavailable as exc:
+                failures += 1
+                if self.clock() > deadline:
+                    raise CrmUnavailable("the CRM's shared request budget cannot be read; request not sent") from exc
+                self.sleep(min(2.0, 0.1 * 2**failures))
+                continue
+            if found is None:
+                self._known = new_tat
+                return start
+            self._known = found if found > 0 else None
 
     def back_off(self, seconds: float) -> None:
-        """The portal refused (QUERY_LIMIT_EXCEEDED): treat the bucket as full."""
-        with self._lock:
-            self._leak()
-            self._level = max(self._level, self.capacity + seconds * self.drain)
+        """The CRM refused: nobody's next request before ``seconds`` from now."""
+        target = self.clock() + seconds + self.rate.tolerance
+        try:
+            self.state_calls += 1
+            self.state.raise_to(self.key, target)
+        except StateUnavailable:
+            self._known = None  # the next acquire learns the state; backing off is advice, the budget still holds
+            return
+        self._known = target  # a guess: if someone moved it further, the next write learns the real value
 
-    def _leak(self) -> None:
-        now = self.clock()
-        self._level = max(0.0, self._level - (now - self._at) * self.drain)
-        self._at = now
+
+class Budgets:
+    """Each process's limiters, one per budget: an amoCRM account, a Bitrix24 portal."""
+
+    def __init__(self, state: LimitState) -> None:
+        self.state = state
+        self._limiters: dict[str, SharedLimiter] = {}
+
+    def for_integration(self, integration: Integration) -> SharedLimiter:
+        # The domain: known before the account id is (the OAuth callback), the same in every function.
+        account = integration.crm_domain.lower()
+        if integration.crm == "amocrm":
+            key, rate = f"amocrm:{account}", AMOCRM_RATE
+        else:
+            key = f"bitrix24:{account}"
+            rate = BITRIX24_ENTERPRISE_RATE if integration.bitrix_enterprise else BITRIX24_RATE
+        limiter = self._limiters.get(key)
+        if limiter is None or limiter.rate != rate:
+            limiter = self._limiters[key] = SharedLimiter(self.state, key, rate)
+        return limiter
+
+    @property
+    def state_calls(self) -> int:
+        return sum(limiter.state_calls for limiter in self._limiters.values())
 
 
 def backoff_seconds(attempt: int, base: float = 1.0, cap: float = 60.0) -> float:
-    """Exponential backoff for attempt 1, 2, 3...: base, 2*base, 4*base..., capped. Deterministic: jitter is
-    pointless when one worker per integration retries."""
+    """Exponential backoff for attempt 1, 2, 3...: base, 2*base, 4*base..., capped."""
     return float(min(cap, base * (2 ** max(0, attempt - 1))))

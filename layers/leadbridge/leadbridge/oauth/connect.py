@@ -12,19 +12,18 @@ import re
 from aws_lambda_powertools import Logger
 
 from leadbridge.amocrm.oauth import AmoOAuth, account_identity
-from leadbridge.bitrix24.oauth import BitrixOAuth
+from leadbridge.bitrix24.oauth import DEFAULT_TOKEN_SERVER, TOKEN_SERVERS, BitrixOAuth
 from leadbridge.http.errors import CrmError, GrantRevoked
 from leadbridge.integration import Integration
 from leadbridge.oauth.pages import RESTART, STATE_MESSAGES, Page, connected, failed
 from leadbridge.oauth.state import StateError, StateSigner
+from leadbridge.parking import Parking
 from leadbridge.store.integrations import DynamoIntegrations
 from leadbridge.store.tokens import DynamoTokens, TokenSet
 
 logger = Logger(child=True)
 
 AMO_HOST = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\.(amocrm\.ru|amocrm\.com|kommo\.com)$")
-# Only Bitrix24's own token servers ever get the client secret, whatever server_domain the redirect names.
-BITRIX_TOKEN_HOST = re.compile(r"^oauth\.bitrix(24)?\.[a-z]{2,6}$")
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9._~-]{8,2048}$")
 
 
@@ -36,14 +35,17 @@ class OAuthCallback:
         signer: StateSigner,
         amocrm: AmoOAuth,
         bitrix24: BitrixOAuth,
+        parking: Parking,
     ) -> None:
+        self.parking = parking
         self.integrations = integrations
         self.tokens = tokens
         self.signer = signer
         self.amocrm = amocrm
         self.bitrix24 = bitrix24
 
-    def handle(self, params: dict[str, str]) -> Page:
+    def handle(self, params: dict[str, str], redirect_uri: str) -> Page:
+        """``redirect_uri``: this callback's own URL, which amoCRM's code exchange must repeat."""
         try:
             state = self.signer.consume(params.get("state"), self.integrations)
         except StateError as exc:
@@ -64,7 +66,7 @@ class OAuthCallback:
             return failed(400, "missing_code", "CRM не передала код авторизации. " + RESTART)
         try:
             if integration.crm == "amocrm":
-                return self._amocrm(integration, params, code)
+                return self._amocrm(integration, params, code, redirect_uri)
             return self._bitrix24(integration, params, code)
         except GrantRevoked:
             return failed(
@@ -80,7 +82,7 @@ class OAuthCallback:
             )
             return failed(502, "crm_unavailable", "CRM не ответила. Попробуйте ещё раз через минуту. " + RESTART)
 
-    def _amocrm(self, integration: Integration, params: dict[str, str], code: str) -> Page:
+    def _amocrm(self, integration: Integration, params: dict[str, str], code: str, redirect_uri: str) -> Page:
         host = _host(params.get("referer", ""))
         if not AMO_HOST.match(host) or host != integration.crm_domain.lower():
             return failed(
@@ -91,7 +93,7 @@ class OAuthCallback:
             )
         if params.get("client_id") and params["client_id"] != integration.client_id:
             return failed(403, "client_mismatch", "Client ID в CRM не совпадает с настройками интеграции. " + RESTART)
-        tokens = self.amocrm.exchange_code(integration, host, code)
+        tokens = self.amocrm.exchange_code(integration, host, code, redirect_uri)
         account_id, _ = account_identity(host, tokens.access_token)
         if integration.account_id and integration.account_id != account_id:
             return failed(403, "account_mismatch", "Это другой аккаунт amoCRM, чем был подключён раньше. " + RESTART)
@@ -111,8 +113,8 @@ class OAuthCallback:
             integration.account_id and integration.account_id != member_id
         ):
             return failed(403, "member_mismatch", "Это другой портал Битрикс24, чем был подключён раньше. " + RESTART)
-        server = _host(params.get("server_domain", "")) or "oauth.bitrix.info"
-        if not BITRIX_TOKEN_HOST.match(server):
+        server = _host(params.get("server_domain", "")) or DEFAULT_TOKEN_SERVER
+        if server not in TOKEN_SERVERS:  # only Bitrix24's own token servers ever get the client secret
             return failed(400, "unknown_token_server", "Неизвестный сервер авторизации Битрикс24. " + RESTART)
         tokens = self.bitrix24.exchange_code(integration, server, code)
         if tokens.extra.get("member_id") not in {None, member_id}:
@@ -124,8 +126,10 @@ class OAuthCallback:
         self.tokens.save_new(integration.integration_id, integration.crm, tokens)
         self.integrations.record_account(integration.integration_id, account_id, domain)
         self.integrations.set_connection_state(integration.integration_id, "connected")
+        resumed = self.parking.resume(integration.integration_id)
         logger.info(
-            "integration connected", extra={"integration_id": integration.integration_id, "crm": integration.crm}
+            "integration connected",
+            extra={"integration_id": integration.integration_id, "crm": integration.crm, "resumed": resumed},
         )
 
 

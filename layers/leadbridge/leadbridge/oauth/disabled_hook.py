@@ -1,8 +1,11 @@
 """amoCRM's "integration disabled" hook (reference/amocrm.md §1.9).
 
 ``GET <url>?account_id=..&client_uuid=..&signature=..`` with
-``signature = hex(HMAC-SHA256(client_secret, "{client_id}|{account_id}"))``. A valid one marks the integration
-disconnected and drops its tokens (amoCRM has revoked them anyway).
+``signature = hex(HMAC-SHA256(client_secret, "{client_id}|{account_id}"))``. The signature is the same for every
+hook of that client and account, for ever: a captured one could be replayed after a new authorization. So a valid
+hook is bound to the grant it disables: it takes effect only when amoCRM itself no longer honours the integration's
+current access token (one ``GET /api/v4/account``). Then the integration is marked disconnected and its tokens
+dropped; against a live grant it changes nothing (409).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from leadbridge.amocrm.oauth import grant_is_alive
 from leadbridge.store.integrations import DynamoIntegrations
 from leadbridge.store.tokens import DynamoTokens
 
@@ -41,6 +45,14 @@ def handle_disabled_hook(
         return DisabledHookResult(403, "client_mismatch")
     if integration.account_id and integration.account_id != account_id:
         return DisabledHookResult(403, "account_mismatch")
+    stored = tokens.read(integration_id)
+    if stored is None or stored.state != "active":
+        return DisabledHookResult(200, "already_disconnected")
+    alive = grant_is_alive(integration.crm_domain, stored.tokens.access_token)
+    if alive is None:
+        return DisabledHookResult(502, "crm_unavailable")
+    if alive:
+        return DisabledHookResult(409, "grant_alive")
     tokens.set_state(integration_id, "disconnected", "integration disabled in amoCRM")
     integrations.set_connection_state(integration_id, "disconnected", "integration disabled in amoCRM")
     return DisabledHookResult(200, "disconnected")

@@ -6,7 +6,8 @@ Both CRMs rotate refresh tokens on every use, so two processes refreshing at onc
   everyone else waits for the new version and uses it;
 - after a CRM 401 the caller asks again with the version it used: if another process rotated the token in the
   meantime that one is returned, else the token is refreshed (the caller retries its request once);
-- a CRM saying the grant is dead moves the integration to ``reauth_required`` and stops all refreshes.
+- a CRM saying the grant is dead moves the integration to ``reauth_required`` and stops all refreshes;
+- so do tokens that are gone from an integration that was connected (whatever removed them, it needs a person).
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ class TokenProvider:
     def _read(self, integration: Integration) -> StoredToken:
         stored = self.tokens.read(integration.integration_id)
         if stored is None:
+            if integration.account_id is not None:  # it was connected once: its grant is lost
+                self._observe_revoked(integration, "tokens missing")
+                raise GrantRevoked("integration's tokens are missing; it needs re-authorization")
             raise NotConnected("integration is not connected")
         if stored.state == "reauth_required":
             raise GrantRevoked("integration needs re-authorization")
@@ -136,6 +140,9 @@ class TokenProvider:
 
     def _revoked(self, integration: Integration, reason: str) -> None:
         self.tokens.set_state(integration.integration_id, "reauth_required", reason)
+        self._observe_revoked(integration, reason)
+
+    def _observe_revoked(self, integration: Integration, reason: str) -> None:
         logger.warning("grant revoked", extra={"integration_id": integration.integration_id, "reason": reason})
         if self.observer is not None:
             self.observer.grant_revoked(integration, reason)

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from leadbridge.integration import ConnectionState, Integration, SessionField, TrafficTarget
 from leadbridge.store.dynamo import dynamodb_client, from_item, to_item
 
-Outcome = Literal["accepted", "emitted", "skipped", "failed"]
+Outcome = Literal["accepted", "emitted", "skipped", "failed", "parked"]
 SETTINGS_SK = "SETTINGS"
 STATUS_SK = "STATUS"
 
@@ -84,7 +84,7 @@ class DynamoIntegrations:
         try:
             dynamodb_client().put_item(
                 TableName=self.table_name,
-                Item=to_item({"pk": integration_pk(integration_id), "sk": f"STATE#{nonce}", "expires_at": expires_at}),
+                Item=to_item({"pk": integration_pk(integration_id), "sk": f"STATE#{nonce}", "ttl": expires_at}),
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
@@ -104,8 +104,14 @@ class DynamoIntegrations:
     def record_outcome(self, integration_id: str, outcome: Outcome, error: str | None = None) -> None:
         self.record_outcomes(integration_id, {outcome: 1}, error)
 
-    def record_outcomes(self, integration_id: str, counts: Mapping[Outcome, int], error: str | None = None) -> None:
-        """Add to the status counters in one write."""
+    def record_outcomes(
+        self,
+        integration_id: str,
+        counts: Mapping[Outcome, int],
+        error: str | None = None,
+        unknown_channels: set[str] | None = None,
+    ) -> None:
+        """Add to the status counters (and the set of unknown channel values seen) in one write."""
         counts = {k: v for k, v in counts.items() if v}
         if not counts:
             return
@@ -121,6 +127,9 @@ class DynamoIntegrations:
         if error is not None:
             sets.append("last_error = :e, last_error_at = :now")
             values[":e"] = error[:500]
+        if unknown_channels:
+            adds.append("unknown_channels :unknown")
+            values[":unknown"] = {c[:100] for c in unknown_channels}
         self._update_status(f"ADD {', '.join(adds)} SET {', '.join(sets)}", values, integration_id)
 
     def set_sweep_watermark(self, integration_id: str, watermark: int) -> None:
@@ -144,7 +153,13 @@ class DynamoIntegrations:
         )
 
 
-_LAST: dict[Outcome, str] = {"accepted": "event", "emitted": "lead", "skipped": "skip", "failed": "failure"}
+_LAST: dict[Outcome, str] = {
+    "accepted": "event",
+    "emitted": "lead",
+    "skipped": "skip",
+    "failed": "failure",
+    "parked": "parked",
+}
 
 
 class BatchStatus:
@@ -158,6 +173,7 @@ class BatchStatus:
         self.inner = inner
         self._counts: dict[str, dict[Outcome, int]] = {}
         self._errors: dict[str, str] = {}
+        self._unknown: dict[str, set[str]] = {}
 
     def record_outcome(self, integration_id: str, outcome: Outcome, error: str | None = None) -> None:
         counts = self._counts.setdefault(integration_id, {})
@@ -165,14 +181,19 @@ class BatchStatus:
         if error is not None:
             self._errors[integration_id] = error
 
+    def record_unknown_channel(self, integration_id: str, origin: str) -> None:
+        self._unknown.setdefault(integration_id, set()).add(origin)
+
     def set_connection_state(self, integration_id: str, state: ConnectionState, reason: str | None = None) -> None:
         self.inner.set_connection_state(integration_id, state, reason)
 
     def flush(self) -> None:
-        counts, errors = self._counts, self._errors
-        self._counts, self._errors = {}, {}
+        counts, errors, unknown = self._counts, self._errors, self._unknown
+        self._counts, self._errors, self._unknown = {}, {}, {}
         for integration_id, outcome_counts in counts.items():
-            self.inner.record_outcomes(integration_id, outcome_counts, errors.get(integration_id))
+            self.inner.record_outcomes(
+                integration_id, outcome_counts, errors.get(integration_id), unknown.get(integration_id)
+            )
 
 
 class CachedIntegrations:

@@ -1,8 +1,8 @@
 """The lead ledger: one item per conversation (``crm:account:entity:id``), the dedup record and the audit trail.
 
 States: ``in_progress`` (a worker holds it, until ``lease_until``), ``waiting`` / ``failed`` (an attempt did not
-finish; the next one may claim it), ``emitted`` and ``skipped`` (final: every later event of the conversation is a
-duplicate). Claiming is one conditional write, so two workers can never both emit a conversation.
+finish; the next one may claim it), ``parked`` (waiting for a person: re-authorization or an unblocked account; see
+``parking``), ``emitted`` and ``skipped`` (final: every later event of the conversation is a duplicate). Claiming is one conditional write, so two workers can never both emit a conversation.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from leadbridge.store.dynamo import dynamodb_client, from_item, to_item
 
-LedgerState = Literal["in_progress", "waiting", "failed", "emitted", "skipped"]
+LedgerState = Literal["in_progress", "waiting", "failed", "parked", "emitted", "skipped"]
 FINAL_STATES = frozenset({"emitted", "skipped"})
 CLAIM_LEASE_SECONDS = 120  # longer than the worker's 60 s timeout
 
@@ -29,6 +29,8 @@ class LedgerEntry:
     lead_id: str | None = None
     last_error: str | None = None
     note_state: str | None = None
+    crm_lead_id: str | None = None  # the CRM lead the emitted conversation was about (amoCRM)
+    crm_lead_created_at: int | None = None  # and when the CRM created it
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,17 +67,19 @@ class DynamoLedger:
                 UpdateExpression=(
                     "SET ledger_state = :busy, lease_until = :lease, lead_id = :lid, integration_id = :iid, "
                     "first_seen_at = if_not_exists(first_seen_at, :now), first_source = if_not_exists(first_source, :src), "
-                    "last_attempt_at = :now, expires_at = :exp ADD attempts :one"
+                    "last_attempt_at = :now, #ttl = :exp ADD attempts :one"
                 ),
                 ConditionExpression=(
-                    "attribute_not_exists(lead_key) OR ledger_state IN (:waiting, :failed) "
+                    "attribute_not_exists(lead_key) OR ledger_state IN (:waiting, :failed, :parked) "
                     "OR (ledger_state = :busy AND lease_until < :now)"
                 ),
+                ExpressionAttributeNames={"#ttl": "ttl"},  # a reserved word; the table's TTL attribute
                 ExpressionAttributeValues=to_item(
                     {
                         ":busy": "in_progress",
                         ":waiting": "waiting",
                         ":failed": "failed",
+                        ":parked": "parked",
                         ":lease": now + CLAIM_LEASE_SECONDS,
                         ":lid": lead_id,
                         ":iid": integration_id,
@@ -128,18 +132,26 @@ class DynamoLedger:
 
     def seen(self, lead_keys: list[str]) -> set[str]:
         """Which of these conversations the ledger knows, in any state (for the reconciliation sweep)."""
-        found: set[str] = set()
+        return set(self._states(lead_keys))
+
+    def finished(self, lead_keys: list[str]) -> set[str]:
+        """Which of these conversations are final (emitted or skipped): the worker reads nothing for them."""
+        return {key for key, state in self._states(lead_keys).items() if state in FINAL_STATES}
+
+    def _states(self, lead_keys: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
         unique = list(dict.fromkeys(lead_keys))
         for start in range(0, len(unique), 100):
             request: Any = {
                 self.table_name: {
                     "Keys": [{"lead_key": {"S": k}} for k in unique[start : start + 100]],
-                    "ProjectionExpression": "lead_key",
+                    "ProjectionExpression": "lead_key, ledger_state",
                 }
             }
             while request:
                 response = dynamodb_client().batch_get_item(RequestItems=request)
-                found.update(item["lead_key"]["S"] for item in response["Responses"].get(self.table_name, []))
+                for item in response["Responses"].get(self.table_name, []):
+                    found[item["lead_key"]["S"]] = item.get("ledger_state", {}).get("S", "")
                 request = response.get("UnprocessedKeys") or None
         return found
 
@@ -159,4 +171,6 @@ def _entry(record: dict[str, Any]) -> LedgerEntry:
         lead_id=record.get("lead_id"),
         last_error=record.get("last_error"),
         note_state=record.get("note_state"),
+        crm_lead_id=record.get("crm_lead_id"),
+        crm_lead_created_at=record.get("crm_lead_created_at"),
     )

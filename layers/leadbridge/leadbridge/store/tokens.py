@@ -1,9 +1,11 @@
-"""OAuth tokens of one integration, in the integrations table (``sk = TOKEN``).
+"""OAuth tokens of one integration, in the integrations table (``pk = TOKEN#<id>``, ``sk = TOKEN``).
 
-Refresh tokens of both CRMs are single-use, so the item is never overwritten blindly: a refresh first takes a
-lease (a conditional write), and saves the new pair as a compare-and-swap on ``version``. Items that the
-refresher must look at carry ``refresh_shard`` / ``refresh_due_at`` for the sparse ``tokens-by-refresh-due``
-index; dead or long-lived tokens carry neither.
+Their own partition, so that IAM can keep the functions that never call a CRM (the hooks) away from them
+(``dynamodb:LeadingKeys``). Token items never carry the table's ``ttl`` attribute: DynamoDB would delete a refresh
+token that outlives its access token. Refresh tokens of both CRMs are single-use, so the item is never
+overwritten blindly: a refresh first takes a lease (a conditional write), and saves the new pair as a
+compare-and-swap on ``version``. Items that the refresher must look at carry ``refresh_shard`` /
+``refresh_due_at`` for the sparse ``tokens-by-refresh-due`` index; dead or long-lived tokens carry neither.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from leadbridge.store.dynamo import dynamodb_client, from_item, to_item, to_value
-from leadbridge.store.integrations import integration_pk
 
+TOKEN_PK_PREFIX = "TOKEN#"  # noqa: S105 - a key prefix, not a secret
 TOKEN_SK = "TOKEN"  # noqa: S105 - a sort key, not a secret
 REFRESH_INDEX = "tokens-by-refresh-due"
 REFRESH_SHARD = "due"
@@ -56,8 +58,12 @@ class TokenConflict(Exception):
     """A conditional write lost: another process holds the lease or already saved a newer version."""
 
 
+def token_pk(integration_id: str) -> str:
+    return f"{TOKEN_PK_PREFIX}{integration_id}"
+
+
 def _key(integration_id: str) -> dict[str, Any]:
-    return {"pk": {"S": integration_pk(integration_id)}, "sk": {"S": TOKEN_SK}}
+    return {"pk": {"S": token_pk(integration_id)}, "sk": {"S": TOKEN_SK}}
 
 
 def _is_conditional_failure(exc: ClientError) -> bool:
@@ -76,7 +82,7 @@ class DynamoTokens:
         """First connect (or re-connect): a new grant replaces whatever was there."""
         previous = self.read(integration_id)
         record: dict[str, Any] = {
-            "pk": integration_pk(integration_id),
+            "pk": token_pk(integration_id),
             "sk": TOKEN_SK,
             "integration_id": integration_id,
             "crm": crm,
@@ -171,7 +177,7 @@ class DynamoTokens:
         while len(found) < limit:
             page = dynamodb_client().query(**kwargs)
             for item in page.get("Items", []):
-                found.append(from_item(item)["pk"].removeprefix("INTEGRATION#"))
+                found.append(from_item(item)["pk"].removeprefix(TOKEN_PK_PREFIX))
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -181,7 +187,7 @@ class DynamoTokens:
 def _token_fields(tokens: TokenSet) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "access_token": tokens.access_token,
-        "expires_at": tokens.expires_at,
+        "access_expires_at": tokens.expires_at,  # never the table's TTL attribute
         "extra": tokens.extra,
     }
     if tokens.refresh_token is not None:
@@ -199,7 +205,7 @@ def _stored(record: dict[str, Any]) -> StoredToken:
         tokens=TokenSet(
             access_token=record.get("access_token", ""),
             refresh_token=record.get("refresh_token"),
-            expires_at=int(record.get("expires_at", 0)),
+            expires_at=int(record.get("access_expires_at", 0)),
             refresh_due_at=record.get("refresh_due_at"),
             extra=dict(record.get("extra", {})),
         ),

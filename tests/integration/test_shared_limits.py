@@ -1,0 +1,86 @@
+"""CRM limits that hold across Lambda's execution environments and functions: the budget is in DynamoDB.
+
+The worker drains on four environments (processes) at random, while other callers of the same CRM account (as the
+sweep or the OAuth callback would be, in other functions: other processes) take requests from the same budget:
+the fakes, as strict as the CRMs, refuse nothing.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from datetime import UTC, datetime, timedelta
+
+from leadbridge_local.runner import LocalRunner
+from tests.integration.helpers import (
+    bitrix_fields,
+    new_amo_integration,
+    new_bitrix_integration,
+    sample_body,
+    talk_fields,
+)
+from tests.integration.other_function import call_the_account
+
+TALKS = range(2_001, 2_061)
+
+
+def test_amocrm_limit_holds_across_environments_and_other_callers(runner: LocalRunner) -> None:
+    integration, secret, account = new_amo_integration(runner)
+    sub = integration.account_name
+    for talk in TALKS:
+        runner.amocrm.add_talk(
+            sub,
+            talk,
+            lead_id=talk * 10,
+            contact_id=talk * 100,
+            origin="telegram",
+            created_at=1773000000,
+            lead={},
+            contact={"name": "A"},
+        )
+        body = sample_body("amo_hook", "talk_add.json", **talk_fields("add", talk, talk * 10, talk * 100, sub, account))
+        assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body).status_code == 200
+    violations = runner.amocrm.counts["limit_violations"]
+    context = multiprocessing.get_context("spawn")
+    env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "LEADBRIDGE_", "POWERTOOLS_"))}
+    env |= {
+        "LIMITS_TABLE": runner.stack.ref("LimitsTable"),
+        "INTEGRATIONS_TABLE": runner.stack.ref("IntegrationsTable"),
+    }
+    pipes, others = [], []
+    for _ in range(2):
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=call_the_account, args=(integration, env, 8.0, sender))
+        process.start()
+        pipes.append(receiver)
+        others.append(process)
+    runner.drain(timeout=300)
+    other_calls = [pipe.recv() for pipe in pipes]
+    for process in others:
+        process.join(30)
+    leads = [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]
+    assert len(leads) == len(TALKS)
+    assert sum(other_calls) > 5
+    assert runner.pool("LeadWorkerFunction").used() >= 2  # batches really landed on different environments
+    assert runner.amocrm.counts["limit_violations"] == violations
+
+
+def test_bitrix24_limit_holds_with_the_sweep_running_during_a_burst(runner: LocalRunner) -> None:
+    integration, secret, member, token = new_bitrix_integration(runner)
+    recent = (datetime.now(UTC) - timedelta(minutes=2)).isoformat(timespec="seconds")
+    for lead_id in range(80_001, 80_121):
+        runner.bitrix24.add_open_lines_lead(integration.crm_domain, lead_id, created=recent)
+        body = sample_body(
+            "bitrix_hook", "lead_telegram_without_session.json", **bitrix_fields(integration, member, token, lead_id)
+        )
+        assert runner.post(f"/hooks/bitrix24/{integration.integration_id}/{secret}", body).status_code == 200
+    violations = runner.bitrix24.counts["limit_violations"]
+    sweeps = threading.Thread(target=lambda: [runner.run_scheduled("ReconcileSweepFunction") for _ in range(3)])
+    sweeps.start()
+    runner.drain(timeout=300)
+    sweeps.join(120)
+    runner.drain(timeout=120)
+    leads = [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]
+    assert len({lead["source_entity"]["id"] for lead in leads}) == len(leads) == 120
+    assert runner.bitrix24.counts["limit_violations"] == violations
