@@ -84,3 +84,40 @@ def test_bitrix24_limit_holds_with_the_sweep_running_during_a_burst(runner: Loca
     leads = [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]
     assert len({lead["source_entity"]["id"] for lead in leads}) == len(leads) == 120
     assert runner.bitrix24.counts["limit_violations"] == violations
+
+
+def test_amocrm_batch_reads_and_their_fallback_when_an_account_refuses_filters(runner: LocalRunner) -> None:
+    from tests.integration.test_conversations import service
+
+    for filters_ignored in (False, True):
+        integration, secret, account = new_amo_integration(runner)
+        sub = integration.account_name
+        runner.amocrm.accounts[sub].filters_ignored = filters_ignored
+        runner.amocrm.accounts[sub].leads[99] = {"id": 99, "created_at": 1700000000}  # a lead of another chat
+        talks = range(3_001, 3_011)
+        for talk in talks:
+            runner.amocrm.add_talk(
+                sub,
+                talk,
+                lead_id=talk * 10,
+                contact_id=talk * 100,
+                origin="vk",
+                created_at=1773000000,
+                lead={},
+                contact={"name": "A"},
+            )
+            fields = talk_fields("add", talk, talk * 10, talk * 100, sub, account)
+            body = sample_body("amo_hook", "talk_add.json", **fields)
+            assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body).status_code == 200
+        before = runner.amocrm.counts["api_requests"]
+        runner.drain(timeout=120)
+        calls = runner.amocrm.counts["api_requests"] - before
+        leads = [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]
+        assert len(leads) == len(talks)
+        notices = service(runner).status(integration.integration_id).notices
+        if filters_ignored:  # one read per lead and per contact, and the status says why
+            assert calls >= 2 * len(talks)
+            assert notices == ["filtered_reads_refused"]
+        else:  # leads, contacts, notes: a few requests for the whole burst
+            assert calls <= 3 * 2
+            assert notices == []

@@ -114,6 +114,8 @@ class StatusRecorder(Protocol):
 
     def record_unknown_channel(self, integration_id: str, origin: str) -> None: ...
 
+    def record_notice(self, integration_id: str, notice: str) -> None: ...
+
     def set_connection_state(
         self, integration_id: str, state: Literal["blocked"], reason: str | None = None
     ) -> None: ...
@@ -128,6 +130,9 @@ class ParkingPlace(Protocol):
 
     def park(self, message: InboxMessage, reason: str, decided_at: float) -> None: ...
 
+
+# Facts about an account that an admin should see in its status (not about one lead).
+STATUS_NOTICES = frozenset({"filtered_reads_refused"})
 
 WorkOutcome = Literal["emitted", "skipped", "parked", "duplicate", "integration_gone"]
 
@@ -287,6 +292,9 @@ class LeadWorker:
         self.status.record_outcome(integration.integration_id, "emitted")
         if lead.channel.origin and any(fact.startswith("unknown_") for fact in result.notes):
             self.status.record_unknown_channel(integration.integration_id, lead.channel.origin)
+        for fact in result.notes:
+            if fact in STATUS_NOTICES:
+                self.status.record_notice(integration.integration_id, fact)
         self.count("LeadsEmitted")
         for fact in result.notes:
             self.count(f"Fact_{fact}")

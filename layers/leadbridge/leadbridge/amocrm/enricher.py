@@ -96,6 +96,8 @@ class AmoEnricher:
         lead_ids = {i for i in lead_ids if i} - set(account.leads)
         for lead in self._read_many(client, integration, "leads", lead_ids, {"with": "contacts"}):
             account.leads[str(lead["id"])] = lead
+        if integration.integration_id in self.filtered_reads_refused:  # the account showed it ignores filters
+            return
         contact_ids = {str(m.payload["contact_id"]) for m in messages if as_id(m.payload.get("contact_id"))}
         for lead in account.leads.values():
             contacts = dicts(as_dict(lead.get("_embedded")).get("contacts"))

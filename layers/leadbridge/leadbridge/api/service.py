@@ -144,6 +144,7 @@ class IntegrationsService:
             failed=int(record.get("count_failed", 0)),
             parked=self.parked.count(integration_id),
             unknown_channels=sorted(record.get("unknown_channels") or [])[:50],
+            notices=sorted(record.get("notices") or []),
         )
 
     def site_script(self, integration_id: str) -> str:

@@ -165,6 +165,10 @@ class IntegrationStatus(_Strict):
     skipped: int
     failed: int
     parked: int = Field(description="Events waiting for a person (re-authorization, an unblocked account) right now.")
+    notices: list[str] = Field(
+        default_factory=list,
+        description="What an admin should know about the account, e.g. filtered_reads_refused (amoCRM read per id).",
+    )
     unknown_channels: list[str] = Field(
         default_factory=list,
         description="Raw channel values (amoCRM origin, Bitrix24 connector) no mapping knows yet; see docs/channels.md.",

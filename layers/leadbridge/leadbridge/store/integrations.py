@@ -110,8 +110,9 @@ class DynamoIntegrations:
         counts: Mapping[Outcome, int],
         error: str | None = None,
         unknown_channels: set[str] | None = None,
+        notices: set[str] | None = None,
     ) -> None:
-        """Add to the status counters (and the set of unknown channel values seen) in one write."""
+        """Add to the status counters (and the sets of unknown channel values and notices) in one write."""
         counts = {k: v for k, v in counts.items() if v}
         if not counts:
             return
@@ -130,6 +131,9 @@ class DynamoIntegrations:
         if unknown_channels:
             adds.append("unknown_channels :unknown")
             values[":unknown"] = {c[:100] for c in unknown_channels}
+        if notices:
+            adds.append("notices :notices")
+            values[":notices"] = {n[:100] for n in notices}
         self._update_status(f"ADD {', '.join(adds)} SET {', '.join(sets)}", values, integration_id)
 
     def set_sweep_watermark(self, integration_id: str, watermark: int) -> None:
@@ -174,6 +178,7 @@ class BatchStatus:
         self._counts: dict[str, dict[Outcome, int]] = {}
         self._errors: dict[str, str] = {}
         self._unknown: dict[str, set[str]] = {}
+        self._notices: dict[str, set[str]] = {}
 
     def record_outcome(self, integration_id: str, outcome: Outcome, error: str | None = None) -> None:
         counts = self._counts.setdefault(integration_id, {})
@@ -184,15 +189,23 @@ class BatchStatus:
     def record_unknown_channel(self, integration_id: str, origin: str) -> None:
         self._unknown.setdefault(integration_id, set()).add(origin)
 
+    def record_notice(self, integration_id: str, notice: str) -> None:
+        """Something an admin should know about the account (e.g. ``filtered_reads_refused``)."""
+        self._notices.setdefault(integration_id, set()).add(notice)
+
     def set_connection_state(self, integration_id: str, state: ConnectionState, reason: str | None = None) -> None:
         self.inner.set_connection_state(integration_id, state, reason)
 
     def flush(self) -> None:
-        counts, errors, unknown = self._counts, self._errors, self._unknown
-        self._counts, self._errors, self._unknown = {}, {}, {}
+        counts, errors, unknown, notices = self._counts, self._errors, self._unknown, self._notices
+        self._counts, self._errors, self._unknown, self._notices = {}, {}, {}, {}
         for integration_id, outcome_counts in counts.items():
             self.inner.record_outcomes(
-                integration_id, outcome_counts, errors.get(integration_id), unknown.get(integration_id)
+                integration_id,
+                outcome_counts,
+                errors.get(integration_id),
+                unknown.get(integration_id),
+                notices.get(integration_id),
             )
 
 
