@@ -7,7 +7,8 @@
   (``.aws-sam/build``: the layer with its compiled bytecode). The hook is pure Python and imports the arm64 build
   itself; the worker needs pydantic-core's native module, so on another machine it imports the same layer built by
   the same Makefile for this machine's platform.
-- amo_calls_per_lead, bitrix_calls_per_lead: REST requests the fake CRM received per emitted lead, over a burst of
+- amo_calls_per_lead, bitrix_calls_per_lead: REST requests the worker made per emitted lead (the fake CRM's count,
+  less the sweep's own list requests, reported apart), over a burst of
   500 conversations for one account (amoCRM with the lead note on, as by default; without it alongside), drained
   by the scaling runner (``environments`` worker processes, batches handed to a free one at random) while the
   reconciliation sweep runs on the same CRMs every 2 s; *_limit_violations: 429 / 503 answers the fakes gave
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -60,6 +62,7 @@ def host_layer() -> Path:
     """The layer as built for Lambda, or its twin for this machine's platform when that is not arm64."""
     if platform.machine() in {"aarch64", "arm64"}:
         return BUILD / "LeadbridgeLayer" / "python"
+    shutil.rmtree(HOST_LAYER, ignore_errors=True)
     subprocess.run(
         ["make", "-s", "-C", str(REPO / "layers/leadbridge"), "build-LeadbridgeLayer"],
         env={
@@ -80,6 +83,7 @@ def import_figures() -> dict[str, float]:
         **os.environ,
         "INTEGRATIONS_TABLE": "t",
         "LEDGER_TABLE": "l",
+        "LIMITS_TABLE": "r",
         "INBOX_QUEUE_URL": "https://sqs/q",
         "INBOX_DLQ_URL": "https://sqs/d",
         "LEADS_QUEUE_URL": "https://sqs/l",
@@ -232,11 +236,13 @@ def burst_figures(runner: Any) -> dict[str, float]:
         runner.drain(timeout=1800)
     elapsed = time.perf_counter() - started
     leads = len(runner.take_leads())
-    calls = runner.amocrm.counts["api_requests"] - before.get("api_requests", 0)
+    sweep_calls = runner.amocrm.counts["events_requests"] - before.get("events_requests", 0)
+    calls = runner.amocrm.counts["api_requests"] - before.get("api_requests", 0) - sweep_calls
     notes = runner.amocrm.counts["notes_requests"] - before.get("notes_requests", 0)
     per_lead = calls / leads
     amo_limiter_calls = runner.stack.moto.app.watched[limits_table] - limiter_before
     amo_calls = calls
+    amo_sweep = sweep_calls
     figures |= {
         "amo_leads": leads,
         "amo_calls_per_lead": round(per_lead, 3),
@@ -245,6 +251,7 @@ def burst_figures(runner: Any) -> dict[str, float]:
         "amo_limit_utilization": round((calls / elapsed) / 7, 2),
         "amo_leads_per_second": round(leads / elapsed, 1),
         "amo_sweep_runs_during_burst": sweep.runs,
+        "amo_sweep_calls_during_burst": sweep_calls,
     }
 
     b24 = Integration(
@@ -260,7 +267,11 @@ def burst_figures(runner: Any) -> dict[str, float]:
         runner.drain(timeout=1800)
     elapsed = time.perf_counter() - started
     leads = len(runner.take_leads())
-    calls = runner.bitrix24.counts["api_requests"] - before.get("api_requests", 0)
+    sweep_calls = sum(
+        runner.bitrix24.counts[f"method:crm.{entity}.list"] - before.get(f"method:crm.{entity}.list", 0)
+        for entity in ("lead", "deal")
+    )
+    calls = runner.bitrix24.counts["api_requests"] - before.get("api_requests", 0) - sweep_calls
     per_lead = calls / leads
     b24_limiter_calls = runner.stack.moto.app.watched[limits_table] - limiter_before
     figures |= {
@@ -270,7 +281,10 @@ def burst_figures(runner: Any) -> dict[str, float]:
         "bitrix_limit_utilization": round((calls / elapsed) / 2, 2),
         "bitrix_leads_per_second": round(leads / elapsed, 1),
         "bitrix_sweep_runs_during_burst": sweep.runs,
-        "limiter_calls_per_crm_call": round((amo_limiter_calls + b24_limiter_calls) / max(1, calls + amo_calls), 2),
+        "bitrix_sweep_calls_during_burst": sweep_calls,
+        "limiter_calls_per_crm_call": round(
+            (amo_limiter_calls + b24_limiter_calls) / max(1, calls + amo_calls + amo_sweep + sweep_calls), 2
+        ),
         "environments_used": runner.pool("LeadWorkerFunction").used(),
     }
 

@@ -24,6 +24,7 @@ from leadbridge.store.integrations import BatchStatus, CachedIntegrations, Dynam
 from leadbridge.store.ledger import DynamoLedger
 from leadbridge.store.limits import DynamoLimitState
 from leadbridge.store.parked import DynamoParkedEvents
+from leadbridge.store.talk_messages import DynamoTalkMessages
 from leadbridge.store.tokens import DynamoTokens
 from leadbridge.worker import Enricher, LeadWorker
 from leadbridge.worker_batch import WorkerBatch
@@ -59,7 +60,7 @@ def lead_worker(config: WorkerConfig, metrics: Metrics) -> WorkerBatch:
     tokens = token_provider(config.integrations_table, config.redirect_uri, metrics)
     budgets = Budgets(DynamoLimitState(config.limits_table))  # one per process: shared with every other one
     enrichers: dict[str, Enricher] = {
-        "amocrm": AmoEnricher(tokens, budgets),
+        "amocrm": AmoEnricher(tokens, budgets, DynamoTalkMessages(config.ledger_table, config.ledger_retention_days)),
         "bitrix24": BitrixEnricher(tokens, budgets, config.bitrix_activity_wait_seconds),
     }
     status = BatchStatus(integrations)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from leadbridge.amocrm.message_events import parse_message_events
 from leadbridge.amocrm.talk_events import parse_amo_webhook
 from leadbridge.bitrix24.events import parse_bitrix_event
 from leadbridge.formdata import FormDataError, parse_form
@@ -92,9 +93,11 @@ def accept_amocrm(
         return found
     integration = found
     try:
-        parsed = parse_amo_webhook(parse_form(body))
+        form = parse_form(body)
     except FormDataError:
         return _reject(400, "malformed_body")
+    parsed = parse_amo_webhook(form)
+    chat_messages, malformed_messages = parse_message_events(form)
     if parsed.subdomain is None and parsed.account_id is None:
         return _reject(400, "missing_account")
     if parsed.subdomain is not None and parsed.subdomain.lower() != integration.account_name.lower():
@@ -102,11 +105,11 @@ def accept_amocrm(
     if integration.account_id and parsed.account_id and parsed.account_id != integration.account_id:
         return _reject(403, "account_mismatch")
     account = parsed.account_id or integration.account_id
-    if parsed.talks and account is None:
+    if (parsed.talks or chat_messages) and account is None:
         return _reject(400, "missing_account_id")
-    if parsed.malformed_talks and not parsed.talks:
+    if (parsed.malformed_talks or malformed_messages) and not (parsed.talks or chat_messages):
         return _reject(400, "malformed_talk")
-    if len(parsed.talks) > MAX_EVENTS_PER_WEBHOOK:
+    if len(parsed.talks) + len(chat_messages) > MAX_EVENTS_PER_WEBHOOK:
         return _reject(413, "too_many_events")
     received_at = _now_iso(now)
     messages = [
@@ -121,6 +124,18 @@ def accept_amocrm(
             payload=talk.payload(),
         )
         for talk in parsed.talks
+    ] + [
+        InboxMessage(
+            integration_id=integration.integration_id,
+            crm="amocrm",
+            account=str(account),
+            event="message.add",
+            entity_type="talk_message",
+            entity_id=chat_message.talk_id,
+            received_at=received_at,
+            payload=chat_message.payload(),
+        )
+        for chat_message in chat_messages
     ]
     return _enqueue(inbox, messages, parsed.other_events)
 

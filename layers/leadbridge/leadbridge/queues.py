@@ -32,8 +32,8 @@ class InboxMessage:
     integration_id: str
     crm: str
     account: str  # amoCRM account id (or subdomain until known); Bitrix24 member_id
-    event: str  # talk.add, talk.update, ONCRMLEADADD, ONCRMDEALADD
-    entity_type: str  # talk, lead, deal
+    event: str  # talk.add, talk.update, message.add, ONCRMLEADADD, ONCRMDEALADD
+    entity_type: str  # talk, talk_message (a chat message of a talk: no conversation of its own), lead, deal
     entity_id: str
     received_at: str  # ISO 8601 UTC
     payload: dict[str, Any] = field(default_factory=dict)  # the CRM's non-secret fields of the event
@@ -64,7 +64,8 @@ def inbox_deduplication_id(message: InboxMessage, salt: str = "") -> str:
     This is only a first filter: the lead ledger is what guarantees one lead per conversation. ``salt`` makes a
     deliberate second send of the same event (a parked event resumed within 5 minutes) a new message.
     """
-    moment = str(message.payload.get("updated_at") or message.payload.get("ts") or "")
+    payload = message.payload
+    moment = str(payload.get("updated_at") or payload.get("ts") or payload.get("message_id") or "")
     raw = "|".join((message.integration_id, message.lead_key, message.event, moment, salt))
     return hashlib.sha256(raw.encode()).hexdigest()
 

@@ -5,8 +5,10 @@ integration's watermark (minus an overlap), pages through them by id, and enqueu
 seen, exactly as a webhook would (``source = sweep``). The worker's ledger claim makes a sweep and a late webhook
 for the same lead one lead. Requests go through the same client, shared budget and token store as the worker.
 
-amoCRM is not swept: its REST API has no way to list talks (the lead key is the talk), and amoCRM itself retries a
-failed webhook four times over about 1.5 hours (reference/amocrm.md §1.8, §2.2).
+amoCRM retries a failed webhook for about 1.5 hours and then gives up, and its REST API cannot list talks; but its
+events log can (reference/amocrm-chats-events-dp.md A.1): every run lists the account's ``incoming_chat_message``
+events since the watermark (minus the overlap; pages of 100; the last minute is left to the webhooks on their way),
+collects their talks, and reads and enqueues each talk the ledger never saw, as a ``talk.add`` webhook would be.
 
 The same run probes every amoCRM integration whose account was blocked (one ``GET /api/v4/account``): when the API
 answers again, the integration is connected and its parked events are resumed.
@@ -24,9 +26,10 @@ from typing import Any, Protocol
 from aws_lambda_powertools import Logger
 
 from leadbridge.amocrm.client import AmoClient
+from leadbridge.amocrm.enrich import talk_from_api
 from leadbridge.bitrix24.client import BitrixClient
-from leadbridge.crm_values import as_id, dicts
-from leadbridge.http.errors import CrmError
+from leadbridge.crm_values import as_dict, as_id, dicts
+from leadbridge.http.errors import CrmError, NotFound
 from leadbridge.http.ratelimit import Budgets
 from leadbridge.integration import Integration
 from leadbridge.oauth.token_provider import TokenProvider
@@ -40,6 +43,9 @@ OVERLAP_SECONDS = 15 * 60
 FIRST_WINDOW_SECONDS = 6 * 3600
 MAX_PAGES_PER_ENTITY = 40  # 2,000 entities a run; the rest waits for the next run (the watermark stays put)
 EVENTS = {"lead": "ONCRMLEADADD", "deal": "ONCRMDEALADD"}
+AMO_EVENT_TYPES = ("incoming_chat_message",)
+AMO_SETTLE_SECONDS = 60  # the last minute's talks: their webhooks are probably still on their way
+AMO_MAX_PAGES = 20  # 2,000 messages a run; the rest waits for the next run (the watermark stays put)
 
 
 class Ledger(Protocol):
@@ -96,6 +102,61 @@ def sweep_bitrix24(
     if missing:
         inbox.send_many(missing)
     return SweepReport(integration.integration_id, len(found), len(found) - len(missing), len(missing), complete)
+
+
+def sweep_amocrm(
+    integration: Integration,
+    client: AmoClient,
+    ledger: Ledger,
+    inbox: Inbox,
+    watermark: int | None,
+    now: float,
+) -> SweepReport:
+    account_id = integration.account_id
+    if account_id is None:
+        return SweepReport(integration.integration_id, 0, 0, 0, complete=False)
+    since = (watermark - OVERLAP_SECONDS) if watermark else int(now) - FIRST_WINDOW_SECONDS
+    until = int(now) - AMO_SETTLE_SECONDS
+    talk_ids: list[str] = []
+    complete = False
+    for page in range(1, AMO_MAX_PAGES + 1):
+        events, more = client.list_events(AMO_EVENT_TYPES, since, until, page)
+        for event in events:
+            for value in dicts(event.get("value_after")):
+                talk_id = as_id(as_dict(value.get("message")).get("talk_id"))
+                if talk_id and talk_id not in talk_ids:
+                    talk_ids.append(talk_id)
+        if not more:
+            complete = True
+            break
+    keys = {f"amocrm:{account_id}:talk:{talk_id}": talk_id for talk_id in talk_ids}
+    known = ledger.seen(list(keys))
+    received_at = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    missing: list[InboxMessage] = []
+    for key, talk_id in keys.items():
+        if key in known:
+            continue
+        try:
+            talk = client.get_talk(talk_id)
+        except NotFound:
+            continue
+        payload = {"talk_id": talk_id, "updated_at": as_id(talk.get("updated_at")), **talk_from_api(talk)}
+        missing.append(
+            InboxMessage(
+                integration_id=integration.integration_id,
+                crm="amocrm",
+                account=account_id,
+                event="talk.add",
+                entity_type="talk",
+                entity_id=talk_id,
+                received_at=received_at,
+                payload=payload,
+                source="sweep",
+            )
+        )
+    if missing:
+        inbox.send_many(missing)
+    return SweepReport(integration.integration_id, len(keys), len(keys) - len(missing), len(missing), complete)
 
 
 def _created_since(client: BitrixClient, entity: str, since: int) -> tuple[list[dict[str, Any]], bool]:
@@ -175,11 +236,15 @@ class Reconciler:
         if status.get("connection_state") == "blocked":
             self._probe_blocked(integration)
             return None
-        if integration.crm != "bitrix24":
-            return None
         now = self.clock()
-        client = BitrixClient(integration, self.tokens, self.budgets.for_integration(integration))
-        report = sweep_bitrix24(integration, client, self.ledger, self.inbox, status.get("sweep_watermark"), now)
+        limiter = self.budgets.for_integration(integration)
+        watermark = status.get("sweep_watermark")
+        if integration.crm == "amocrm":
+            amo = AmoClient(integration, self.tokens, limiter)
+            report = sweep_amocrm(integration, amo, self.ledger, self.inbox, watermark, now)
+        else:
+            client = BitrixClient(integration, self.tokens, limiter)
+            report = sweep_bitrix24(integration, client, self.ledger, self.inbox, watermark, now)
         if report.complete:
             self.integrations.set_sweep_watermark(integration.integration_id, int(now))
         return report

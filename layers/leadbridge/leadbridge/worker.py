@@ -88,6 +88,10 @@ class Enricher(Protocol):
         """What the batch left to do in bulk (amoCRM's notes); (lead key, note state) for the ledger."""
         ...
 
+    def absorb(self, message: InboxMessage) -> None:
+        """Keep an event that feeds a conversation without being one (an amoCRM chat message)."""
+        ...
+
 
 class IntegrationSource(Protocol):
     def get(self, integration_id: str) -> Integration | None: ...
@@ -134,7 +138,8 @@ class ParkingPlace(Protocol):
 # Facts about an account that an admin should see in its status (not about one lead).
 STATUS_NOTICES = frozenset({"filtered_reads_refused"})
 
-WorkOutcome = Literal["emitted", "skipped", "parked", "duplicate", "integration_gone"]
+WorkOutcome = Literal["emitted", "skipped", "parked", "duplicate", "integration_gone", "kept"]
+SIDE_INPUTS = frozenset({"talk_message"})  # entity types that feed a conversation and are none
 
 
 class LeadWorker:
@@ -167,7 +172,7 @@ class LeadWorker:
             finished = set()
         by_crm: dict[str, list[tuple[InboxMessage, Integration]]] = {}
         for message in messages:
-            if message.lead_key in finished:
+            if message.lead_key in finished or message.entity_type in SIDE_INPUTS:
                 continue
             integration = self.integrations.get(message.integration_id)
             if integration is not None and integration.active and message.crm in self.enrichers:
@@ -224,6 +229,9 @@ class LeadWorker:
         enricher = self.enrichers.get(message.crm)
         if enricher is None:
             raise PoisonEvent(f"no enricher for crm {message.crm!r}")
+        if message.entity_type in SIDE_INPUTS:
+            enricher.absorb(message)
+            return "kept"
         key = message.lead_key
         lead_id = lead_id_for(key)
         claim = self.ledger.claim(key, lead_id, integration.integration_id, message.source)

@@ -43,6 +43,7 @@ class Account:
     leads: dict[int, dict[str, Any]] = field(default_factory=dict)
     contacts: dict[int, dict[str, Any]] = field(default_factory=dict)
     notes: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
     blocked: bool = False
     filters_ignored: bool = False
     violations: deque[float] = field(default_factory=deque)
@@ -146,6 +147,21 @@ class FakeAmoCRM(FakeCrmBase):
                 account.leads[lead_id].setdefault("_embedded", {})["contacts"] = [{"id": contact_id, "is_main": True}]
             if contact is not None:
                 account.contacts[contact_id] = {"id": contact_id, "account_id": account.account_id, **contact}
+            # The events log: the talk's first incoming message (reference/amocrm-chats-events-dp.md A.1).
+            account.events.append(
+                {
+                    "id": f"01ev{talk_id:022d}",
+                    "type": "incoming_chat_message",
+                    "entity_id": lead_id or contact_id,
+                    "entity_type": "lead" if lead_id else "contact",
+                    "created_by": 0,
+                    "created_at": created_at,
+                    "value_after": [{"message": {"id": f"msg-{talk_id}", "origin": origin, "talk_id": talk_id}}],
+                    "value_before": [],
+                    "account_id": account.account_id,
+                    "_embedded": {"entity": {"id": lead_id or contact_id, "linked_talk_contact_id": contact_id}},
+                }
+            )
 
     # ------------------------------------------------------------------ HTTP
     def handle(self, request: HttpRequest) -> HttpResponse:
@@ -282,6 +298,9 @@ class FakeAmoCRM(FakeCrmBase):
             return self._add_notes(account, None, request)
         if path in {"/api/v4/leads", "/api/v4/contacts"} and request.method == "GET":
             return self._list(account, path.rsplit("/", 1)[1], request)
+        if path == "/api/v4/events" and request.method == "GET":
+            self.count("events_requests")
+            return self._events(account, request)
         if path == "/api/v4/account":
             return json_response(200, {"id": account.account_id, "subdomain": account.subdomain}, HAL)
         return _problem(404, "Not Found", "Unknown path")
@@ -302,6 +321,29 @@ class FakeAmoCRM(FakeCrmBase):
         if not found:
             return HttpResponse(204)
         return json_response(200, {"_page": 1, "_embedded": {entity: found}}, HAL)
+
+    def _events(self, account: Account, request: HttpRequest) -> HttpResponse:
+        """``GET /api/v4/events``: ``filter[type][]``, ``filter[created_at][from|to]``, ``limit`` (at most 100),
+        ``page``; newest first; 204 when nothing matches (reference/amocrm-chats-events-dp.md A.1)."""
+        types = {v for k, values in request.query.items() if k.startswith("filter[type]") for v in values}
+        since = int(request.arg("filter[created_at][from]") or 0)
+        until = int(request.arg("filter[created_at][to]") or 2**62)
+        limit = int(request.arg("limit") or 50)
+        if limit > 100:
+            return _problem(400, "Bad Request", "limit must be at most 100")
+        page = max(1, int(request.arg("page") or 1))
+        with self.lock:
+            matching = sorted(
+                (e for e in account.events if (not types or e["type"] in types) and since <= e["created_at"] <= until),
+                key=lambda e: (-e["created_at"], e["id"]),
+            )
+        chunk = matching[(page - 1) * limit : page * limit]
+        if not chunk:
+            return HttpResponse(204)
+        links: dict[str, Any] = {"self": {"href": f"/api/v4/events?page={page}"}}
+        if page * limit < len(matching):
+            links["next"] = {"href": f"/api/v4/events?page={page + 1}"}
+        return json_response(200, {"_page": page, "_links": links, "_embedded": {"events": chunk}}, HAL)
 
     def _recorded_item(self, path: str) -> dict[str, Any] | None:
         recorded = self._recorded(path)

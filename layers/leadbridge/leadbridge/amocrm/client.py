@@ -59,6 +59,20 @@ class AmoClient:
         data = self._call("GET", f"/api/v4/{entity}", params=params, json_body=None)
         return dicts(as_dict(as_dict(data).get("_embedded")).get(entity))
 
+    def list_events(
+        self, types: tuple[str, ...], since: int, until: int, page: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page (up to 100, the API's maximum) of the account's events log; and whether there is a next one."""
+        params = [("filter[type][]", t) for t in types] + [
+            ("filter[created_at][from]", str(since)),
+            ("filter[created_at][to]", str(until)),
+            ("limit", "100"),
+            ("page", str(page)),
+        ]
+        data = as_dict(self._call("GET", "/api/v4/events", params=params, json_body=None))
+        events = dicts(as_dict(data.get("_embedded")).get("events"))
+        return events, "next" in as_dict(data.get("_links"))
+
     def add_lead_notes(self, notes: list[tuple[str, str, str]]) -> None:
         """Service notes on several leads in one request; they never trigger the digital pipeline."""
         body = [

@@ -47,7 +47,7 @@ class AmoLead:
 def build_talk_lead(message: InboxMessage, integration: Integration, client: AmoClient) -> AmoLead:
     talk = dict(message.payload)
     if not as_id(talk.get("entity_id")) and talk.get("entity_type") != "customer":
-        talk.update(_talk_from_api(client.get_talk(message.entity_id)))
+        talk.update(talk_from_api(client.get_talk(message.entity_id)))
     lead: dict[str, Any] | None = None
     lead_id = as_id(talk.get("entity_id"))
     if lead_id and talk.get("entity_type") in {"lead", None}:
@@ -90,7 +90,8 @@ def _no_transcript() -> Chat | None:
     return None
 
 
-def _talk_from_api(talk: dict[str, Any]) -> dict[str, Any]:
+def talk_from_api(talk: dict[str, Any]) -> dict[str, Any]:
+    """A talk as ``GET /api/v4/talks/{id}`` answers it, in the webhook's terms."""
     embedded_leads = dicts(as_dict(talk.get("_embedded")).get("leads"))
     entity_id = as_id(talk.get("entity_id")) or (as_id(embedded_leads[0].get("id")) if embedded_leads else None)
     return {

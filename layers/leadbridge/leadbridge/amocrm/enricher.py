@@ -6,6 +6,8 @@
   contacts in another (B.2); ``build`` then reads from those answers. An account that refuses filtered reads (or
   answers them unfiltered: the API-filter add-on is paid, A.4) gets one read per id, and the status says so.
 - The CRM notes of a batch go out in one request at the end of it (B.3), marked to trigger no digital pipeline.
+- Chat messages (message webhooks) are kept per talk (``absorb``); the messages received before a talk's lead is
+  built become its ``chat``, as Bitrix24's transcript does.
 A single lead costs 2 requests (3 with its note); a batch of 10 from one account, 3.
 """
 
@@ -13,22 +15,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 
 from leadbridge.amocrm.client import AmoClient
 from leadbridge.amocrm.enrich import NOTE_SERVICE, build_talk_lead
-from leadbridge.crm_values import as_dict, as_id, dicts
+from leadbridge.crm_values import as_dict, as_id, dicts, epoch_time, positive_int
 from leadbridge.http.errors import BadRequest, CrmError
 from leadbridge.http.ratelimit import Budgets
 from leadbridge.integration import Integration
+from leadbridge.lead import Chat, ChatMessage
 from leadbridge.oauth.token_provider import TokenProvider
 from leadbridge.queues import InboxMessage
 from leadbridge.store.ledger import LedgerEntry
+from leadbridge.store.talk_messages import DynamoTalkMessages
 from leadbridge.worker import Emission, Skip
 
 logger = Logger(child=True)
+Author = Literal["client", "operator", "system"]
 MAX_IDS_PER_READ = 50  # keeps the URL short, as amoCRM's guidance asks
 FILTERED_READS_REFUSED = "filtered_reads_refused"
 
@@ -58,7 +63,8 @@ class _Account:
 
 
 class AmoEnricher:
-    def __init__(self, tokens: TokenProvider, budgets: Budgets) -> None:
+    def __init__(self, tokens: TokenProvider, budgets: Budgets, messages: DynamoTalkMessages) -> None:
+        self.messages = messages
         self.tokens = tokens
         self.budgets = budgets
         self.requests_made = 0
@@ -141,8 +147,9 @@ class AmoEnricher:
         if message.conversation and not built.lead_is_new:
             return Skip(reason="same_conversation: the talk was attached to a lead that existed before it")
         crm_lead_id = built.crm_lead_id
+        lead = built.lead.model_copy(update={"chat": self._chat(message)})
         emission = Emission(
-            lead=built.lead, notes=facts, crm_lead_id=crm_lead_id, crm_lead_created_at=built.crm_lead_created_at
+            lead=lead, notes=facts, crm_lead_id=crm_lead_id, crm_lead_created_at=built.crm_lead_created_at
         )
         if not integration.amo_note_enabled or crm_lead_id is None or entry.note_state == "added":
             return emission
@@ -153,6 +160,25 @@ class AmoEnricher:
             return "queued"
 
         return replace(emission, after_emit=queue_note)
+
+    def absorb(self, message: InboxMessage) -> None:
+        self.messages.add(message.account, message.entity_id, dict(message.payload))
+
+    def _chat(self, message: InboxMessage) -> Chat | None:
+        """The talk's messages so far, in the order they were written (a talk with none has no chat yet)."""
+        kept = self.messages.get(message.account, message.entity_id)
+        if not kept:
+            return None
+        ordered = sorted(kept, key=lambda m: positive_int(m.get("created_at")) or 0)  # stable: arrival order ties
+        return Chat(
+            messages=[
+                ChatMessage(
+                    at=epoch_time(m.get("created_at")), author=_author(m.get("author")), text=str(m.get("text"))[:4000]
+                )
+                for m in ordered
+                if m.get("text")
+            ]
+        )
 
     def finish_batch(self) -> list[tuple[str, str]]:
         """Write the batch's notes, one request per account; (lead key, note state) for the ledger."""
@@ -192,3 +218,11 @@ class AmoEnricher:
         after = finished.crm_lead_created_at or finished.first_seen_at
         payload = {**message.payload, "returning_after": after}
         return replace(message, conversation=f"lead:{named}", payload=payload)
+
+
+def _author(value: object) -> Author:
+    if value == "operator":
+        return "operator"
+    if value == "system":
+        return "system"
+    return "client"

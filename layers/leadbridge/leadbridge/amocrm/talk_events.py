@@ -67,7 +67,7 @@ def parse_amo_webhook(form: FormNode) -> ParsedAmoWebhook:
                 talks.append(event)
     other: dict[str, int] = {}
     for entity, block in form.items():
-        if entity in {"talk", "account"} or not isinstance(block, dict):
+        if entity in {"talk", "account", "message", "outgoing_message"} or not isinstance(block, dict):
             continue
         for action, entries in block.items():
             count = len(items(entries)) or 1

@@ -95,6 +95,9 @@ class BitrixEnricher:
     def finish_batch(self) -> list[tuple[str, str]]:
         return []
 
+    def absorb(self, message: InboxMessage) -> None:
+        """Bitrix24 sends no event that feeds a conversation (its transcript is read with the lead)."""
+
     def follow_up(self, message: InboxMessage, finished: LedgerEntry) -> InboxMessage | None:
         """A Bitrix24 lead or deal is one conversation for good."""
         return None
