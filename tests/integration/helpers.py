@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Iterable
 from dataclasses import replace
 from urllib.parse import parse_qsl, urlencode
 
@@ -96,3 +97,37 @@ def bitrix_fields(integration: Integration, member_id: str, application_token: s
         "auth[member_id]": member_id,
         "auth[application_token]": application_token,
     }
+
+
+def add_amo_talks(
+    runner: LocalRunner,
+    integration: Integration,
+    talks: Iterable[int],
+    *,
+    origin: str = "telegram",
+    created_at: int = 1773000000,
+    contact: dict[str, object] | None = None,
+) -> None:
+    """Talks in the fake amoCRM account: lead ``talk * 10`` and contact ``talk * 100`` (named Ann unless given)."""
+    for talk in talks:
+        runner.amocrm.add_talk(
+            integration.account_name,
+            talk,
+            lead_id=talk * 10,
+            contact_id=talk * 100,
+            origin=origin,
+            created_at=created_at,
+            lead={},
+            contact={"name": "Ann"} if contact is None else contact,
+        )
+
+
+def post_amo_talks(
+    runner: LocalRunner, integration: Integration, secret: str, account: int, talks: Iterable[int], action: str = "add"
+) -> None:
+    """Each talk's webhook, as amoCRM posts it (``add`` or ``update``), for the talks of ``add_amo_talks``."""
+    sample = "talk_add.json" if action == "add" else "talk_update_same_talk.json"
+    for talk in talks:
+        fields = talk_fields(action, talk, talk * 10, talk * 100, integration.account_name, account)
+        body = sample_body("amo_hook", sample, **fields)
+        assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body).status_code == 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from leadbridge_local.runner import LocalRunner
-from tests.integration.helpers import new_amo_integration, sample_body, talk_fields
+from tests.integration.helpers import add_amo_talks, new_amo_integration, post_amo_talks
 
 DELIVERED = range(5_001, 5_006)
 LOST = range(5_006, 5_011)
@@ -19,23 +19,10 @@ def sweep_report(runner: LocalRunner, integration_id: str) -> dict[str, object]:
 
 def test_talks_whose_webhook_never_arrived_are_swept_in_once(runner: LocalRunner) -> None:
     integration, secret, account = new_amo_integration(runner, amo_note_enabled=False)
-    sub = integration.account_name
     ten_minutes_ago = int(time.time()) - 600
-    for talk in (*DELIVERED, *LOST, TOO_RECENT):
-        created = int(time.time()) if talk == TOO_RECENT else ten_minutes_ago + talk - 5_000
-        runner.amocrm.add_talk(
-            sub,
-            talk,
-            lead_id=talk * 10,
-            contact_id=talk * 100,
-            origin="telegram",
-            created_at=created,
-            lead={},
-            contact={"name": "Ann"},
-        )
-    for talk in DELIVERED:  # the others' webhooks were lost (amoCRM gave up after its retries)
-        body = sample_body("amo_hook", "talk_add.json", **talk_fields("add", talk, talk * 10, talk * 100, sub, account))
-        assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body).status_code == 200
+    add_amo_talks(runner, integration, (*DELIVERED, *LOST), created_at=ten_minutes_ago)
+    add_amo_talks(runner, integration, [TOO_RECENT], created_at=int(time.time()))
+    post_amo_talks(runner, integration, secret, account, DELIVERED)  # the others' webhooks were lost
     runner.drain(timeout=60)
 
     report = sweep_report(runner, integration.integration_id)

@@ -7,7 +7,7 @@ from leadbridge.store.ledger import DynamoLedger
 from leadbridge.store.parked import DynamoParkedEvents
 from leadbridge_local.runner import LocalRunner
 from leadbridge_local.seed import connect_through_oauth
-from tests.integration.helpers import new_amo_integration, sample_body, talk_fields
+from tests.integration.helpers import add_amo_talks, new_amo_integration, sample_body, talk_fields
 
 FIRST = range(800, 804)
 LATER = range(804, 807)
@@ -20,17 +20,7 @@ def test_a_day_waiting_for_reauthorization_loses_nothing_and_doubles_nothing(run
     table = runner.stack.ref("IntegrationsTable")
     statuses = DynamoIntegrations(table)
     parked = DynamoParkedEvents(table)
-    for talk in (*FIRST, *LATER):
-        runner.amocrm.add_talk(
-            sub,
-            talk,
-            lead_id=talk * 10,
-            contact_id=talk * 100,
-            origin="telegram",
-            created_at=1773223766,
-            lead={},
-            contact={"name": "Ann"},
-        )
+    add_amo_talks(runner, integration, (*FIRST, *LATER), created_at=1773223766)
 
     def deliver(talks: range, action: str = "add") -> None:
         for talk in talks:

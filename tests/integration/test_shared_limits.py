@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 
 from leadbridge_local.runner import LocalRunner
 from tests.integration.helpers import (
+    add_amo_talks,
     bitrix_fields,
     new_amo_integration,
     new_bitrix_integration,
+    post_amo_talks,
     sample_body,
-    talk_fields,
 )
 from tests.integration.other_function import call_the_account
 
@@ -27,20 +28,8 @@ TALKS = range(2_001, 2_061)
 
 def test_amocrm_limit_holds_across_environments_and_other_callers(runner: LocalRunner) -> None:
     integration, secret, account = new_amo_integration(runner)
-    sub = integration.account_name
-    for talk in TALKS:
-        runner.amocrm.add_talk(
-            sub,
-            talk,
-            lead_id=talk * 10,
-            contact_id=talk * 100,
-            origin="telegram",
-            created_at=1773000000,
-            lead={},
-            contact={"name": "A"},
-        )
-        body = sample_body("amo_hook", "talk_add.json", **talk_fields("add", talk, talk * 10, talk * 100, sub, account))
-        assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body).status_code == 200
+    add_amo_talks(runner, integration, TALKS)
+    post_amo_talks(runner, integration, secret, account, TALKS)
     violations = runner.amocrm.counts["limit_violations"]
     context = multiprocessing.get_context("spawn")
     env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "LEADBRIDGE_", "POWERTOOLS_"))}
@@ -95,20 +84,8 @@ def test_amocrm_batch_reads_and_their_fallback_when_an_account_refuses_filters(r
         runner.amocrm.accounts[sub].filters_ignored = filters_ignored
         runner.amocrm.accounts[sub].leads[99] = {"id": 99, "created_at": 1700000000}  # a lead of another chat
         talks = range(3_001, 3_011)
-        for talk in talks:
-            runner.amocrm.add_talk(
-                sub,
-                talk,
-                lead_id=talk * 10,
-                contact_id=talk * 100,
-                origin="vk",
-                created_at=1773000000,
-                lead={},
-                contact={"name": "A"},
-            )
-            fields = talk_fields("add", talk, talk * 10, talk * 100, sub, account)
-            body = sample_body("amo_hook", "talk_add.json", **fields)
-            assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body).status_code == 200
+        add_amo_talks(runner, integration, talks, origin="vk")
+        post_amo_talks(runner, integration, secret, account, talks)
         before = runner.amocrm.counts["api_requests"]
         runner.drain(timeout=120)
         calls = runner.amocrm.counts["api_requests"] - before
