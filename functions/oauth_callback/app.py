@@ -23,7 +23,9 @@ callback = oauth_callback(config)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("routeKey", "").startswith("GET /oauth2/amocrm/disabled"):
         integration_id = path_param(event, "integration_id")
-        result = handle_disabled_hook(callback.integrations, callback.tokens, integration_id, query_params(event))
+        result = handle_disabled_hook(
+            callback.integrations, callback.tokens, callback.budgets, integration_id, query_params(event)
+        )
         logger.info("amoCRM disabled hook", extra={"integration_id": integration_id[:64], "reason": result.reason})
         return json_response(result.status, {"result": result.reason})
     redirect_uri = public_base_url(event, config.public_base_url) + "/oauth2/callback"

@@ -95,6 +95,7 @@ def oauth_callback(config: OAuthConfig) -> OAuthCallback:
         amocrm=AmoOAuth(),
         bitrix24=BitrixOAuth(),
         parking=parking(config.integrations_table, config.inbox_queue_url),
+        budgets=Budgets(DynamoLimitState(config.limits_table)),
     )
 
 

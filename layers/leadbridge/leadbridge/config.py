@@ -83,6 +83,7 @@ class OAuthConfig(NamedTuple):
     integrations_table: str
     state_secret_arn: str
     inbox_queue_url: str
+    limits_table: str
     public_base_url: str
 
     @classmethod
@@ -91,6 +92,7 @@ class OAuthConfig(NamedTuple):
             integrations_table=_require(env, "INTEGRATIONS_TABLE"),
             state_secret_arn=_require(env, "STATE_SECRET_ARN"),
             inbox_queue_url=_require(env, "INBOX_QUEUE_URL"),
+            limits_table=_require(env, "LIMITS_TABLE"),
             public_base_url=_optional(env, "PUBLIC_BASE_URL").rstrip("/"),
         )
 

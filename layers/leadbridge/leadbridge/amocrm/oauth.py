@@ -16,6 +16,7 @@ import httpx
 from leadbridge.crm_values import positive_int
 from leadbridge.http.client import request
 from leadbridge.http.errors import BadRequest, CrmUnavailable, GrantRevoked
+from leadbridge.http.ratelimit import SharedLimiter
 from leadbridge.integration import Integration
 from leadbridge.store.tokens import StoredToken, TokenSet
 
@@ -105,8 +106,9 @@ def _problem_title(response: httpx.Response) -> str:
     return "error"
 
 
-def account_identity(host: str, access_token: str) -> tuple[str, str]:
-    """The account id and subdomain behind a fresh token (``GET /api/v4/account``)."""
+def account_identity(host: str, access_token: str, limiter: SharedLimiter) -> tuple[str, str]:
+    """The account id and subdomain behind a fresh token (``GET /api/v4/account``), within the account's budget."""
+    limiter.acquire()
     try:
         response = request("GET", f"https://{host}/api/v4/account", headers={"Authorization": f"Bearer {access_token}"})
     except httpx.HTTPError as exc:
@@ -124,8 +126,9 @@ def account_identity(host: str, access_token: str) -> tuple[str, str]:
     return str(account_id), subdomain if isinstance(subdomain, str) and subdomain else host.split(".", 1)[0]
 
 
-def grant_is_alive(host: str, access_token: str) -> bool | None:
+def grant_is_alive(host: str, access_token: str, limiter: SharedLimiter) -> bool | None:
     """Does amoCRM still honour this access token? True (200), False (401), None (no clear answer)."""
+    limiter.acquire()
     try:
         response = request("GET", f"https://{host}/api/v4/account", headers={"Authorization": f"Bearer {access_token}"})
     except httpx.HTTPError:

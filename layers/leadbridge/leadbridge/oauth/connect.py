@@ -14,6 +14,7 @@ from aws_lambda_powertools import Logger
 from leadbridge.amocrm.oauth import AmoOAuth, account_identity
 from leadbridge.bitrix24.oauth import DEFAULT_TOKEN_SERVER, TOKEN_SERVERS, BitrixOAuth
 from leadbridge.http.errors import CrmError, GrantRevoked
+from leadbridge.http.ratelimit import Budgets
 from leadbridge.integration import Integration
 from leadbridge.oauth.pages import RESTART, STATE_MESSAGES, Page, connected, failed
 from leadbridge.oauth.state import StateError, StateSigner
@@ -36,8 +37,10 @@ class OAuthCallback:
         amocrm: AmoOAuth,
         bitrix24: BitrixOAuth,
         parking: Parking,
+        budgets: Budgets,
     ) -> None:
         self.parking = parking
+        self.budgets = budgets  # the callback's own CRM read takes the account's shared budget like any other
         self.integrations = integrations
         self.tokens = tokens
         self.signer = signer
@@ -94,7 +97,7 @@ class OAuthCallback:
         if params.get("client_id") and params["client_id"] != integration.client_id:
             return failed(403, "client_mismatch", "Client ID в CRM не совпадает с настройками интеграции. " + RESTART)
         tokens = self.amocrm.exchange_code(integration, host, code, redirect_uri)
-        account_id, _ = account_identity(host, tokens.access_token)
+        account_id, _ = account_identity(host, tokens.access_token, self.budgets.for_integration(integration))
         if integration.account_id and integration.account_id != account_id:
             return failed(403, "account_mismatch", "Это другой аккаунт amoCRM, чем был подключён раньше. " + RESTART)
         self._store(integration, account_id, host, tokens)

@@ -15,6 +15,7 @@ import hmac
 from dataclasses import dataclass
 
 from leadbridge.amocrm.oauth import grant_is_alive
+from leadbridge.http.ratelimit import Budgets
 from leadbridge.store.integrations import DynamoIntegrations
 from leadbridge.store.tokens import DynamoTokens
 
@@ -30,7 +31,11 @@ def expected_signature(client_id: str, account_id: str, client_secret: str) -> s
 
 
 def handle_disabled_hook(
-    integrations: DynamoIntegrations, tokens: DynamoTokens, integration_id: str, params: dict[str, str]
+    integrations: DynamoIntegrations,
+    tokens: DynamoTokens,
+    budgets: Budgets,
+    integration_id: str,
+    params: dict[str, str],
 ) -> DisabledHookResult:
     integration = integrations.get(integration_id) if 0 < len(integration_id) <= 64 else None
     if integration is None or integration.crm != "amocrm" or not integration.client_id or not integration.client_secret:
@@ -48,7 +53,7 @@ def handle_disabled_hook(
     stored = tokens.read(integration_id)
     if stored is None or stored.state != "active":
         return DisabledHookResult(200, "already_disconnected")
-    alive = grant_is_alive(integration.crm_domain, stored.tokens.access_token)
+    alive = grant_is_alive(integration.crm_domain, stored.tokens.access_token, budgets.for_integration(integration))
     if alive is None:
         return DisabledHookResult(502, "crm_unavailable")
     if alive:
