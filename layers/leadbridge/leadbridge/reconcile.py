@@ -79,23 +79,13 @@ def sweep_bitrix24(
     since = (watermark - OVERLAP_SECONDS) if watermark else int(now) - FIRST_WINDOW_SECONDS
     found: list[InboxMessage] = []
     complete = True
-    received_at = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     for entity, event in EVENTS.items():
         rows, entity_complete = _created_since(client, entity, since)
         complete = complete and entity_complete
         for row in rows:
+            payload = {"event": event, "ts": f"sweep-{_digest(row)}", "domain": integration.crm_domain}
             found.append(
-                InboxMessage(
-                    integration_id=integration.integration_id,
-                    crm="bitrix24",
-                    account=member_id,
-                    event=event,
-                    entity_type=entity,
-                    entity_id=str(as_id(row["ID"])),
-                    received_at=received_at,
-                    payload={"event": event, "ts": f"sweep-{_digest(row)}", "domain": integration.crm_domain},
-                    source="sweep",
-                )
+                _swept(integration, member_id, event, entity, str(as_id(row["ID"])), payload, now),
             )
     known = ledger.seen([m.lead_key for m in found])
     missing = [m for m in found if m.lead_key not in known]
@@ -131,7 +121,6 @@ def sweep_amocrm(
             break
     keys = {f"amocrm:{account_id}:talk:{talk_id}": talk_id for talk_id in talk_ids}
     known = ledger.seen(list(keys))
-    received_at = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     missing: list[InboxMessage] = []
     for key, talk_id in keys.items():
         if key in known:
@@ -141,22 +130,33 @@ def sweep_amocrm(
         except NotFound:
             continue
         payload = {"talk_id": talk_id, "updated_at": as_id(talk.get("updated_at")), **talk_from_api(talk)}
-        missing.append(
-            InboxMessage(
-                integration_id=integration.integration_id,
-                crm="amocrm",
-                account=account_id,
-                event="talk.add",
-                entity_type="talk",
-                entity_id=talk_id,
-                received_at=received_at,
-                payload=payload,
-                source="sweep",
-            )
-        )
+        missing.append(_swept(integration, account_id, "talk.add", "talk", talk_id, payload, now))
     if missing:
         inbox.send_many(missing)
     return SweepReport(integration.integration_id, len(keys), len(keys) - len(missing), len(missing), complete)
+
+
+def _swept(
+    integration: Integration,
+    account: str,
+    event: str,
+    entity_type: str,
+    entity_id: str,
+    payload: dict[str, Any],
+    now: float,
+) -> InboxMessage:
+    """What the sweep enqueues: the inbox message the lost webhook would have been (``source = sweep``)."""
+    return InboxMessage(
+        integration_id=integration.integration_id,
+        crm=integration.crm,
+        account=account,
+        event=event,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        received_at=datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        payload=payload,
+        source="sweep",
+    )
 
 
 def _created_since(client: BitrixClient, entity: str, since: int) -> tuple[list[dict[str, Any]], bool]:
