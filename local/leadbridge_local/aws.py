@@ -224,16 +224,22 @@ class LocalMotoServer:
         self.server.shutdown()
         self.thread.join()
 
-    def fail_sends_to(self, queue_name: str, ratio: float, seed: int = 11, containing: str = "") -> None:
+    def fail_sends_to(
+        self, queue_name: str, ratio: float, seed: int = 11, containing: str = "", after: int = 0
+    ) -> None:
         """Fault tests: answer a share of SendMessage(Batch) calls to one queue (whose body has ``containing``)
-        with SQS's 500 InternalError."""
+        with SQS's 500 InternalError; the first ``after`` such calls go through (a failure half-way)."""
         rng = random.Random(seed)  # noqa: S311 - not for security
+        passed = [0]
 
         def fault(environ: dict[str, Any], body: bytes) -> bool:
             target = environ.get("HTTP_X_AMZ_TARGET", "")
             sending = target in {"AmazonSQS.SendMessage", "AmazonSQS.SendMessageBatch"}
-            matches = queue_name.encode() in body and containing.encode() in body
-            return sending and matches and rng.random() < ratio
+            matches = sending and queue_name.encode() in body and containing.encode() in body
+            if matches and passed[0] < after:
+                passed[0] += 1
+                return False
+            return matches and rng.random() < ratio
 
         self.app.fault = fault if ratio > 0 else None
 

@@ -25,6 +25,12 @@ IAM_ACTION = {
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
 }
+TRANSACT_ACTION = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
 # What the SQS event source mapping does for the worker (Lambda's poller, not the function's code).
 EVENT_SOURCE_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 
@@ -82,6 +88,14 @@ class AwsCallRecorder:
         if function is None:
             return
         service = model.service_model.signing_name
+        if model.name == "TransactWriteItems":  # IAM checks each item's own action (UpdateItem, DeleteItem, ...)
+            with self._lock:
+                found = self.calls.setdefault(function, set())
+                for item in params.get("TransactItems", []):
+                    for kind, request in item.items():
+                        action = f"{service}:{TRANSACT_ACTION.get(kind, kind)}"
+                        found.update((action, resource) for resource in self._targets(request))
+            return
         action = f"{service}:{model.name}"
         action = IAM_ACTION.get(action, action)
         with self._lock:

@@ -7,9 +7,10 @@ from aws_lambda_powertools import Metrics
 from leadbridge.amocrm.enricher import AmoEnricher
 from leadbridge.amocrm.oauth import AmoOAuth
 from leadbridge.api.service import IntegrationsService
+from leadbridge.backfill.runner import BackfillRunner
 from leadbridge.bitrix24.enricher import BitrixEnricher
 from leadbridge.bitrix24.oauth import BitrixOAuth
-from leadbridge.config import ApiConfig, OAuthConfig, RefresherConfig, SweepConfig, WorkerConfig
+from leadbridge.config import ApiConfig, BackfillConfig, OAuthConfig, RefresherConfig, SweepConfig, WorkerConfig
 from leadbridge.http.ratelimit import Budgets
 from leadbridge.integration import Integration
 from leadbridge.metrics import MetricCounter
@@ -20,6 +21,7 @@ from leadbridge.parking import Parking
 from leadbridge.queues import DeadLetters, InboxQueue, LeadsQueue
 from leadbridge.reconcile import Reconciler
 from leadbridge.secret_values import secret_string
+from leadbridge.store.backfills import DynamoBackfills
 from leadbridge.store.integrations import BatchStatus, CachedIntegrations, DynamoIntegrations
 from leadbridge.store.ledger import DynamoLedger
 from leadbridge.store.limits import DynamoLimitState
@@ -107,6 +109,7 @@ def integrations_service(config: ApiConfig) -> IntegrationsService:
         public_base_url=config.public_base_url,
         parking=parking(config.integrations_table, config.inbox_queue_url),
         parked=DynamoParkedEvents(config.integrations_table),
+        backfills=DynamoBackfills(config.integrations_table),
     )
 
 
@@ -118,4 +121,18 @@ def reconciler(config: SweepConfig, metrics: Metrics) -> Reconciler:
         tokens=token_provider(config.integrations_table, config.redirect_uri, metrics),
         parking=parking(config.integrations_table, config.inbox_queue_url),
         budgets=Budgets(DynamoLimitState(config.limits_table)),
+    )
+
+
+def backfill_runner(config: BackfillConfig, metrics: Metrics) -> BackfillRunner:
+    integrations = DynamoIntegrations(config.integrations_table)
+    return BackfillRunner(
+        backfills=DynamoBackfills(config.integrations_table),
+        integrations=integrations,
+        ledger=DynamoLedger(config.ledger_table, config.ledger_retention_days),
+        inbox=InboxQueue(config.inbox_queue_url),
+        tokens=token_provider(config.integrations_table, config.redirect_uri, metrics),
+        budgets=Budgets(DynamoLimitState(config.limits_table)),
+        waiting=parking(config.integrations_table, config.inbox_queue_url),
+        share=config.share,
     )

@@ -27,6 +27,19 @@ def _optional(env: Mapping[str, str], name: str) -> str:
     return env.get(name, "").strip()
 
 
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {name} must be a number, got {raw!r}") from exc
+    if not 0.0 < value <= 1.0:
+        raise ConfigError(f"environment variable {name} must be in (0, 1], got {raw!r}")
+    return value
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
@@ -146,4 +159,26 @@ class SweepConfig(NamedTuple):
             inbox_queue_url=_require(env, "INBOX_QUEUE_URL"),
             redirect_uri=_require(env, "OAUTH_REDIRECT_URI"),
             ledger_retention_days=_int(env, "LEDGER_RETENTION_DAYS", 90),
+        )
+
+
+class BackfillConfig(NamedTuple):
+    integrations_table: str
+    ledger_table: str
+    limits_table: str
+    inbox_queue_url: str
+    redirect_uri: str
+    ledger_retention_days: int
+    share: float  # of each CRM's request limit
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> BackfillConfig:
+        return cls(
+            integrations_table=_require(env, "INTEGRATIONS_TABLE"),
+            ledger_table=_require(env, "LEDGER_TABLE"),
+            limits_table=_require(env, "LIMITS_TABLE"),
+            inbox_queue_url=_require(env, "INBOX_QUEUE_URL"),
+            redirect_uri=_require(env, "OAUTH_REDIRECT_URI"),
+            ledger_retention_days=_int(env, "LEDGER_RETENTION_DAYS", 90),
+            share=_share(env, "BACKFILL_SHARE", 0.25),
         )

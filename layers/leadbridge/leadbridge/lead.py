@@ -79,6 +79,12 @@ class Chat(_Model):
     messages: list[ChatMessage]
 
 
+class Backfill(_Model):
+    id: str = Field(description="The backfill that imported the conversation.")
+    period_from: UtcDatetime = Field(description="The start of the period it imported.")
+    period_to: UtcDatetime = Field(description="The end of the period it imported (exclusive).")
+
+
 class NormalizedLead(_Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     lead_id: str = Field(description="Stable: the same conversation always gives the same id. Use it to deduplicate.")
@@ -92,7 +98,15 @@ class NormalizedLead(_Model):
     attribution: Attribution
     employee_id: int | None = Field(description="Cabinet employee to assign the lead to.")
     chat: Chat | None = Field(description="The transcript, where the CRM gives it.")
-    received_at: UtcDatetime = Field(description="When leadbridge accepted the webhook, ISO 8601 UTC.")
+    received_at: UtcDatetime = Field(
+        description="When leadbridge accepted the webhook (for an imported conversation: when it was imported), "
+        "ISO 8601 UTC."
+    )
+    backfill: Backfill | None = Field(
+        default=None,
+        description="Set when a backfill imported the conversation after the fact (no webhook brought it in); "
+        "then created_at is still the conversation's own start.",
+    )
 
 
 def lead_key(crm: Crm, account: str, entity: EntityType, entity_id: str) -> str:

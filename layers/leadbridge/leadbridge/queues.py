@@ -37,7 +37,7 @@ class InboxMessage:
     entity_id: str
     received_at: str  # ISO 8601 UTC
     payload: dict[str, Any] = field(default_factory=dict)  # the CRM's non-secret fields of the event
-    source: str = "webhook"  # webhook | sweep
+    source: str = "webhook"  # webhook | sweep | backfill
     version: int = INBOX_MESSAGE_VERSION
     conversation: str = ""  # a later conversation on the same entity (amoCRM: a talk attached to a new lead)
 
@@ -45,6 +45,11 @@ class InboxMessage:
     def lead_key(self) -> str:
         base = f"{self.crm}:{self.account}:{self.entity_type}:{self.entity_id}"
         return f"{base}:{self.conversation}" if self.conversation else base
+
+    @property
+    def group_id(self) -> str:
+        """The FIFO group: one per integration, and its backfill apart, so a webhook never waits behind an import."""
+        return f"{self.integration_id}.backfill" if self.source == "backfill" else self.integration_id
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
@@ -82,7 +87,7 @@ class InboxQueue:
                 sqs_client().send_message(
                     QueueUrl=self.queue_url,
                     MessageBody=message.to_json(),
-                    MessageGroupId=message.integration_id,
+                    MessageGroupId=message.group_id,
                     MessageDeduplicationId=inbox_deduplication_id(message, deduplication_salt),
                 )
             except (BotoCoreError, ClientError) as exc:
@@ -97,7 +102,7 @@ class InboxQueue:
                         {
                             "Id": str(index),
                             "MessageBody": message.to_json(),
-                            "MessageGroupId": message.integration_id,
+                            "MessageGroupId": message.group_id,
                             "MessageDeduplicationId": inbox_deduplication_id(message, deduplication_salt),
                         }
                         for index, message in enumerate(chunk)

@@ -16,25 +16,30 @@ answers again, the integration is connected and its parked events are resumed.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
 from leadbridge.amocrm.client import AmoClient
-from leadbridge.amocrm.enrich import talk_from_api
 from leadbridge.bitrix24.client import BitrixClient
-from leadbridge.crm_values import as_dict, as_id, dicts
+from leadbridge.crm_values import as_id
 from leadbridge.http.errors import CrmError, NotFound
 from leadbridge.http.ratelimit import Budgets
 from leadbridge.integration import Integration
 from leadbridge.oauth.token_provider import TokenProvider
 from leadbridge.parking import Parking
 from leadbridge.queues import InboxMessage
+from leadbridge.recovered_events import (
+    BITRIX_PAGE,
+    EVENTS,
+    amo_talk_message,
+    amo_talks_page,
+    bitrix_created_page,
+    bitrix_entity_message,
+)
 from leadbridge.store.integrations import DynamoIntegrations
 
 logger = Logger(child=True)
@@ -42,8 +47,6 @@ logger = Logger(child=True)
 OVERLAP_SECONDS = 15 * 60
 FIRST_WINDOW_SECONDS = 6 * 3600
 MAX_PAGES_PER_ENTITY = 40  # 2,000 entities a run; the rest waits for the next run (the watermark stays put)
-EVENTS = {"lead": "ONCRMLEADADD", "deal": "ONCRMDEALADD"}
-AMO_EVENT_TYPES = ("incoming_chat_message",)
 AMO_SETTLE_SECONDS = 60  # the last minute's talks: their webhooks are probably still on their way
 AMO_MAX_PAGES = 20  # 2,000 messages a run; the rest waits for the next run (the watermark stays put)
 
@@ -79,14 +82,11 @@ def sweep_bitrix24(
     since = (watermark - OVERLAP_SECONDS) if watermark else int(now) - FIRST_WINDOW_SECONDS
     found: list[InboxMessage] = []
     complete = True
-    for entity, event in EVENTS.items():
+    for entity in EVENTS:
         rows, entity_complete = _created_since(client, entity, since)
         complete = complete and entity_complete
         for row in rows:
-            payload = {"event": event, "ts": f"sweep-{_digest(row)}", "domain": integration.crm_domain}
-            found.append(
-                _swept(integration, member_id, event, entity, str(as_id(row["ID"])), payload, now),
-            )
+            found.append(bitrix_entity_message(integration, member_id, entity, row, now, source="sweep"))
     known = ledger.seen([m.lead_key for m in found])
     missing = [m for m in found if m.lead_key not in known]
     if missing:
@@ -110,12 +110,8 @@ def sweep_amocrm(
     talk_ids: list[str] = []
     complete = False
     for page in range(1, AMO_MAX_PAGES + 1):
-        events, more = client.list_events(AMO_EVENT_TYPES, since, until, page)
-        for event in events:
-            for value in dicts(event.get("value_after")):
-                talk_id = as_id(as_dict(value.get("message")).get("talk_id"))
-                if talk_id and talk_id not in talk_ids:
-                    talk_ids.append(talk_id)
+        found, more = amo_talks_page(client, since, until, page)
+        talk_ids.extend(t for t in found if t not in talk_ids)
         if not more:
             complete = True
             break
@@ -129,60 +125,22 @@ def sweep_amocrm(
             talk = client.get_talk(talk_id)
         except NotFound:
             continue
-        payload = {"talk_id": talk_id, "updated_at": as_id(talk.get("updated_at")), **talk_from_api(talk)}
-        missing.append(_swept(integration, account_id, "talk.add", "talk", talk_id, payload, now))
+        missing.append(amo_talk_message(integration, account_id, talk_id, talk, now, source="sweep"))
     if missing:
         inbox.send_many(missing)
     return SweepReport(integration.integration_id, len(keys), len(keys) - len(missing), len(missing), complete)
 
 
-def _swept(
-    integration: Integration,
-    account: str,
-    event: str,
-    entity_type: str,
-    entity_id: str,
-    payload: dict[str, Any],
-    now: float,
-) -> InboxMessage:
-    """What the sweep enqueues: the inbox message the lost webhook would have been (``source = sweep``)."""
-    return InboxMessage(
-        integration_id=integration.integration_id,
-        crm=integration.crm,
-        account=account,
-        event=event,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        received_at=datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        payload=payload,
-        source="sweep",
-    )
-
-
 def _created_since(client: BitrixClient, entity: str, since: int) -> tuple[list[dict[str, Any]], bool]:
     rows: list[dict[str, Any]] = []
     after_id = 0
-    stamp = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
     for _ in range(MAX_PAGES_PER_ENTITY):
-        page = client.call(
-            f"crm.{entity}.list",
-            {
-                "filter": {">=DATE_CREATE": stamp, ">ID": after_id},
-                "order": {"ID": "ASC"},
-                "select": ["ID", "DATE_CREATE"],
-                "start": -1,  # no total count: paging by id is what the docs advise for large sets
-            },
-        )
-        page = [row for row in dicts(page) if as_id(row.get("ID")) is not None]
+        page = bitrix_created_page(client, entity, since, None, after_id)
         rows.extend(page)
-        if len(page) < 50:
+        if len(page) < BITRIX_PAGE:
             return rows, True
         after_id = max(int(str(as_id(row["ID"]))) for row in page)
     return rows, False
-
-
-def _digest(row: dict[str, Any]) -> str:
-    return hashlib.sha256(f"{row.get('ID')}|{row.get('DATE_CREATE')}".encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True, slots=True)

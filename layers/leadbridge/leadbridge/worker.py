@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 from aws_lambda_powertools import Logger
@@ -35,7 +36,7 @@ from leadbridge.http.errors import (
 )
 from leadbridge.http.ratelimit import backoff_seconds
 from leadbridge.integration import Integration
-from leadbridge.lead import NormalizedLead, fit_for_queue, lead_id_for
+from leadbridge.lead import Backfill, NormalizedLead, fit_for_queue, lead_id_for
 from leadbridge.queues import InboxMessage
 from leadbridge.store.integrations import Outcome
 from leadbridge.store.ledger import AlreadyFinal, Claimed, HeldElsewhere, LedgerEntry, LedgerState
@@ -281,7 +282,7 @@ class LeadWorker:
         joined = self._join(message, integration, result.also_claims)
         if joined is None:
             return "duplicate"
-        lead = fit_for_queue(result.lead)
+        lead = fit_for_queue(imported(result.lead, message))
         try:
             message_id = self.leads.publish(lead.model_dump_json(), lead.lead_id, integration.integration_id)
         except Exception:
@@ -360,3 +361,19 @@ class NotReadyYet(Exception):
         super().__init__(reason)
         self.reason = reason
         self.delay_seconds = delay_seconds
+
+
+def imported(lead: NormalizedLead, message: InboxMessage) -> NormalizedLead:
+    """A conversation a backfill brought in says so in its lead (``received_at`` is then the import time)."""
+    if message.source != "backfill":
+        return lead
+    payload = message.payload
+    start, end = payload.get("backfill_from"), payload.get("backfill_to")
+    if not isinstance(start, int) or not isinstance(end, int):
+        return lead
+    period = Backfill(
+        id=str(payload.get("backfill_id") or "")[:64],
+        period_from=datetime.fromtimestamp(start, UTC),
+        period_to=datetime.fromtimestamp(end, UTC),
+    )
+    return lead.model_copy(update={"backfill": period})

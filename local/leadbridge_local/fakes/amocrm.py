@@ -163,6 +163,28 @@ class FakeAmoCRM(FakeCrmBase):
                 }
             )
 
+    def add_chat_message_event(self, subdomain: str, talk_id: int, created_at: int, *, incoming: bool = True) -> None:
+        """A later message of a talk in the events log: a talk shows up on as many pages as it has messages."""
+        account = self.accounts[subdomain]
+        talk = account.talks[talk_id]
+        with self.lock:
+            number = len(account.events) + 1
+            account.events.append(
+                {
+                    "id": f"01ev{talk_id:012d}{number:010d}",
+                    "type": "incoming_chat_message" if incoming else "outgoing_chat_message",
+                    "entity_id": talk["entity_id"] or talk["contact_id"],
+                    "entity_type": "lead" if talk["entity_id"] else "contact",
+                    "created_by": 0,
+                    "created_at": created_at,
+                    "value_after": [
+                        {"message": {"id": f"msg-{talk_id}-{number}", "origin": talk["origin"], "talk_id": talk_id}}
+                    ],
+                    "value_before": [],
+                    "account_id": account.account_id,
+                }
+            )
+
     # ------------------------------------------------------------------ HTTP
     def handle(self, request: HttpRequest) -> HttpResponse:
         subdomain = request.host.split(".", 1)[0]
@@ -298,6 +320,9 @@ class FakeAmoCRM(FakeCrmBase):
             return self._add_notes(account, None, request)
         if path in {"/api/v4/leads", "/api/v4/contacts"} and request.method == "GET":
             return self._list(account, path.rsplit("/", 1)[1], request)
+        if path == "/api/v4/leads/unsorted/summary" and request.method == "GET":
+            self.count("unsorted_summary_requests")
+            return self._unsorted_summary(account, request)
         if path == "/api/v4/events" and request.method == "GET":
             self.count("events_requests")
             return self._events(account, request)
@@ -344,6 +369,17 @@ class FakeAmoCRM(FakeCrmBase):
         if page * limit < len(matching):
             links["next"] = {"href": f"/api/v4/events?page={page + 1}"}
         return json_response(200, {"_page": page, "_links": links, "_embedded": {"events": chunk}}, HAL)
+
+    def _unsorted_summary(self, account: Account, request: HttpRequest) -> HttpResponse:
+        """``GET /api/v4/leads/unsorted/summary``: every talk on a lead counts as a chat that came into Unsorted at
+        the talk's start (reference/amocrm-chats-events-dp.md A.3)."""
+        since = int(request.arg("filter[created_at][from]") or 0)
+        until = int(request.arg("filter[created_at][to]") or 2**62)
+        with self.lock:
+            chats = sum(1 for t in account.talks.values() if t["entity_id"] and since <= t["created_at"] <= until)
+        categories = {"sip": {"total": 0}, "mail": {"total": 0}, "forms": {"total": 0}, "chats": {"total": chats}}
+        body = {"total": chats, "accepted": 0, "declined": 0, "average_sort_time": 0, "categories": categories}
+        return json_response(200, body, HAL)
 
     def _recorded_item(self, path: str) -> dict[str, Any] | None:
         recorded = self._recorded(path)

@@ -65,7 +65,7 @@ class FakeCrmBase:
         self.lock = threading.RLock()
         self.counts: Counter[str] = Counter()
         self.faults = Faults()
-        self.request_log: list[tuple[float, str, str]] = []
+        self.request_log: list[tuple[float, str, str]] = []  # (arrival, host, path), every request
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         raise NotImplementedError

@@ -294,23 +294,30 @@ class FakeBitrix24(FakeCrmBase):
         return False, (404, "ERROR_METHOD_NOT_FOUND", "Method not found!"), None
 
     @staticmethod
-    def _list(store: dict[int, dict[str, Any]], params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
-        """Pages of 50 in ID order; ``>=DATE_CREATE`` compares instants (any offset), ``>ID`` pages on by id."""
+    def _list(store: dict[int, dict[str, Any]], params: dict[str, Any]) -> tuple[list[dict[str, Any]], int | None]:
+        """Pages of 50 in ID order; ``>=DATE_CREATE`` / ``<DATE_CREATE`` compare instants (any offset), ``>ID`` pages
+        on by id; ``start=-1`` answers without the total (the count is what makes big lists slow)."""
         filters = params.get("filter") or {}
         since = _instant(str(filters.get(">=DATE_CREATE") or ""))
+        before = _instant(str(filters.get("<DATE_CREATE") or ""))
         after_id = int(str(filters.get(">ID") or 0) or 0)
+
+        def created(entity: dict[str, Any]) -> float | None:
+            return _instant(str(entity.get("DATE_CREATE")))
+
         rows = sorted(
             (
                 e
                 for e in store.values()
                 if int(e["ID"]) > after_id
-                and (since is None or (_instant(str(e.get("DATE_CREATE"))) or since) >= since)
+                and (since is None or (created(e) or since) >= since)
+                and (before is None or (created(e) or before) < before)
             ),
             key=lambda e: int(e["ID"]),
         )
         select = params.get("select") or []
         page = [{k: v for k, v in row.items() if not select or k in select} for row in rows[:50]]
-        return page, len(rows)
+        return page, (None if str(params.get("start")) == "-1" else len(rows))
 
     def _batch(self, portal: Portal, params: dict[str, Any]) -> HttpResponse:
         commands = params.get("cmd") or {}

@@ -7,6 +7,8 @@ can have any domain, and its OAuth server is oauth.bitrix.info / oauth.bitrix24.
 
 from __future__ import annotations
 
+import time
+
 from leadbridge_local.fakes.base import FakeCrmBase
 from leadbridge_local.loopback import HttpRequest, HttpResponse, LoopbackServer
 
@@ -26,4 +28,8 @@ class FakeCrmServer(LoopbackServer):
 
     def dispatch(self, request: HttpRequest) -> HttpResponse:
         fake = self.route(request.host)
-        return fake.handle(request) if fake else HttpResponse(502, b"no fake for host")
+        if fake is None:
+            return HttpResponse(502, b"no fake for host")
+        with fake.lock:
+            fake.request_log.append((time.time(), request.host, request.path))
+        return fake.handle(request)

@@ -13,15 +13,18 @@ from fastapi import Body, FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from leadbridge.api.service import IntegrationsService, NotFoundError
+from leadbridge.api.service import BackfillConflict, IntegrationsService, NotFoundError
 from leadbridge.api.settings import (
     AuthorizeUrl,
+    BackfillProgress,
+    BackfillRequest,
     IntegrationSettings,
     IntegrationStatus,
     IntegrationView,
     ResumeResult,
     WebhookSecretIssued,
 )
+from leadbridge.backfill.job import InvalidPeriod
 
 logger = Logger(child=True)
 IntegrationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Chosen by the cabinet.")]
@@ -33,7 +36,8 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
     app = FastAPI(
         title="leadbridge integrations API",
         version="1.0.0",
-        description="Set up amoCRM and Bitrix24 integrations: settings, webhook URL, OAuth, status, site script.",
+        description="Set up amoCRM and Bitrix24 integrations: settings, webhook URL, OAuth, status, site script, "
+        "backfills.",
     )
     cache: list[IntegrationsService] = []
 
@@ -59,6 +63,14 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("integrations API failed", extra={"route": request.url.path[:100], "method": request.method})
         return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    @app.exception_handler(InvalidPeriod)
+    async def invalid_period(request: Request, exc: InvalidPeriod) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(BackfillConflict)
+    async def backfill_conflict(request: Request, exc: BackfillConflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
 
     @app.exception_handler(ValueError)
     async def conflict(request: Request, exc: ValueError) -> JSONResponse:
@@ -97,6 +109,26 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
     def resume_parked(integration_id: IntegrationId) -> ResumeResult:
         """Send the events parked for this integration back to the pipeline (after an account was unblocked)."""
         return service().resume(integration_id)
+
+    @app.post(
+        "/integrations/{integration_id}/backfill",
+        response_model=BackfillProgress,
+        status_code=202,
+        responses={**NOT_FOUND, 409: {"description": "A backfill is running already"}},
+    )
+    def start_backfill(integration_id: IntegrationId, period: Annotated[BackfillRequest, Body()]) -> BackfillProgress:
+        """Import every conversation of the period that no webhook brought in (a share of the CRM's limit; the
+        backfill function starts it within a minute). Progress: ``GET`` on the same path, and the status."""
+        return service().start_backfill(integration_id, period)
+
+    @app.get("/integrations/{integration_id}/backfill", response_model=BackfillProgress, responses=NOT_FOUND)
+    def get_backfill(integration_id: IntegrationId) -> BackfillProgress:
+        return service().backfill(integration_id)
+
+    @app.delete("/integrations/{integration_id}/backfill", response_model=BackfillProgress, responses=NOT_FOUND)
+    def cancel_backfill(integration_id: IntegrationId) -> BackfillProgress:
+        """Stop the running backfill; what it imported stays imported."""
+        return service().cancel_backfill(integration_id)
 
     @app.get(
         "/integrations/{integration_id}/authorize-url", response_model=AuthorizeUrl, responses={**NOT_FOUND, 409: {}}

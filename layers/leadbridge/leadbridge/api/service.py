@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
 from leadbridge.api.settings import (
     AmoCrmSettings,
     AuthorizeUrl,
+    BackfillProgress,
+    BackfillRequest,
     Bitrix24Settings,
     IntegrationStatus,
     IntegrationView,
@@ -16,11 +19,13 @@ from leadbridge.api.settings import (
     Target,
     WebhookSecretIssued,
 )
+from leadbridge.backfill.job import BackfillJob, checked_period
 from leadbridge.integration import ConnectionState, Integration, SessionField, TrafficTarget
 from leadbridge.oauth.authorize import authorize_url
 from leadbridge.oauth.state import StateSigner
 from leadbridge.parking import Parking
 from leadbridge.site_script import site_script
+from leadbridge.store.backfills import DynamoBackfills
 from leadbridge.store.integrations import DynamoIntegrations
 from leadbridge.store.parked import DynamoParkedEvents
 from leadbridge.store.tokens import DynamoTokens
@@ -29,6 +34,10 @@ from leadbridge.webhook_secret import hash_secret, new_secret
 
 class NotFoundError(LookupError):
     pass
+
+
+class BackfillConflict(ValueError):
+    """A backfill is running already, or the integration cannot run one."""
 
 
 class IntegrationsService:
@@ -42,7 +51,9 @@ class IntegrationsService:
         public_base_url: str,
         parking: Parking,
         parked: DynamoParkedEvents,
+        backfills: DynamoBackfills,
     ) -> None:
+        self.backfills = backfills
         self.integrations = integrations
         self.tokens = tokens
         self.signer = signer
@@ -115,6 +126,34 @@ class IntegrationsService:
         self._require(integration_id)
         return ResumeResult(resumed=self.parking.resume(integration_id))
 
+    def start_backfill(self, integration_id: str, request: BackfillRequest) -> BackfillProgress:
+        """Import the period's conversations the ledger has not seen (the backfill function runs it)."""
+        integration = self._require(integration_id)
+        if not integration.active:
+            raise BackfillConflict("the integration is not active")
+        now = int(time.time())
+        period = checked_period(int(request.period_from.timestamp()), int(request.period_to.timestamp()), now)
+        job = BackfillJob.new(integration_id, integration.crm, *period, now=now)
+        if not self.backfills.start(job):
+            raise BackfillConflict("a backfill is running for this integration; cancel it first")
+        return progress_view(job)
+
+    def backfill(self, integration_id: str) -> BackfillProgress:
+        self._require(integration_id)
+        job = self.backfills.get(integration_id)
+        if job is None:
+            raise NotFoundError(integration_id)
+        return progress_view(job)
+
+    def cancel_backfill(self, integration_id: str) -> BackfillProgress:
+        self._require(integration_id)
+        job = self.backfills.get(integration_id)
+        if job is None:
+            raise NotFoundError(integration_id)
+        if job.state == "running" and self.backfills.finish(job, "cancelled", int(time.time())):
+            job = self.backfills.get(integration_id) or job
+        return progress_view(job)
+
     def authorize_url(self, integration_id: str) -> AuthorizeUrl:
         integration = self._require(integration_id)
         if not integration.client_id:
@@ -145,6 +184,7 @@ class IntegrationsService:
             parked=self.parked.count(integration_id),
             unknown_channels=sorted(record.get("unknown_channels") or [])[:50],
             notices=sorted(record.get("notices") or []),
+            backfill=progress_view(job) if (job := self.backfills.get(integration_id)) else None,
         )
 
     def site_script(self, integration_id: str) -> str:
@@ -189,4 +229,23 @@ def view(integration: Integration) -> IntegrationView:
         note_enabled=integration.amo_note_enabled if amo else None,
         enterprise=None if amo else integration.bitrix_enterprise,
         session_getter=integration.session_getter,
+    )
+
+
+def progress_view(job: BackfillJob) -> BackfillProgress:
+    return BackfillProgress(
+        backfill_id=job.backfill_id,
+        state=job.state,
+        period_from=job.period_from,
+        period_to=job.period_to,
+        total=job.total,
+        total_final=job.listing_done,
+        done=job.done,
+        already_known=job.already_known,
+        errors=job.errors,
+        remaining=job.remaining,
+        started_at=job.started_at,
+        updated_at=job.updated_at,
+        finished_at=job.finished_at,
+        last_error=job.last_error,
     )

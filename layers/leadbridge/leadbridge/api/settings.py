@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 AMO_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\.(amocrm\.ru|amocrm\.com|kommo\.com)$")
 HOSTNAME = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -151,6 +151,32 @@ class IntegrationView(_Strict):
     session_getter: str
 
 
+class BackfillRequest(_Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    period_from: AwareDatetime = Field(alias="from", description="Start of the period (inclusive), ISO 8601.")
+    period_to: AwareDatetime = Field(
+        alias="to", description="End of the period (exclusive), ISO 8601; a time after now means now."
+    )
+
+
+class BackfillProgress(_Strict):
+    backfill_id: str
+    state: Literal["running", "done", "cancelled"]
+    period_from: int = Field(description="Unix seconds, inclusive.")
+    period_to: int = Field(description="Unix seconds, exclusive.")
+    total: int = Field(description="Conversations found in the period so far (final once total_final).")
+    total_final: bool = Field(description="The listing is complete: total will not grow.")
+    done: int = Field(description="Imported: handed to the pipeline (each becomes one lead unless it is no chat).")
+    already_known: int = Field(description="A webhook or the sweep had brought them in already.")
+    errors: int = Field(description="Could not be read from the CRM (deleted, refused).")
+    remaining: int
+    started_at: int
+    updated_at: int | None
+    finished_at: int | None
+    last_error: str | None = Field(description="Why the last run paused (the next run goes on).")
+
+
 class IntegrationStatus(_Strict):
     integration_id: str
     active: bool
@@ -173,6 +199,7 @@ class IntegrationStatus(_Strict):
         default_factory=list,
         description="Raw channel values (amoCRM origin, Bitrix24 connector) no mapping knows yet; see docs/channels.md.",
     )
+    backfill: BackfillProgress | None = Field(default=None, description="The latest backfill, if any.")
 
 
 class ResumeResult(_Strict):

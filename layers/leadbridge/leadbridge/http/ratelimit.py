@@ -157,6 +157,18 @@ class Budgets:
             limiter = self._limiters[key] = SharedLimiter(self.state, key, rate)
         return limiter
 
+    def for_backfill(self, integration: Integration, share: float) -> SharedLimiter:
+        """A second budget for a backfill: ``share`` of the CRM's rate, on top of (not instead of) the CRM's own
+        budget, so a backfill never takes more than that share and live events keep the rest."""
+        crm_budget = self.for_integration(integration)
+        key = f"backfill:{crm_budget.key}"
+        interval = crm_budget.rate.interval / max(0.01, min(1.0, share))
+        rate = Rate(interval=interval, tolerance=interval)  # paced on average; a late start keeps its slot
+        limiter = self._limiters.get(key)
+        if limiter is None or limiter.rate != rate:
+            limiter = self._limiters[key] = SharedLimiter(self.state, key, rate)
+        return limiter
+
     @property
     def state_calls(self) -> int:
         return sum(limiter.state_calls for limiter in self._limiters.values())

@@ -1,0 +1,1 @@
+"""Backfill: import the conversations of a past period that no webhook brought in (both CRMs)."""
