@@ -9,7 +9,7 @@ CRM ?= amocrm
 FILES ?=
 CRM_DATA ?=
 
-.PHONY: help venv sam-venv lock demo replay api test test-fault lint format typecheck template build schema bench redrive clean
+.PHONY: help venv sam-venv lock demo replay api test test-fault lint format typecheck template build schema bench redrive backfill clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -75,6 +75,14 @@ schema: venv ## Regenerate the committed lead JSON Schema from the model
 redrive: venv ## Move a DLQ back to its queue: make redrive STACK=<stack> [QUEUE=inbox|leads] (AWS credentials from the environment)
 	@test -n "$(STACK)$(DLQ_URL)" || (echo 'usage: make redrive STACK=<stack> [QUEUE=inbox|leads]  or  DLQ_URL=... QUEUE_URL=...' >&2; exit 2)
 	$(PY) -m leadbridge.redrive $(if $(STACK),--stack $(STACK) --queue $(or $(QUEUE),inbox),--dlq-url $(DLQ_URL) --queue-url $(QUEUE_URL))
+
+backfill: venv ## Import a past period: make backfill STACK=<stack> INTEGRATION=<id> FROM=<iso> TO=<iso> (no STACK: local demo)
+ifeq ($(STACK),)
+	$(PY) -m leadbridge_local.backfill_demo
+else
+	@test -n "$(INTEGRATION)" || (echo 'usage: make backfill STACK=<stack> INTEGRATION=<id> FROM=<iso> TO=<iso>  (or STATUS=1 / CANCEL=1)' >&2; exit 2)
+	$(PY) -m leadbridge.backfill.cli --stack $(STACK) --integration $(INTEGRATION) $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) $(if $(STATUS),--status) $(if $(CANCEL),--cancel)
+endif
 
 bench: venv build ## Benchmarks (not part of CI; on the built artifacts); writes bench/results.json
 	$(PY) bench/run.py

@@ -1,4 +1,4 @@
-"""Schedule -> enqueue what Bitrix24 created recently that no webhook brought in (Bitrix24 never resends)."""
+"""Schedule -> enqueue recent conversations no webhook brought in (both CRMs); amoCRM's hourly drift check."""
 
 from dataclasses import asdict
 from typing import Any
@@ -23,9 +23,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     recovered = sum(r.enqueued for r in run.reports)
     metrics.add_metric(name="SweepRecovered", unit=MetricUnit.Count, value=recovered)
     metrics.add_metric(name="SweepFailed", unit=MetricUnit.Count, value=len(run.failed))
+    metrics.add_metric(name="UnsortedChatsWithoutLead", unit=MetricUnit.Count, value=run.unsorted_chats_without_lead)
     return {
         "integrations": len(run.reports),
         "recovered": recovered,
         "failed": len(run.failed),
         "reports": [asdict(r) for r in run.reports],
+        "drift": [{"integration_id": i, **asdict(r), "missing": r.missing} for i, r in run.drift],
     }

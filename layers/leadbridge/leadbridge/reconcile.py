@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
 from leadbridge.amocrm.client import AmoClient
+from leadbridge.amocrm.drift import DriftMark, DriftReading, due
 from leadbridge.bitrix24.client import BitrixClient
 from leadbridge.crm_values import as_id
 from leadbridge.http.errors import CrmError, NotFound
@@ -147,6 +148,11 @@ def _created_since(client: BitrixClient, entity: str, since: int) -> tuple[list[
 class SweepRun:
     reports: list[SweepReport]
     failed: list[str]  # integration ids whose sweep failed this run (logged, counted, alarmed)
+    drift: list[tuple[str, DriftReading]] = field(default_factory=list)  # amoCRM drift checks made this run
+
+    @property
+    def unsorted_chats_without_lead(self) -> int:
+        return sum(reading.missing for _, reading in self.drift)
 
 
 class Reconciler:
@@ -169,10 +175,12 @@ class Reconciler:
         self.inbox = inbox
         self.tokens = tokens
         self.clock = clock
+        self._drift: list[tuple[str, DriftReading]] = []
 
     def run(self) -> SweepRun:
         reports: list[SweepReport] = []
         failed: list[str] = []
+        self._drift = []
         for integration in self.integrations.list_all():
             if not integration.active:
                 continue
@@ -187,7 +195,7 @@ class Reconciler:
             if report is not None:
                 logger.info("sweep done", extra=asdict(report))
                 reports.append(report)
-        return SweepRun(reports, failed)
+        return SweepRun(reports, failed, self._drift)
 
     def _one(self, integration: Integration) -> SweepReport | None:
         status = self.integrations.status(integration.integration_id)
@@ -200,12 +208,37 @@ class Reconciler:
         if integration.crm == "amocrm":
             amo = AmoClient(integration, self.tokens, limiter)
             report = sweep_amocrm(integration, amo, self.ledger, self.inbox, watermark, now)
+            self._check_drift(integration, amo, status, int(now))
         else:
             client = BitrixClient(integration, self.tokens, limiter)
             report = sweep_bitrix24(integration, client, self.ledger, self.inbox, watermark, now)
         if report.complete:
             self.integrations.set_sweep_watermark(integration.integration_id, int(now))
         return report
+
+    def _check_drift(self, integration: Integration, client: AmoClient, status: dict[str, Any], now: int) -> None:
+        """Once an hour: chats in Unsorted since the last check against the leads emitted since (amocrm/drift.py)."""
+        mark = DriftMark.from_status(status)
+        if not due(mark, now):
+            return
+        emitted = int(status.get("count_emitted", 0))
+        if mark is None:
+            self.integrations.set_drift_mark(integration.integration_id, now, emitted)
+            return
+        try:
+            chats = client.unsorted_chats(mark.at, now)
+        except CrmError as exc:  # the sweep itself went through; the next run checks again
+            logger.info("drift check skipped", extra={"integration_id": integration.integration_id, "error": str(exc)})
+            return
+        reading = DriftReading(since=mark.at, until=now, unsorted_chats=chats, emitted=emitted - mark.emitted)
+        self.integrations.set_drift_mark(
+            integration.integration_id, now, emitted, {**asdict(reading), "missing": reading.missing}
+        )
+        if reading.missing:
+            logger.warning(
+                "unsorted chats without a lead", extra={"integration_id": integration.integration_id, **asdict(reading)}
+            )
+        self._drift.append((integration.integration_id, reading))
 
     def _probe_blocked(self, integration: Integration) -> None:
         """One read of the account: when amoCRM answers again, the integration's parked events go back in."""

@@ -73,6 +73,15 @@ class AmoClient:
         events = dicts(as_dict(data.get("_embedded")).get("events"))
         return events, "next" in as_dict(data.get("_links"))
 
+    def unsorted_chats(self, since: int, until: int) -> int:
+        """How many chats came into Unsorted in ``[since, until]`` (``GET /api/v4/leads/unsorted/summary``)."""
+        params = {"filter[created_at][from]": str(since), "filter[created_at][to]": str(until)}
+        data = as_dict(self._call("GET", "/api/v4/leads/unsorted/summary", params=params, json_body=None))
+        chats = as_dict(as_dict(data.get("categories")).get("chats")).get("total")
+        if not isinstance(chats, int) or isinstance(chats, bool) or chats < 0:
+            raise BadResponse("amoCRM unsorted summary without a chats total")
+        return chats
+
     def add_lead_notes(self, notes: list[tuple[str, str, str]]) -> None:
         """Service notes on several leads in one request; they never trigger the digital pipeline."""
         body = [

@@ -13,7 +13,7 @@ from fastapi import Body, FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from leadbridge.api.service import BackfillConflict, IntegrationsService, NotFoundError
+from leadbridge.api.service import IntegrationsService, NotFoundError
 from leadbridge.api.settings import (
     AuthorizeUrl,
     BackfillProgress,
@@ -24,6 +24,7 @@ from leadbridge.api.settings import (
     ResumeResult,
     WebhookSecretIssued,
 )
+from leadbridge.backfill.begin import BackfillConflict
 from leadbridge.backfill.job import InvalidPeriod
 
 logger = Logger(child=True)

@@ -12,6 +12,7 @@ from leadbridge.api.settings import (
     BackfillProgress,
     BackfillRequest,
     Bitrix24Settings,
+    DriftCheck,
     IntegrationStatus,
     IntegrationView,
     ResumeResult,
@@ -19,7 +20,8 @@ from leadbridge.api.settings import (
     Target,
     WebhookSecretIssued,
 )
-from leadbridge.backfill.job import BackfillJob, checked_period
+from leadbridge.backfill.begin import begin_backfill
+from leadbridge.backfill.job import BackfillJob
 from leadbridge.integration import ConnectionState, Integration, SessionField, TrafficTarget
 from leadbridge.oauth.authorize import authorize_url
 from leadbridge.oauth.state import StateSigner
@@ -34,10 +36,6 @@ from leadbridge.webhook_secret import hash_secret, new_secret
 
 class NotFoundError(LookupError):
     pass
-
-
-class BackfillConflict(ValueError):
-    """A backfill is running already, or the integration cannot run one."""
 
 
 class IntegrationsService:
@@ -128,14 +126,10 @@ class IntegrationsService:
 
     def start_backfill(self, integration_id: str, request: BackfillRequest) -> BackfillProgress:
         """Import the period's conversations the ledger has not seen (the backfill function runs it)."""
-        integration = self._require(integration_id)
-        if not integration.active:
-            raise BackfillConflict("the integration is not active")
-        now = int(time.time())
-        period = checked_period(int(request.period_from.timestamp()), int(request.period_to.timestamp()), now)
-        job = BackfillJob.new(integration_id, integration.crm, *period, now=now)
-        if not self.backfills.start(job):
-            raise BackfillConflict("a backfill is running for this integration; cancel it first")
+        period = int(request.period_from.timestamp()), int(request.period_to.timestamp())
+        job = begin_backfill(self.integrations, self.backfills, integration_id, *period, now=int(time.time()))
+        if job is None:
+            raise NotFoundError(integration_id)
         return progress_view(job)
 
     def backfill(self, integration_id: str) -> BackfillProgress:
@@ -185,6 +179,7 @@ class IntegrationsService:
             unknown_channels=sorted(record.get("unknown_channels") or [])[:50],
             notices=sorted(record.get("notices") or []),
             backfill=progress_view(job) if (job := self.backfills.get(integration_id)) else None,
+            drift=DriftCheck(**record["drift_last"]) if isinstance(record.get("drift_last"), dict) else None,
         )
 
     def site_script(self, integration_id: str) -> str:

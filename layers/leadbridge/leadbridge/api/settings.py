@@ -177,6 +177,14 @@ class BackfillProgress(_Strict):
     last_error: str | None = Field(description="Why the last run paused (the next run goes on).")
 
 
+class DriftCheck(_Strict):
+    since: int
+    until: int
+    unsorted_chats: int = Field(description="Chats amoCRM put into Unsorted in the window.")
+    emitted: int = Field(description="Leads this integration emitted in the window.")
+    missing: int = Field(description="Chats without a lead (0 when emitted >= unsorted_chats).")
+
+
 class IntegrationStatus(_Strict):
     integration_id: str
     active: bool
@@ -200,6 +208,9 @@ class IntegrationStatus(_Strict):
         description="Raw channel values (amoCRM origin, Bitrix24 connector) no mapping knows yet; see docs/channels.md.",
     )
     backfill: BackfillProgress | None = Field(default=None, description="The latest backfill, if any.")
+    drift: DriftCheck | None = Field(
+        default=None, description="amoCRM: the last hourly check of Unsorted chats against the leads emitted."
+    )
 
 
 class ResumeResult(_Strict):

@@ -139,6 +139,17 @@ class DynamoIntegrations:
     def set_sweep_watermark(self, integration_id: str, watermark: int) -> None:
         self._update_status("SET sweep_watermark = :w", {":w": watermark}, integration_id)
 
+    def set_drift_mark(
+        self, integration_id: str, at: int, emitted: int, reading: Mapping[str, int] | None = None
+    ) -> None:
+        """Where the next drift check starts; and what the last one found (shown in the status)."""
+        values: dict[str, Any] = {":at": at, ":e": emitted}
+        expression = "SET drift_mark_at = :at, drift_mark_emitted = :e"
+        if reading is not None:
+            expression += ", drift_last = :r"
+            values[":r"] = dict(reading)
+        self._update_status(expression, values, integration_id)
+
     def status(self, integration_id: str) -> dict[str, Any]:
         response = dynamodb_client().get_item(
             TableName=self.table_name,
