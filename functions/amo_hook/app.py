@@ -1,20 +1,26 @@
-"""POST /hooks/amocrm/{integration_id}/{secret}/ : amoCRM talk webhooks into the inbox, answered well within 2 s."""
+"""POST /hooks/amocrm/{integration_id}/{secret}/ : amoCRM talk and message webhooks into the inbox; .../dp: digital
+pipeline triggers; .../salesbot: Salesbot ``widget_request`` with the session. Answered well within 2 s."""
 
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadbridge.config import HookConfig
-from leadbridge.hook_handler import handle_hook
+from leadbridge.amocrm.pipeline_intake import accept_salesbot, accept_trigger
+from leadbridge.apigw import header
+from leadbridge.config import AmoHookConfig
+from leadbridge.hook_handler import Accept, handle_hook
 from leadbridge.intake import accept_amocrm
 from leadbridge.metrics import function_metrics
 from leadbridge.queues import InboxQueue
+from leadbridge.store.bot_sessions import DynamoBotSessions
 from leadbridge.store.integrations import CachedIntegrations, DynamoIntegrations
 
-config = HookConfig.from_env()
+config = AmoHookConfig.from_env()
 integrations = CachedIntegrations(DynamoIntegrations(config.integrations_table), config.integration_cache_seconds)
 inbox = InboxQueue(config.inbox_queue_url)
+sessions = DynamoBotSessions(config.ledger_table, config.ledger_retention_days)
 logger = Logger()
 metrics = function_metrics()
 
@@ -22,9 +28,13 @@ metrics = function_metrics()
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)  # never log_event: the path carries the webhook secret
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return handle_hook(
-        event,
-        lambda integration_id, secret, body: accept_amocrm(integrations, inbox, integration_id, secret, body),
-        logger,
-        metrics,
-    )
+    route = str(event.get("routeKey", ""))
+    content_type = header(event, "content-type")
+    accept: Accept
+    if route.endswith("/dp"):
+        accept = partial(accept_trigger, integrations, inbox, content_type=content_type)
+    elif route.endswith("/salesbot"):
+        accept = partial(accept_salesbot, integrations, inbox, sessions, content_type=content_type)
+    else:
+        accept = partial(accept_amocrm, integrations, inbox)
+    return handle_hook(event, accept, logger, metrics)

@@ -49,3 +49,12 @@ def install_demo_integrations(runner: LocalRunner) -> None:
         status = connect_through_oauth(runner, integration, account)
         if status != 200:
             raise RuntimeError(f"connecting {integration.integration_id} answered {status}")
+    seed_demo_chat_events(runner)
+
+
+def seed_demo_chat_events(runner: LocalRunner) -> None:
+    """amoCRM's events log knows talk 191's chat on lead 9276114 (the samples' first talk), so the digital-pipeline
+    trigger sample (``trigger_lead_in_stage.json``, the lead entering a stage) finds its chat and joins it."""
+    runner.amocrm.add_talk(
+        DEMO_AMO.account_name, 191, lead_id=9276114, contact_id=11018118, origin="telegram", created_at=1726581298
+    )

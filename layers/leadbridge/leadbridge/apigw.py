@@ -29,6 +29,13 @@ def path_param(event: dict[str, Any], name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+def header(event: dict[str, Any], name: str) -> str:
+    """A request header (HTTP API lower-cases their names); empty when absent."""
+    headers = event.get("headers") or {}
+    value = headers.get(name.lower(), "") if isinstance(headers, dict) else ""
+    return value[:200] if isinstance(value, str) else ""
+
+
 def query_params(event: dict[str, Any]) -> dict[str, str]:
     params = event.get("queryStringParameters") or {}
     return (

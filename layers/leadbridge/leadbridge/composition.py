@@ -22,6 +22,7 @@ from leadbridge.queues import DeadLetters, InboxQueue, LeadsQueue
 from leadbridge.reconcile import Reconciler
 from leadbridge.secret_values import secret_string
 from leadbridge.store.backfills import DynamoBackfills
+from leadbridge.store.bot_sessions import DynamoBotSessions
 from leadbridge.store.integrations import BatchStatus, CachedIntegrations, DynamoIntegrations
 from leadbridge.store.ledger import DynamoLedger
 from leadbridge.store.limits import DynamoLimitState
@@ -62,7 +63,12 @@ def lead_worker(config: WorkerConfig, metrics: Metrics) -> WorkerBatch:
     tokens = token_provider(config.integrations_table, config.redirect_uri, metrics)
     budgets = Budgets(DynamoLimitState(config.limits_table))  # one per process: shared with every other one
     enrichers: dict[str, Enricher] = {
-        "amocrm": AmoEnricher(tokens, budgets, DynamoTalkMessages(config.ledger_table, config.ledger_retention_days)),
+        "amocrm": AmoEnricher(
+            tokens,
+            budgets,
+            DynamoTalkMessages(config.ledger_table, config.ledger_retention_days),
+            DynamoBotSessions(config.ledger_table, config.ledger_retention_days),
+        ),
         "bitrix24": BitrixEnricher(tokens, budgets, config.bitrix_activity_wait_seconds),
     }
     status = BatchStatus(integrations)

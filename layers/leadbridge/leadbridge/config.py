@@ -64,6 +64,27 @@ class HookConfig(NamedTuple):
         )
 
 
+class AmoHookConfig(NamedTuple):
+    """The amoCRM hook also keeps the sessions Salesbot hands over (in the ledger table, for its retention)."""
+
+    integrations_table: str
+    inbox_queue_url: str
+    integration_cache_seconds: int
+    ledger_table: str
+    ledger_retention_days: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> AmoHookConfig:
+        hook = HookConfig.from_env(env)
+        return cls(
+            integrations_table=hook.integrations_table,
+            inbox_queue_url=hook.inbox_queue_url,
+            integration_cache_seconds=hook.integration_cache_seconds,
+            ledger_table=_require(env, "LEDGER_TABLE"),
+            ledger_retention_days=_int(env, "LEDGER_RETENTION_DAYS", 90),
+        )
+
+
 class WorkerConfig(NamedTuple):
     integrations_table: str
     ledger_table: str

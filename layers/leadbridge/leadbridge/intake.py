@@ -45,25 +45,25 @@ MAX_WEBHOOK_BYTES = 64 * 1024
 MAX_EVENTS_PER_WEBHOOK = 20
 
 
-def _reject(status: int, reason: str) -> HookResult:
+def reject(status: int, reason: str) -> HookResult:
     return HookResult(status=status, body={"error": reason}, reason=reason)
 
 
-def _authenticate(
+def authenticate(
     integrations: IntegrationLookup, crm: str, integration_id: str, secret: str, body: bytes
 ) -> Integration | HookResult:
     if len(body) > MAX_WEBHOOK_BYTES:
-        return _reject(413, "body_too_large")
+        return reject(413, "body_too_large")
     if not _plausible_id(integration_id):
-        return _reject(404, "unknown_integration")
+        return reject(404, "unknown_integration")
     integration = integrations.get(integration_id)
     if integration is None or integration.crm != crm:
         secret_matches(secret, None)  # same work as a real comparison
-        return _reject(404, "unknown_integration")
+        return reject(404, "unknown_integration")
     if not secret_matches(secret, integration.webhook_secret_hash):
-        return _reject(403, "bad_secret")
+        return reject(403, "bad_secret")
     if not integration.active:
-        return _reject(403, "integration_inactive")
+        return reject(403, "integration_inactive")
     return integration
 
 
@@ -76,7 +76,7 @@ def _plausible_id(value: str) -> bool:
     return 0 < len(value) <= 64 and all(c.isalnum() or c in "-_" for c in value) and value.isascii()
 
 
-def _now_iso(now: datetime | None) -> str:
+def now_iso(now: datetime | None) -> str:
     return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -88,30 +88,30 @@ def accept_amocrm(
     body: bytes,
     now: datetime | None = None,
 ) -> HookResult:
-    found = _authenticate(integrations, "amocrm", integration_id, secret, body)
+    found = authenticate(integrations, "amocrm", integration_id, secret, body)
     if isinstance(found, HookResult):
         return found
     integration = found
     try:
         form = parse_form(body)
     except FormDataError:
-        return _reject(400, "malformed_body")
+        return reject(400, "malformed_body")
     parsed = parse_amo_webhook(form)
     chat_messages, malformed_messages = parse_message_events(form)
     if parsed.subdomain is None and parsed.account_id is None:
-        return _reject(400, "missing_account")
+        return reject(400, "missing_account")
     if parsed.subdomain is not None and parsed.subdomain.lower() != integration.account_name.lower():
-        return _reject(403, "account_mismatch")
+        return reject(403, "account_mismatch")
     if integration.account_id and parsed.account_id and parsed.account_id != integration.account_id:
-        return _reject(403, "account_mismatch")
+        return reject(403, "account_mismatch")
     account = parsed.account_id or integration.account_id
     if (parsed.talks or chat_messages) and account is None:
-        return _reject(400, "missing_account_id")
+        return reject(400, "missing_account_id")
     if (parsed.malformed_talks or malformed_messages) and not (parsed.talks or chat_messages):
-        return _reject(400, "malformed_talk")
+        return reject(400, "malformed_talk")
     if len(parsed.talks) + len(chat_messages) > MAX_EVENTS_PER_WEBHOOK:
-        return _reject(413, "too_many_events")
-    received_at = _now_iso(now)
+        return reject(413, "too_many_events")
+    received_at = now_iso(now)
     messages = [
         InboxMessage(
             integration_id=integration.integration_id,
@@ -137,7 +137,7 @@ def accept_amocrm(
         )
         for chat_message in chat_messages
     ]
-    return _enqueue(inbox, messages, parsed.other_events)
+    return enqueue(inbox, messages, parsed.other_events)
 
 
 def accept_bitrix24(
@@ -148,27 +148,27 @@ def accept_bitrix24(
     body: bytes,
     now: datetime | None = None,
 ) -> HookResult:
-    found = _authenticate(integrations, "bitrix24", integration_id, secret, body)
+    found = authenticate(integrations, "bitrix24", integration_id, secret, body)
     if isinstance(found, HookResult):
         return found
     integration = found
     try:
         event = parse_bitrix_event(parse_form(body))
     except FormDataError:
-        return _reject(400, "malformed_body")
+        return reject(400, "malformed_body")
     if event.event is None or event.application_token is None or event.member_id is None:
-        return _reject(400, "malformed_event")
+        return reject(400, "malformed_event")
     expected = integration.application_token_hash or ""
     if not hmac.compare_digest(hash_secret(event.application_token).encode(), expected.encode()) or not expected:
-        return _reject(403, "bad_application_token")
+        return reject(403, "bad_application_token")
     if integration.account_id and not _same(event.member_id, integration.account_id):
-        return _reject(403, "member_mismatch")
+        return reject(403, "member_mismatch")
     if event.domain is not None and event.domain != integration.crm_domain.lower():
-        return _reject(403, "domain_mismatch")
+        return reject(403, "domain_mismatch")
     if event.entity_type is None:
         return HookResult(status=200, body={"accepted": 0, "ignored": 1}, ignored={event.event: 1})
     if event.entity_id is None:
-        return _reject(400, "missing_entity_id")
+        return reject(400, "missing_entity_id")
     message = InboxMessage(
         integration_id=integration.integration_id,
         crm="bitrix24",
@@ -176,13 +176,13 @@ def accept_bitrix24(
         event=event.event,
         entity_type=event.entity_type,
         entity_id=event.entity_id,
-        received_at=_now_iso(now),
+        received_at=now_iso(now),
         payload=event.payload(),
     )
-    return _enqueue(inbox, [message], {})
+    return enqueue(inbox, [message], {})
 
 
-def _enqueue(inbox: Inbox, messages: list[InboxMessage], ignored: dict[str, int]) -> HookResult:
+def enqueue(inbox: Inbox, messages: list[InboxMessage], ignored: dict[str, int]) -> HookResult:
     if messages:
         try:
             inbox.send_many(messages)

@@ -11,6 +11,7 @@ from typing import Literal
 
 CrmName = Literal["amocrm", "bitrix24"]
 TrafficType = Literal["campaign", "source"]
+TriggerLeads = Literal["chats_only", "any_lead"]
 ConnectionState = Literal["not_connected", "connected", "reauth_required", "disconnected", "blocked"]
 
 
@@ -49,6 +50,8 @@ class Integration:
     messenger_targets: dict[str, TrafficTarget] = field(default_factory=dict)
     employee_id: int | None = None
     amo_note_enabled: bool = True
+    # amoCRM digital-pipeline triggers: a lead for the lead's chat only, or for any lead entering the stage.
+    amo_trigger_leads: TriggerLeads = "chats_only"
     bitrix_enterprise: bool = False
     default_phone_region: str = "RU"
     session_getter: str = "Comagic.getSessionId"

@@ -39,7 +39,10 @@ class SourceEntity(_Model):
 
 
 class Channel(_Model):
-    kind: Literal["online_chat", "messenger"] = Field(description="The site's online chat, or a messenger.")
+    kind: Literal["online_chat", "messenger", "crm_stage"] = Field(
+        description="The site's online chat, or a messenger; crm_stage: no chat, an amoCRM lead that entered a "
+        "pipeline stage (a digital-pipeline trigger, when the integration asks for every such lead)."
+    )
     messenger: str | None = Field(
         description="Normalized messenger name (telegram, whatsapp, vk, ...); null for the online chat."
     )

@@ -89,8 +89,9 @@ class Enricher(Protocol):
         """What the batch left to do in bulk (amoCRM's notes); (lead key, note state) for the ledger."""
         ...
 
-    def absorb(self, message: InboxMessage) -> None:
-        """Keep an event that feeds a conversation without being one (an amoCRM chat message)."""
+    def absorb(self, message: InboxMessage, integration: Integration) -> None:
+        """Act on an event that feeds a conversation without being one (an amoCRM chat message, a Salesbot to
+        continue)."""
         ...
 
 
@@ -140,7 +141,7 @@ class ParkingPlace(Protocol):
 STATUS_NOTICES = frozenset({"filtered_reads_refused"})
 
 WorkOutcome = Literal["emitted", "skipped", "parked", "duplicate", "integration_gone", "kept"]
-SIDE_INPUTS = frozenset({"talk_message"})  # entity types that feed a conversation and are none
+SIDE_INPUTS = frozenset({"talk_message", "bot_continue"})  # entity types that feed a conversation and are none
 
 
 class LeadWorker:
@@ -231,7 +232,7 @@ class LeadWorker:
         if enricher is None:
             raise PoisonEvent(f"no enricher for crm {message.crm!r}")
         if message.entity_type in SIDE_INPUTS:
-            enricher.absorb(message)
+            enricher.absorb(message, integration)
             return "kept"
         key = message.lead_key
         lead_id = lead_id_for(key)

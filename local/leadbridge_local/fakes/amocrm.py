@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leadbridge.amocrm.bot_token import sign_bot_token
 from leadbridge_local.fakes.base import FakeClock, FakeCrmBase, json_response, remember_secret
 from leadbridge_local.loopback import HttpRequest, HttpResponse
 
@@ -44,6 +45,7 @@ class Account:
     contacts: dict[int, dict[str, Any]] = field(default_factory=dict)
     notes: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    bot_continues: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (path, body) of continue calls
     blocked: bool = False
     filters_ignored: bool = False
     violations: deque[float] = field(default_factory=deque)
@@ -185,6 +187,53 @@ class FakeAmoCRM(FakeCrmBase):
                 }
             )
 
+    def add_lead_without_chat(self, subdomain: str, lead_id: int, contact_id: int, created_at: int) -> None:
+        """A lead that came from a form or by hand: no talk, no chat message in the events log."""
+        account = self.accounts[subdomain]
+        with self.lock:
+            account.leads[lead_id] = {
+                "id": lead_id,
+                "account_id": account.account_id,
+                "created_at": created_at,
+                "_embedded": {"contacts": [{"id": contact_id, "is_main": True}]},
+            }
+            account.contacts[contact_id] = {"id": contact_id, "account_id": account.account_id, "name": "Form"}
+
+    def salesbot_request(
+        self,
+        subdomain: str,
+        client_secret: str,
+        lead_id: int,
+        data: dict[str, Any],
+        *,
+        bot_id: int = 321,
+        continue_id: str = "123",
+        issued_at: float | None = None,
+        lifetime: int = 300,
+    ) -> bytes:
+        """The body of a Salesbot ``widget_request`` as amoCRM posts it: a JWT signed HS512 with the integration's
+        client secret (reference E.3), the step's data, and the bot's continue URL."""
+        account = self.accounts[subdomain]
+        now = int(issued_at if issued_at is not None else self.clock.now())
+        claims = {
+            "iss": f"https://{subdomain}.amocrm.ru",
+            "aud": "https://leadbridge.example",
+            "jti": secrets.token_hex(8),
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "account_id": account.account_id,
+            "subdomain": subdomain,
+            "entity_type": "leads",
+            "entity_id": lead_id,
+        }
+        body = {
+            "token": sign_bot_token(claims, client_secret),
+            "data": data,
+            "return_url": f"https://{subdomain}.amocrm.ru/api/v4/salesbot/{bot_id}/continue/{continue_id}",
+        }
+        return json.dumps(body).encode()
+
     # ------------------------------------------------------------------ HTTP
     def handle(self, request: HttpRequest) -> HttpResponse:
         subdomain = request.host.split(".", 1)[0]
@@ -320,6 +369,16 @@ class FakeAmoCRM(FakeCrmBase):
             return self._add_notes(account, None, request)
         if path in {"/api/v4/leads", "/api/v4/contacts"} and request.method == "GET":
             return self._list(account, path.rsplit("/", 1)[1], request)
+        if re.fullmatch(r"/api/v4/(salesbot|marketingbot)/\d+/continue/[\w-]+", path) and request.method == "POST":
+            try:
+                body = request.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict) or not isinstance(body.get("data", {}), dict):
+                return _problem(400, "Bad Request", "Request validation failed")
+            with self.lock:
+                account.bot_continues.append((path, body))
+            return HttpResponse(202)
         if path == "/api/v4/leads/unsorted/summary" and request.method == "GET":
             self.count("unsorted_summary_requests")
             return self._unsorted_summary(account, request)
@@ -351,6 +410,10 @@ class FakeAmoCRM(FakeCrmBase):
         """``GET /api/v4/events``: ``filter[type][]``, ``filter[created_at][from|to]``, ``limit`` (at most 100),
         ``page``; newest first; 204 when nothing matches (reference/amocrm-chats-events-dp.md A.1)."""
         types = {v for k, values in request.query.items() if k.startswith("filter[type]") for v in values}
+        entities = {v for k, values in request.query.items() if k.startswith("filter[entity]") for v in values}
+        entity_ids = {v for k, values in request.query.items() if k.startswith("filter[entity_id]") for v in values}
+        if entity_ids and len(entities) != 1:  # documented: entity_id needs exactly one entity
+            return _problem(400, "Bad Request", "filter[entity_id] requires one filter[entity]")
         since = int(request.arg("filter[created_at][from]") or 0)
         until = int(request.arg("filter[created_at][to]") or 2**62)
         limit = int(request.arg("limit") or 50)
@@ -359,7 +422,14 @@ class FakeAmoCRM(FakeCrmBase):
         page = max(1, int(request.arg("page") or 1))
         with self.lock:
             matching = sorted(
-                (e for e in account.events if (not types or e["type"] in types) and since <= e["created_at"] <= until),
+                (
+                    e
+                    for e in account.events
+                    if (not types or e["type"] in types)
+                    and since <= e["created_at"] <= until
+                    and (not entities or e["entity_type"] in entities)
+                    and (not entity_ids or str(e["entity_id"]) in entity_ids)
+                ),
                 key=lambda e: (-e["created_at"], e["id"]),
             )
         chunk = matching[(page - 1) * limit : page * limit]

@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
-from leadbridge.crm_values import as_dict, dicts
+from leadbridge.amocrm.continue_url import continue_url_allowed
+from leadbridge.crm_values import as_dict, as_id, dicts
 from leadbridge.http.client import request
 from leadbridge.http.errors import (
     AccessTokenRejected,
@@ -82,6 +84,31 @@ class AmoClient:
             raise BadResponse("amoCRM unsorted summary without a chats total")
         return chats
 
+    def lead_chat_talks(self, lead_id: str) -> list[str]:
+        """The talks of a lead's incoming chat messages, oldest first (reference A.1: ``filter[entity]`` with one
+        entity id; the events log is newest first, 100 a page: a lead's first page is enough to name its talks)."""
+        params = [
+            ("filter[type][]", "incoming_chat_message"),
+            ("filter[entity][]", "lead"),
+            ("filter[entity_id][]", lead_id),
+            ("limit", "100"),
+        ]
+        data = as_dict(self._call("GET", "/api/v4/events", params=params, json_body=None))
+        talks: list[str] = []
+        for event in reversed(dicts(as_dict(data.get("_embedded")).get("events"))):
+            for value in dicts(event.get("value_after")):
+                talk_id = as_id(as_dict(value.get("message")).get("talk_id"))
+                if talk_id and talk_id not in talks:
+                    talks.append(talk_id)
+        return talks
+
+    def continue_bot(self, url: str, data: dict[str, Any]) -> None:
+        """Let a Salesbot waiting on ``widget_request`` go on (``POST /api/v4/salesbot/{bot}/continue/{id}``); the
+        caller has checked that ``url`` is this account's own continue URL."""
+        if not continue_url_allowed(self.integration, url):
+            raise BadRequest("not this account's continue URL: the token stays home")
+        self._call("POST", urlsplit(url).path, params=None, json_body={"data": data, "execute_handlers": []})
+
     def add_lead_notes(self, notes: list[tuple[str, str, str]]) -> None:
         """Service notes on several leads in one request; they never trigger the digital pipeline."""
         body = [
@@ -130,6 +157,12 @@ class AmoClient:
                 return payload if isinstance(payload, dict) else {"_items": payload}
             if status == 204:
                 return None
+            if status in {201, 202}:  # accepted (a bot continued): a body is optional
+                try:
+                    accepted = response.json()
+                except ValueError:
+                    return None
+                return accepted if isinstance(accepted, dict) else None
             if status == 401:
                 if refreshed_after_401:
                     raise AccessTokenRejected("amoCRM rejected a freshly refreshed token", status=401)

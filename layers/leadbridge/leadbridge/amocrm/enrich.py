@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from leadbridge.amocrm.client import AmoClient
 from leadbridge.amocrm.origins import channel_for_origin
 from leadbridge.attribution import attribute, describe
 from leadbridge.crm_values import as_dict, as_id, as_text, dicts, epoch_time
 from leadbridge.integration import Integration
-from leadbridge.lead import Chat, Contact, NormalizedLead, SourceEntity, Utm, lead_id_for
+from leadbridge.lead import Channel, Chat, Contact, NormalizedLead, SourceEntity, Utm, lead_id_for
 from leadbridge.phones import clean_emails, phones_e164
 from leadbridge.queues import InboxMessage
 
@@ -30,6 +30,10 @@ UTM_CODES = {
 NOTE_SERVICE = "leadbridge"
 
 
+SessionSource = Literal["salesbot", "custom_field"]
+SESSION_SOURCES: dict[str, str] = {"salesbot": "из Salesbot", "custom_field": "из поля сделки"}
+
+
 @dataclass(frozen=True, slots=True)
 class AmoLead:
     lead: NormalizedLead
@@ -37,14 +41,36 @@ class AmoLead:
     origin_known: bool
     lead_is_new: bool  # created after ``returning_after`` (the first conversation's lead), when that is set
     crm_lead_created_at: int | None
+    session_source: SessionSource | None = None
+    trigger: str | None = None  # the digital-pipeline trigger that announced it (lead_appeared_in_status, ...)
 
     def note_text(self) -> str:
-        return (
-            f"Заявка передана в аналитику (lead_id {self.lead.lead_id}), атрибуция {describe(self.lead.attribution)}."
-        )
+        """The service note in the lead's card: the lead id, the attribution (and where its session came from),
+        and the trigger when a digital-pipeline trigger announced it."""
+        attribution = describe(self.lead.attribution)
+        if self.session_source is not None:
+            attribution += f" ({SESSION_SOURCES[self.session_source]})"
+        via = f", по триггеру цифровой воронки «{self.trigger}»" if self.trigger else ""
+        return f"Заявка передана в аналитику (lead_id {self.lead.lead_id}{via}), атрибуция {attribution}."
 
 
-def build_talk_lead(message: InboxMessage, integration: Integration, client: AmoClient) -> AmoLead:
+class BotSessions(Protocol):
+    def __call__(self, lead_id: str) -> str | None:
+        """The session Salesbot handed over for this amoCRM lead, if any."""
+        ...
+
+
+def no_bot_session(lead_id: str) -> str | None:
+    return None
+
+
+def build_talk_lead(
+    message: InboxMessage,
+    integration: Integration,
+    client: AmoClient,
+    bot_session: BotSessions = no_bot_session,
+    trigger: str | None = None,
+) -> AmoLead:
     talk = dict(message.payload)
     if not as_id(talk.get("entity_id")) and talk.get("entity_type") != "customer":
         talk.update(talk_from_api(client.get_talk(message.entity_id)))
@@ -55,7 +81,7 @@ def build_talk_lead(message: InboxMessage, integration: Integration, client: Amo
     contact_id = as_id(talk.get("contact_id")) or _main_contact_id(lead)
     contact = client.get_contact(contact_id) if contact_id else None
 
-    session_id = _session_id(integration, lead, contact)
+    session_id, session_source = _session(integration, lead_id, lead, contact, bot_session)
     channel, origin_known = channel_for_origin(_as_str(talk.get("origin")))
     utm = Utm(**{name: _field_by_code(lead, code) for name, code in UTM_CODES.items()})
     key = message.lead_key
@@ -82,6 +108,44 @@ def build_talk_lead(message: InboxMessage, integration: Integration, client: Amo
         origin_known=origin_known,
         lead_is_new=lead_is_new,
         crm_lead_created_at=int(lead_created.timestamp()) if lead_created else None,
+        session_source=session_source,
+        trigger=trigger,
+    )
+
+
+def build_stage_lead(
+    message: InboxMessage, integration: Integration, client: AmoClient, bot_session: BotSessions, trigger: str
+) -> AmoLead:
+    """A lead without a chat that entered a pipeline stage, when the integration asks for every such lead."""
+    lead = client.get_lead(message.entity_id)
+    contact_id = _main_contact_id(lead)
+    contact = client.get_contact(contact_id) if contact_id else None
+    session_id, session_source = _session(integration, message.entity_id, lead, contact, bot_session)
+    channel = Channel(kind="crm_stage", messenger=None, origin=f"dp:{trigger}"[:200])
+    utm = Utm(**{name: _field_by_code(lead, code) for name, code in UTM_CODES.items()})
+    created = epoch_time(lead.get("created_at"))
+    normalized = NormalizedLead(
+        lead_id=lead_id_for(message.lead_key),
+        integration_id=integration.integration_id,
+        crm="amocrm",
+        crm_account=integration.account_name,
+        source_entity=SourceEntity(type="lead", id=message.entity_id),
+        channel=channel,
+        created_at=created or datetime.fromisoformat(message.received_at),
+        contact=_contact(contact, integration.default_phone_region),
+        attribution=attribute(integration, channel, session_id, utm),
+        employee_id=integration.employee_id,
+        chat=None,
+        received_at=datetime.fromisoformat(message.received_at),
+    )
+    return AmoLead(
+        lead=normalized,
+        crm_lead_id=message.entity_id,
+        origin_known=True,
+        lead_is_new=True,
+        crm_lead_created_at=int(created.timestamp()) if created else None,
+        session_source=session_source,
+        trigger=trigger,
     )
 
 
@@ -132,6 +196,21 @@ def _field_by_code(entity: dict[str, Any] | None, code: str) -> str | None:
             values = _values(field)
             return values[0][:500] if values else None
     return None
+
+
+def _session(
+    integration: Integration,
+    lead_id: str | None,
+    lead: dict[str, Any] | None,
+    contact: dict[str, Any] | None,
+    bot_session: BotSessions,
+) -> tuple[str | None, SessionSource | None]:
+    """Salesbot's session for the lead first (signed by amoCRM, no field needed), then the custom field."""
+    from_bot = bot_session(lead_id) if lead_id else None
+    if from_bot:
+        return from_bot, "salesbot"
+    from_field = _session_id(integration, lead, contact)
+    return (from_field, "custom_field") if from_field else (None, None)
 
 
 def _session_id(integration: Integration, lead: dict[str, Any] | None, contact: dict[str, Any] | None) -> str | None:

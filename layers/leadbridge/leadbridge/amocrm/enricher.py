@@ -13,29 +13,35 @@ A single lead costs 2 requests (3 with its note); a batch of 10 from one account
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
 from leadbridge.amocrm.client import AmoClient
-from leadbridge.amocrm.enrich import NOTE_SERVICE, build_talk_lead
+from leadbridge.amocrm.continue_url import continue_url_allowed
+from leadbridge.amocrm.enrich import NOTE_SERVICE, AmoLead, BotSessions, build_stage_lead, build_talk_lead
+from leadbridge.amocrm.pipeline_triggers import CHAT_TRIGGER
 from leadbridge.crm_values import as_dict, as_id, dicts, epoch_time, positive_int
-from leadbridge.http.errors import BadRequest, CrmError
+from leadbridge.http.errors import BadRequest, CrmError, CrmUnavailable, RateLimited
 from leadbridge.http.ratelimit import Budgets
 from leadbridge.integration import Integration
 from leadbridge.lead import Chat, ChatMessage
 from leadbridge.oauth.token_provider import TokenProvider
 from leadbridge.queues import InboxMessage
+from leadbridge.recovered_events import amo_talk_message
 from leadbridge.store.ledger import LedgerEntry
 from leadbridge.store.talk_messages import DynamoTalkMessages
-from leadbridge.worker import Emission, Skip
+from leadbridge.worker import Emission, NotReadyYet, PoisonEvent, RetryLater, Skip
 
 logger = Logger(child=True)
 Author = Literal["client", "operator", "system"]
 MAX_IDS_PER_READ = 50  # keeps the URL short, as amoCRM's guidance asks
 FILTERED_READS_REFUSED = "filtered_reads_refused"
+CHAT_TRIGGER_ATTEMPTS = 4  # a chat trigger must have a chat: wait for the events log a little longer
 
 
 class PrefetchedClient(AmoClient):
@@ -62,9 +68,18 @@ class _Account:
     notes: list[tuple[str, str, str]] = field(default_factory=list)  # (lead key, CRM lead id, text)
 
 
+class BotSessionStore(Protocol):
+    def for_leads(self, account: str, lead_ids: list[str]) -> dict[str, str]: ...
+
+
 class AmoEnricher:
-    def __init__(self, tokens: TokenProvider, budgets: Budgets, messages: DynamoTalkMessages) -> None:
+    def __init__(
+        self, tokens: TokenProvider, budgets: Budgets, messages: DynamoTalkMessages, sessions: BotSessionStore
+    ) -> None:
         self.messages = messages
+        self.sessions = sessions
+        # account -> (the lead ids asked for, lead id -> session): the batch's Salesbot sessions, read in prepare
+        self._bot_sessions: dict[str, tuple[set[str], dict[str, str]]] = {}
         self.tokens = tokens
         self.budgets = budgets
         self.requests_made = 0
@@ -77,6 +92,7 @@ class AmoEnricher:
 
     def prepare(self, batch: list[tuple[InboxMessage, Integration]]) -> None:
         self._accounts.clear()
+        self._prefetch_bot_sessions(batch)
         by_integration: dict[str, list[InboxMessage]] = {}
         for message, integration in batch:
             if message.entity_type == "talk":
@@ -133,23 +149,72 @@ class AmoEnricher:
         return found
 
     def build(self, message: InboxMessage, integration: Integration, entry: LedgerEntry) -> Emission | Skip:
+        if message.entity_type == "lead":
+            return self._from_trigger(message, integration, entry)
         if message.entity_type != "talk":
             return Skip(reason=f"unsupported amoCRM entity {message.entity_type}")
         account = self._accounts.get(integration.integration_id) or _Account()
         client = PrefetchedClient(self.client(integration), account.leads, account.contacts)
         try:
-            built = build_talk_lead(message, integration, client)
+            built = build_talk_lead(message, integration, client, self._bot_session_of(message.account))
         finally:
             self.requests_made += client.requests_made
+        if message.conversation and not built.lead_is_new:
+            return Skip(reason="same_conversation: the talk was attached to a lead that existed before it")
+        return self._emission(built, message, message, integration, entry, account)
+
+    def _from_trigger(self, message: InboxMessage, integration: Integration, entry: LedgerEntry) -> Emission | Skip:
+        """A digital-pipeline trigger names a lead: its chat's talk is the conversation (the same key as the talk
+        webhook's, so a trigger and a talk webhook for one chat give one lead); a lead without a chat is a lead of
+        its own only when the integration asks for every lead entering the stage."""
+        trigger = str(message.payload.get("trigger_code") or message.event.removeprefix("dp."))[:50]
+        client = self.client(integration)
+        sessions = self._bot_session_of(message.account)
+        try:
+            talks = client.lead_chat_talks(message.entity_id)
+            if talks:
+                talk = client.get_talk(talks[0])
+                as_talk = amo_talk_message(
+                    integration, message.account, talks[0], talk, time.time(), source=message.source
+                )
+                as_talk = replace(as_talk, received_at=message.received_at)
+                built = build_talk_lead(as_talk, integration, client, sessions, trigger)
+                account = self._accounts.setdefault(integration.integration_id, _Account())
+                self._integrations[integration.integration_id] = integration
+                emission = self._emission(built, as_talk, message, integration, entry, account)
+                return replace(emission, also_claims=(as_talk.lead_key,))
+            patience = CHAT_TRIGGER_ATTEMPTS if message.payload.get("trigger") == CHAT_TRIGGER else 2
+            if entry.attempts < patience:  # the events log may lag the trigger by a moment
+                raise NotReadyYet("the lead's chat is not in the events log yet", 10)
+            if integration.amo_trigger_leads != "any_lead":
+                return Skip(reason="no chat on the lead (trigger_leads: chats_only)")
+            built = build_stage_lead(message, integration, client, sessions, trigger)
+        finally:
+            self.requests_made += client.requests_made
+        account = self._accounts.setdefault(integration.integration_id, _Account())
+        self._integrations[integration.integration_id] = integration
+        return self._emission(built, message, message, integration, entry, account)
+
+    def _emission(
+        self,
+        built: AmoLead,
+        conversation: InboxMessage,
+        message: InboxMessage,
+        integration: Integration,
+        entry: LedgerEntry,
+        account: _Account,
+    ) -> Emission:
+        """The lead with its chat so far, the facts for the ledger, and the service note to write after it."""
         facts = () if built.origin_known else ("unknown_origin",)
         if integration.integration_id in self.filtered_reads_refused:
             facts = (*facts, FILTERED_READS_REFUSED)
-        if message.conversation and not built.lead_is_new:
-            return Skip(reason="same_conversation: the talk was attached to a lead that existed before it")
         crm_lead_id = built.crm_lead_id
-        lead = built.lead.model_copy(update={"chat": self._chat(message)})
+        chat = self._chat(conversation) if conversation.entity_type == "talk" else None
         emission = Emission(
-            lead=lead, notes=facts, crm_lead_id=crm_lead_id, crm_lead_created_at=built.crm_lead_created_at
+            lead=built.lead.model_copy(update={"chat": chat}),
+            notes=facts,
+            crm_lead_id=crm_lead_id,
+            crm_lead_created_at=built.crm_lead_created_at,
         )
         if not integration.amo_note_enabled or crm_lead_id is None or entry.note_state == "added":
             return emission
@@ -161,8 +226,50 @@ class AmoEnricher:
 
         return replace(emission, after_emit=queue_note)
 
-    def absorb(self, message: InboxMessage) -> None:
+    def _prefetch_bot_sessions(self, batch: list[tuple[InboxMessage, Integration]]) -> None:
+        """The Salesbot sessions of the batch's leads, one read per account (they win over the custom field)."""
+        self._bot_sessions = {}
+        wanted: dict[str, set[str]] = {}
+        for message, _ in batch:
+            lead_id = message.entity_id if message.entity_type == "lead" else as_id(message.payload.get("entity_id"))
+            if message.entity_type in {"talk", "lead"} and lead_id:
+                wanted.setdefault(message.account, set()).add(lead_id)
+        for account, lead_ids in wanted.items():
+            try:
+                self._bot_sessions[account] = (lead_ids, self.sessions.for_leads(account, sorted(lead_ids)))
+            except (BotoCoreError, ClientError) as exc:  # each lead asks again on its own (and retries there)
+                logger.warning("bot sessions not read", extra={"error": type(exc).__name__})
+
+    def _bot_session_of(self, account: str) -> BotSessions:
+        asked, known = self._bot_sessions.get(account, (set(), {}))
+
+        def session(lead_id: str) -> str | None:
+            if lead_id in asked:
+                return known.get(lead_id)
+            return self.sessions.for_leads(account, [lead_id]).get(lead_id)  # a lead only the talk named
+
+        return session
+
+    def absorb(self, message: InboxMessage, integration: Integration) -> None:
+        if message.entity_type == "bot_continue":
+            self._continue_bot(message, integration)
+            return
         self.messages.add(message.account, message.entity_id, dict(message.payload))
+
+    def _continue_bot(self, message: InboxMessage, integration: Integration) -> None:
+        """Let the Salesbot that handed over a session go on (its hook stored the session already)."""
+        url = message.payload.get("return_url")
+        if not isinstance(url, str) or not continue_url_allowed(integration, url):
+            raise PoisonEvent("bot_continue: not this account's continue URL")
+        client = self.client(integration)
+        try:
+            client.continue_bot(url, {"leadbridge_session_saved": bool(message.payload.get("session_saved"))})
+        except (RateLimited, CrmUnavailable) as exc:
+            raise RetryLater(f"bot_continue: {type(exc).__name__}", 10) from exc
+        except CrmError as exc:  # the bot gave up waiting, or the account refuses: nothing left to continue
+            logger.warning("salesbot not continued", extra={"crm": "amocrm", "error": type(exc).__name__})
+        finally:
+            self.requests_made += client.requests_made
 
     def _chat(self, message: InboxMessage) -> Chat | None:
         """The talk's messages so far, in the order they were written (a talk with none has no chat yet)."""

@@ -88,6 +88,7 @@ class IntegrationsService:
                 integration,
                 session_field=SessionField(session.field_id, session.entity) if session else None,
                 amo_note_enabled=settings.note_enabled,
+                amo_trigger_leads=settings.trigger_leads,
             )
         else:
             token_hash = (
@@ -222,6 +223,7 @@ def view(integration: Integration) -> IntegrationView:
         if amo and session
         else None,
         note_enabled=integration.amo_note_enabled if amo else None,
+        trigger_leads=integration.amo_trigger_leads if amo else None,
         enterprise=None if amo else integration.bitrix_enterprise,
         session_getter=integration.session_getter,
     )

@@ -100,8 +100,17 @@ class _Common(_Strict):
 
 class AmoCrmSettings(_Common):
     crm: Literal["amocrm"]
-    session_field: SessionFieldSetting | None = None
+    session_field: SessionFieldSetting | None = Field(
+        default=None,
+        description="The custom field a Salesbot step copies the session into (the fallback to the Salesbot "
+        "widget_request, which needs no field).",
+    )
     note_enabled: bool = True
+    trigger_leads: Literal["chats_only", "any_lead"] = Field(
+        default="chats_only",
+        description="Digital-pipeline triggers: a lead for the lead's chat only, or for any lead entering the "
+        "stage (channel.kind crm_stage when it has no chat).",
+    )
 
     @field_validator("crm_domain")
     @classmethod
@@ -147,6 +156,7 @@ class IntegrationView(_Strict):
     employee_id: int | None
     session_field: SessionFieldSetting | None
     note_enabled: bool | None
+    trigger_leads: Literal["chats_only", "any_lead"] | None = None
     enterprise: bool | None
     session_getter: str
 

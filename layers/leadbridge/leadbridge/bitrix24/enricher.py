@@ -95,7 +95,7 @@ class BitrixEnricher:
     def finish_batch(self) -> list[tuple[str, str]]:
         return []
 
-    def absorb(self, message: InboxMessage) -> None:
+    def absorb(self, message: InboxMessage, integration: Integration) -> None:
         """Bitrix24 sends no event that feeds a conversation (its transcript is read with the lead)."""
 
     def follow_up(self, message: InboxMessage, finished: LedgerEntry) -> InboxMessage | None:

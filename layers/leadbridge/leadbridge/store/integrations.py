@@ -270,6 +270,7 @@ def integration_from_record(record: dict[str, Any]) -> Integration:
         messenger_targets={k: TrafficTarget(**v) for k, v in record.get("messenger_targets", {}).items()},
         employee_id=record.get("employee_id"),
         amo_note_enabled=bool(record.get("amo_note_enabled", True)),
+        amo_trigger_leads="any_lead" if record.get("amo_trigger_leads") == "any_lead" else "chats_only",
         bitrix_enterprise=bool(record.get("bitrix_enterprise", False)),
         default_phone_region=record.get("default_phone_region", "RU"),
         session_getter=record.get("session_getter", "Comagic.getSessionId"),

@@ -1,0 +1,143 @@
+"""The digital pipeline's two requests on the hook path: stage triggers and Salesbot ``widget_request``.
+
+- A **trigger** (``POST .../dp``): authenticated like the talk hooks (the secret in the URL), checked against the
+  account, answered at once and enqueued; the worker finds the lead's chat (reference E.1: the trigger names only
+  the lead) and joins the talk's conversation.
+- A **Salesbot request** (``POST .../salesbot``): amoCRM's JWT (HS512, the client secret) is what authenticates
+  it; the session id the site script passed (``bot_params``) is stored for the lead before the answer, well within
+  amoCRM's 2 seconds, and the worker calls the bot's continue URL (it holds the OAuth token; the hook never does).
+A forged, altered or expired request changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from typing import Protocol
+
+from leadbridge.amocrm.bot_token import InvalidBotToken, verify_bot_token
+from leadbridge.amocrm.continue_url import continue_url_allowed
+from leadbridge.amocrm.pipeline_triggers import MalformedTrigger, parse_trigger, read_tree
+from leadbridge.formdata import text
+from leadbridge.intake import HookResult, Inbox, IntegrationLookup, authenticate, enqueue, now_iso, reject
+from leadbridge.integration import Integration
+from leadbridge.queues import InboxMessage
+
+SESSION = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+LEAD_TYPES = {"lead", "leads", "2"}
+SESSION_FIELDS = ("leadbridge_session", "session_id", "session")
+
+
+class SessionStore(Protocol):
+    def keep(self, account: str, lead_id: str, session_id: str, talk_id: str | None = None) -> bool: ...
+
+
+def accept_trigger(
+    integrations: IntegrationLookup,
+    inbox: Inbox,
+    integration_id: str,
+    secret: str,
+    body: bytes,
+    content_type: str,
+    now: datetime | None = None,
+) -> HookResult:
+    found = authenticate(integrations, "amocrm", integration_id, secret, body)
+    if isinstance(found, HookResult):
+        return found
+    integration = found
+    try:
+        parsed = parse_trigger(body, content_type)
+    except MalformedTrigger:
+        return reject(400, "malformed_trigger")
+    mismatch = _account_mismatch(integration, parsed.subdomain, parsed.account_id)
+    if mismatch is not None:
+        return mismatch
+    if parsed.trigger is None:
+        ignored = {parsed.ignored or "ignored": 1}
+        return HookResult(status=200, body={"accepted": 0, "ignored": 1}, ignored=ignored)
+    account = parsed.account_id or integration.account_id
+    if account is None:
+        return reject(400, "missing_account_id")
+    trigger = parsed.trigger
+    message = InboxMessage(
+        integration_id=integration.integration_id,
+        crm="amocrm",
+        account=account,
+        event=f"dp.{trigger.type_code}",
+        entity_type="lead",
+        entity_id=trigger.lead_id,
+        received_at=now_iso(now),
+        payload=trigger.payload(),
+    )
+    return enqueue(inbox, [message], {})
+
+
+def accept_salesbot(
+    integrations: IntegrationLookup,
+    inbox: Inbox,
+    sessions: SessionStore,
+    integration_id: str,
+    secret: str,
+    body: bytes,
+    content_type: str,
+    now: datetime | None = None,
+) -> HookResult:
+    found = authenticate(integrations, "amocrm", integration_id, secret, body)
+    if isinstance(found, HookResult):
+        return found
+    integration = found
+    try:
+        request = read_tree(body, content_type)
+    except MalformedTrigger:
+        return reject(400, "malformed_request")
+    moment = now.timestamp() if now else time.time()
+    try:
+        claims = verify_bot_token(text(request, "token"), integration.client_secret, moment)
+    except InvalidBotToken as exc:
+        return reject(401, f"bot_token_{str(exc).replace(' ', '_')}")
+    mismatch = _account_mismatch(integration, claims.subdomain, claims.account_id)
+    if mismatch is not None:
+        return mismatch
+    account = claims.account_id or integration.account_id
+    data = request.get("data")
+    data = data if isinstance(data, dict) else {}
+    lead_id = claims.entity_id if (claims.entity_type or "").lower() in LEAD_TYPES else _digits(text(data, "lead_id"))
+    return_url = text(request, "return_url")
+    if account is None or lead_id is None:
+        return reject(400, "no_lead")
+    if return_url is not None and not continue_url_allowed(integration, return_url):
+        return reject(400, "bad_return_url")
+    session_id = next((v for f in SESSION_FIELDS if (v := text(data, f)) and SESSION.match(v)), None)
+    if session_id is not None:
+        sessions.keep(account, lead_id, session_id, _digits(text(data, "talk_id")))
+    if return_url is None:
+        return HookResult(status=200, body={"accepted": 0, "session": session_id is not None})
+    message = InboxMessage(
+        integration_id=integration.integration_id,
+        crm="amocrm",
+        account=account,
+        event="salesbot.continue",
+        entity_type="bot_continue",
+        entity_id=lead_id,
+        received_at=now_iso(now),
+        payload={"return_url": return_url, "session_saved": session_id is not None},
+    )
+    result = enqueue(inbox, [message], {})
+    if result.status == 200:
+        return HookResult(status=200, body={"accepted": 1, "session": session_id is not None}, accepted=1)
+    return result
+
+
+def _account_mismatch(integration: Integration, subdomain: str | None, account_id: str | None) -> HookResult | None:
+    if subdomain is None and account_id is None:
+        return reject(400, "missing_account")
+    if subdomain is not None and subdomain.lower() != integration.account_name.lower():
+        return reject(403, "account_mismatch")
+    if integration.account_id and account_id and account_id != integration.account_id:
+        return reject(403, "account_mismatch")
+    return None
+
+
+def _digits(value: str | None) -> str | None:
+    return value if value is not None and value.isascii() and value.isdigit() and 0 < len(value) <= 20 else None

@@ -1,0 +1,195 @@
+"""amoCRM's digital pipeline on the local stack: stage triggers joined with talk webhooks, leads without a chat, and
+the Salesbot ``widget_request`` that hands over the session without any custom field."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+
+from leadbridge.amocrm.bot_token import sign_bot_token
+from leadbridge.integration import Integration
+from leadbridge.lead import lead_id_for
+from leadbridge.store.bot_sessions import DynamoBotSessions
+from leadbridge_local.runner import LocalRunner
+from tests.conftest import load_event
+from tests.integration.helpers import add_amo_talks, new_amo_integration, post_amo_talks, sample_body
+
+TRIGGER = "trigger_lead_in_stage.json"
+
+
+def post_trigger(
+    runner: LocalRunner, integration: Integration, secret: str, account: int, lead_id: int, kind: str = "15"
+) -> httpx.Response:
+    fields = {
+        "event[data][id]": str(lead_id),
+        "event[type]": kind,
+        "subdomain": integration.account_name,
+        "account_id": str(account),
+    }
+    path = f"/hooks/amocrm/{integration.integration_id}/{secret}/dp"
+    return runner.post(path, sample_body("amo_hook", TRIGGER, **fields))
+
+
+def post_trigger_json(
+    runner: LocalRunner, integration: Integration, secret: str, account: int, lead_id: int
+) -> httpx.Response:
+    """The sample trigger as JSON (some senders and older texts send the same tree so)."""
+    tree: dict[str, Any] = {}
+    for key, value in parse_qsl(load_event("amo_hook", TRIGGER)["body"]):
+        parts = key.replace("]", "").split("[")
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    tree["event"]["data"]["id"] = lead_id
+    tree["event"]["type"] = 15
+    tree["subdomain"], tree["account_id"] = integration.account_name, account
+    path = f"/hooks/amocrm/{integration.integration_id}/{secret}/dp"
+    return runner.post(path, json.dumps(tree), content_type="application/json")
+
+
+def post_salesbot(runner: LocalRunner, integration: Integration, secret: str, body: bytes) -> httpx.Response:
+    path = f"/hooks/amocrm/{integration.integration_id}/{secret}/salesbot"
+    return runner.post(path, body, content_type="application/json")
+
+
+def ours(runner: LocalRunner, integration: Integration) -> list[dict[str, Any]]:
+    return [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]
+
+
+def notes_of(runner: LocalRunner, integration: Integration, lead_id: int) -> list[str]:
+    account = runner.amocrm.accounts[integration.account_name]
+    return [n["params"]["text"] for n in account.notes if n["entity_id"] == lead_id]
+
+
+def test_a_stage_trigger_and_a_talk_webhook_for_one_chat_give_one_lead(runner: LocalRunner) -> None:
+    integration, secret, account = new_amo_integration(runner, session_field=None)
+    trigger_first, webhook_first, as_json = 8_101, 8_102, 8_103
+    add_amo_talks(runner, integration, [trigger_first, webhook_first, as_json], created_at=int(time.time()) - 60)
+
+    assert post_trigger(runner, integration, secret, account, trigger_first * 10).status_code == 200
+    assert post_trigger_json(runner, integration, secret, account, as_json * 10).status_code == 200
+    runner.drain(timeout=60)
+    post_amo_talks(runner, integration, secret, account, [trigger_first, webhook_first, as_json])
+    runner.drain(timeout=60)
+    assert post_trigger(runner, integration, secret, account, webhook_first * 10, kind="19").status_code == 200
+    runner.drain(timeout=60)
+
+    leads = ours(runner, integration)
+    by_talk = {int(lead["source_entity"]["id"]): lead for lead in leads}
+    assert len(leads) == 3
+    assert set(by_talk) == {trigger_first, webhook_first, as_json}
+    for talk, lead in by_talk.items():
+        assert lead["source_entity"]["type"] == "talk"
+        assert lead["lead_id"] == lead_id_for(f"amocrm:{account}:talk:{talk}")  # the talk's conversation key
+        assert lead["channel"]["messenger"] == "telegram"
+    note = notes_of(runner, integration, trigger_first * 10)
+    assert len(note) == 1
+    assert "lead_appeared_in_status" in note[0]  # the card says which trigger announced it
+
+
+def test_a_trigger_on_a_lead_without_a_chat(runner: LocalRunner) -> None:
+    chats_only, secret_a, account_a = new_amo_integration(runner)
+    any_lead, secret_b, account_b = new_amo_integration(runner, amo_trigger_leads="any_lead")
+    now = int(time.time())
+    runner.amocrm.add_lead_without_chat(chats_only.account_name, 8_201, 82_010, now - 30)
+    runner.amocrm.add_lead_without_chat(any_lead.account_name, 8_202, 82_020, now - 30)
+    assert post_trigger(runner, chats_only, secret_a, account_a, 8_201).status_code == 200
+    assert post_trigger(runner, any_lead, secret_b, account_b, 8_202).status_code == 200
+    runner.drain(timeout=90)  # both wait once for the events log (10 s) before deciding there is no chat
+
+    leads = runner.take_leads()
+    assert [lead for lead in leads if lead["integration_id"] == chats_only.integration_id] == []
+    [lead] = [lead for lead in leads if lead["integration_id"] == any_lead.integration_id]
+    assert lead["source_entity"] == {"type": "lead", "id": "8202"}
+    assert lead["channel"] == {"kind": "crm_stage", "messenger": None, "origin": "dp:lead_appeared_in_status"}
+    assert lead["attribution"]["kind"] == "integration_default"
+
+
+def test_a_trigger_from_another_account_or_without_the_secret_is_refused(runner: LocalRunner) -> None:
+    integration, secret, account = new_amo_integration(runner)
+    depth = runner.queue_depth("InboxQueue")
+    path = f"/hooks/amocrm/{integration.integration_id}/{secret}/dp"
+    other = sample_body("amo_hook", TRIGGER, **{"subdomain": "somebody-else", "account_id": str(account)})
+    assert runner.post(path, other).status_code == 403
+    forged = f"/hooks/amocrm/{integration.integration_id}/not-the-secret/dp"
+    assert runner.post(forged, sample_body("amo_hook", TRIGGER)).status_code == 403
+    assert runner.post(path, b"event[type]=15").status_code == 400
+    assert runner.queue_depth("InboxQueue") == depth
+
+
+def salesbot_body(runner: LocalRunner, integration: Integration, lead_id: int, **changes: Any) -> bytes:
+    sample = json.loads(load_event("amo_hook", "salesbot_widget_request.json")["body"])
+    assert integration.client_secret is not None
+    return runner.amocrm.salesbot_request(
+        integration.account_name,
+        changes.pop("secret", integration.client_secret),
+        lead_id,
+        {**sample["data"], "lead_id": str(lead_id), **changes.pop("data", {})},
+        **changes,
+    )
+
+
+def test_a_forged_altered_or_expired_salesbot_request_changes_nothing(runner: LocalRunner) -> None:
+    integration, secret, _ = new_amo_integration(runner, session_field=None)
+    sessions = DynamoBotSessions(runner.stack.ref("LeadLedgerTable"), 90)
+    lead_id = 8_301
+    depth = runner.queue_depth("InboxQueue")
+    forged = salesbot_body(runner, integration, lead_id, secret="not-the-client-secret")
+    expired = salesbot_body(runner, integration, lead_id, issued_at=time.time() - 3_600, lifetime=600)
+    valid = json.loads(salesbot_body(runner, integration, lead_id))
+    header, claims, signature = valid["token"].split(".")
+    altered_claims = json.loads(_unb64(claims)) | {"entity_id": 9_999}
+    altered = {**valid, "token": f"{header}.{_b64(json.dumps(altered_claims))}.{signature}"}
+    unsigned = {**valid, "token": f"{_b64(json.dumps({'alg': 'none', 'typ': 'JWT'}))}.{claims}."}
+    other_key = {**valid, "token": sign_bot_token(json.loads(_unb64(claims)), "guess")}
+    for body in (forged, expired, *(json.dumps(b).encode() for b in (altered, unsigned, other_key))):
+        answer = post_salesbot(runner, integration, secret, body)
+        assert answer.status_code == 401, answer.text
+    assert (
+        post_salesbot(runner, integration, "wrong-secret", salesbot_body(runner, integration, lead_id)).status_code
+        == 403
+    )
+    bad_return = {**valid, "return_url": "https://evil.example/api/v4/salesbot/1/continue/2"}
+    assert post_salesbot(runner, integration, secret, json.dumps(bad_return).encode()).status_code == 400
+    assert runner.queue_depth("InboxQueue") == depth
+    assert sessions.for_leads(str(_account_id(runner, integration)), [str(lead_id)]) == {}
+    assert runner.amocrm.accounts[integration.account_name].bot_continues == []
+
+
+def test_a_salesbot_session_attributes_the_lead_without_a_custom_field(runner: LocalRunner) -> None:
+    integration, secret, account = new_amo_integration(runner, session_field=None)
+    talk = 8_401
+    add_amo_talks(runner, integration, [talk], created_at=int(time.time()) - 30)
+    started = time.monotonic()
+    answer = post_salesbot(runner, integration, secret, salesbot_body(runner, integration, talk * 10))
+    assert answer.status_code == 200
+    assert time.monotonic() - started < 2.0  # amoCRM waits 2 seconds for the answer
+    post_amo_talks(runner, integration, secret, account, [talk])
+    runner.drain(timeout=60)
+
+    [lead] = ours(runner, integration)
+    assert lead["attribution"]["kind"] == "session"
+    assert lead["attribution"]["session_id"] == "2814407750"  # the sample's bot_params session
+    continues = runner.amocrm.accounts[integration.account_name].bot_continues
+    assert [path for path, _ in continues] == ["/api/v4/salesbot/321/continue/123"]
+    [note] = notes_of(runner, integration, talk * 10)
+    assert "2814407750" in note
+    assert "Salesbot" in note
+
+
+def _account_id(runner: LocalRunner, integration: Integration) -> int:
+    return runner.amocrm.accounts[integration.account_name].account_id
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+def _unb64(part: str) -> str:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()

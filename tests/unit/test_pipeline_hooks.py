@@ -1,0 +1,131 @@
+"""Untrusted input of the digital-pipeline hooks: the Salesbot JWT, the trigger body, the bot's continue URL."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from leadbridge.amocrm.bot_token import InvalidBotToken, sign_bot_token, verify_bot_token
+from leadbridge.amocrm.continue_url import continue_url_allowed
+from leadbridge.amocrm.pipeline_triggers import MalformedTrigger, parse_trigger
+from leadbridge.integration import Integration
+
+NOW = 1_796_000_000
+SECRET = "client-secret-of-the-integration"
+ids = st.integers(min_value=1, max_value=2**53)
+claims = st.fixed_dictionaries(
+    {
+        "iat": st.integers(NOW - 300, NOW),
+        "exp": st.integers(NOW, NOW + 3_600),
+        "account_id": ids,
+        "subdomain": st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True),
+        "entity_type": st.sampled_from(["leads", "contacts"]),
+        "entity_id": ids,
+    },
+    optional={"aud": st.text(max_size=50), "iss": st.text(max_size=50), "jti": st.text(max_size=20)},
+)
+
+
+@given(claims=claims)
+def test_a_token_amocrm_signed_verifies_with_its_claims(claims: dict[str, object]) -> None:
+    verified = verify_bot_token(sign_bot_token(claims, SECRET), SECRET, NOW)
+    assert (verified.account_id, verified.entity_id) == (str(claims["account_id"]), str(claims["entity_id"]))
+    assert verified.subdomain == claims["subdomain"]
+
+
+@given(claims=claims, position=st.integers(min_value=0), replacement=st.sampled_from("AQgw_-9z"))
+def test_any_change_to_the_signed_part_is_refused(claims: dict[str, object], position: int, replacement: str) -> None:
+    token = sign_bot_token(claims, SECRET)
+    signed_length = token.rindex(".")
+    index = position % signed_length
+    if token[index] in {".", replacement}:
+        return
+    altered = token[:index] + replacement + token[index + 1 :]
+    with pytest.raises(InvalidBotToken):
+        verify_bot_token(altered, SECRET, NOW)
+
+
+@given(claims=claims)
+def test_another_secret_an_expired_token_and_none_are_refused(claims: dict[str, object]) -> None:
+    token = sign_bot_token(claims, SECRET)
+    with pytest.raises(InvalidBotToken):
+        verify_bot_token(token, "another-secret", NOW)
+    with pytest.raises(InvalidBotToken):
+        verify_bot_token(token, SECRET, int(str(claims["exp"])) + 61)
+    with pytest.raises(InvalidBotToken):
+        verify_bot_token(token, None, NOW)
+    header, body, _ = token.split(".")
+    with pytest.raises(InvalidBotToken):
+        verify_bot_token(f"{header}.{body}.", SECRET, NOW)
+
+
+@given(token=st.one_of(st.text(max_size=300), st.binary(max_size=300), st.none(), st.integers()))
+def test_garbage_is_refused_with_the_one_error(token: object) -> None:
+    with pytest.raises(InvalidBotToken):
+        verify_bot_token(token, SECRET, NOW)
+
+
+@given(body=st.binary(max_size=2_000), json_type=st.booleans())
+def test_the_trigger_parser_takes_any_bytes(body: bytes, json_type: bool) -> None:
+    try:
+        parsed = parse_trigger(body, "application/json" if json_type else "application/x-www-form-urlencoded")
+    except MalformedTrigger:
+        return
+    assert parsed.trigger is None or parsed.trigger.lead_id.isdigit()
+
+
+@given(
+    tree=st.recursive(
+        st.one_of(st.text(max_size=20), st.integers(), st.booleans(), st.none()),
+        lambda inner: st.dictionaries(st.text(max_size=10), inner, max_size=5),
+        max_leaves=30,
+    )
+)
+def test_the_trigger_parser_takes_any_json(tree: object) -> None:
+    try:
+        parsed = parse_trigger(json.dumps(tree).encode(), "application/json")
+    except MalformedTrigger:
+        return
+    assert parsed.trigger is None or parsed.trigger.lead_id.isdigit()
+
+
+def test_the_trigger_shapes_amocrm_sends() -> None:
+    form = b"event[type]=19&event[type_code]=chat&event[data][id]=42&event[data][element_type]=2&subdomain=shop&account_id=7"
+    parsed = parse_trigger(form, "application/x-www-form-urlencoded")
+    assert parsed.trigger is not None
+    assert (parsed.trigger.lead_id, parsed.trigger.is_chat, parsed.subdomain, parsed.account_id) == (
+        "42",
+        True,
+        "shop",
+        "7",
+    )
+    customer = b"event[type]=20&event[data][id]=42&event[data][element_type]=12&subdomain=shop"
+    assert parse_trigger(customer, "").ignored == "not_a_lead"
+    as_json = json.dumps({"event": {"type": 1, "data": {"id": 5, "element_type": 2}}, "account_id": 7}).encode()
+    found = parse_trigger(as_json, "application/json").trigger
+    assert found is not None
+    assert found.type_code == "lead_added"
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://shop.amocrm.ru/api/v4/salesbot/321/continue/123", True),
+        ("https://shop.amocrm.ru/api/v4/marketingbot/1/continue/ab-c_1", True),
+        ("http://shop.amocrm.ru/api/v4/salesbot/321/continue/123", False),
+        ("https://evil.example/api/v4/salesbot/321/continue/123", False),
+        ("https://shop.amocrm.ru.evil.example/api/v4/salesbot/321/continue/123", False),
+        ("https://shop.amocrm.ru:8443/api/v4/salesbot/321/continue/123", False),
+        ("https://user@shop.amocrm.ru/api/v4/salesbot/321/continue/123", False),
+        ("https://shop.amocrm.ru/api/v4/leads/1", False),
+        ("https://shop.amocrm.ru/api/v4/salesbot/321/continue/123?x=1", False),
+        ("https://shop.amocrm.ru/api/v4/salesbot/321/continue/../../leads", False),
+        ("https://[::1/api", False),
+    ],
+)
+def test_only_the_accounts_own_continue_url_gets_the_token(url: str, allowed: bool) -> None:
+    integration = Integration(integration_id="a", crm="amocrm", crm_domain="shop.amocrm.ru")
+    assert continue_url_allowed(integration, url) is allowed
