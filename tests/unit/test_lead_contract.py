@@ -14,20 +14,23 @@ REPO = Path(__file__).resolve().parents[2]
 TOP_LEVEL = {
     "schema_version", "lead_id", "integration_id", "crm", "crm_account", "source_entity", "channel", "created_at",
     "contact", "attribution", "employee_id", "chat", "received_at",
+    "backfill",  # added with backfills (issue 13): optional, null unless a backfill imported the conversation
 }  # fmt: skip
+OPTIONAL = {"schema_version", "backfill"}
 NESTED = {
     "source_entity": {"type", "id"},
     "channel": {"kind", "messenger", "origin"},
     "contact": {"name", "phones", "emails"},
     "attribution": {"kind", "session_id", "campaign_id", "source_id", "site_id", "utm"},
     "chat": {"messages"},
+    "backfill": {"id", "period_from", "period_to"},
 }
 
 
 def test_field_names_are_the_agreed_ones() -> None:
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     assert set(schema["properties"]) == TOP_LEVEL
-    assert set(schema["required"]) == TOP_LEVEL - {"schema_version"}
+    assert set(schema["required"]) == TOP_LEVEL - OPTIONAL
     defs = schema["$defs"]
     for field, names in NESTED.items():
         ref = json.dumps(schema["properties"][field])
