@@ -105,6 +105,8 @@ def _create_secrets(stack: LocalStack) -> None:
         generate = spec["Properties"].get("GenerateSecretString", {})
         length = int(generate.get("PasswordLength", 32))
         value = secrets.get_random_password(PasswordLength=length, ExcludePunctuation=True)["RandomPassword"]
+        if "SecretStringTemplate" in generate:  # as CloudFormation does: the template with one generated key
+            value = json.dumps({**json.loads(generate["SecretStringTemplate"]), generate["GenerateStringKey"]: value})
         arn = secrets.create_secret(Name=f"{stack.resolver.stack_name}-{name}", SecretString=value)["ARN"]
         stack.resolver.refs[name] = arn
 

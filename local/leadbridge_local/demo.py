@@ -1,8 +1,9 @@
 """``make demo``: the whole pipeline on the local stack with the samples in ``events/``.
 
 Starts local AWS (from the template) and the fake CRMs, sets up one amoCRM and one Bitrix24 integration, posts
-every sample webhook through the HTTP routes, lets the worker drain the inbox, prints the normalized leads as a
-table and writes them as JSON lines to ``out/demo-leads.jsonl``. Stops everything it started.
+every sample webhook through the HTTP routes, lets the worker drain the inbox, then connects the site chat channel
+(amoCRM's Chats API, the fake amojo) and runs a visitor's conversation in and a manager's reply out; prints the
+normalized leads as a table and writes them as JSON lines to ``out/demo-leads.jsonl``. Stops everything it started.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from leadbridge_local.console import OUT_DIR, capture_function_logs, progress
 from leadbridge_local.template import REPO_ROOT
@@ -61,6 +65,30 @@ def render_table(leads: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def site_chat(runner: Any) -> int:
+    """The cabinet's own chat as an amoCRM chat channel: connect it, a visitor's conversation in (the sample in
+    ``events/integrations_api/post_chat_messages.json``), and a manager's reply out through the channel's hook."""
+    base = "/integrations/demo-amocrm/chat-channel"
+    answer = runner.post(base, json.dumps({"title": "Чат на сайте"}), "application/json")
+    progress(f"  POST {base}: {answer.status_code} {answer.text}")
+    handled: int = runner.drain(timeout=60)
+    sample = json.loads((EVENTS / "integrations_api" / "post_chat_messages.json").read_text(encoding="utf-8"))
+    answer = runner.post(f"{base}/messages", sample["body"], "application/json")
+    progress(f"  POST {base}/messages (post_chat_messages.json): {answer.status_code} {answer.text}")
+    handled += runner.drain(timeout=60)
+    status = runner.get("/integrations/demo-amocrm/status").json()["chat_channel"]
+    conversation = json.loads(sample["body"])["messages"][0]["conversation_id"]
+    body, signature = runner.amojo.reply(status["scope_id"], conversation, "Здравствуйте! Да, доставим за 2 дня.", int(time.time()))
+    answer = httpx.post(
+        f"{runner.base_url}/hooks/amojo/{status['scope_id']}",
+        content=body,
+        headers={"Content-Type": "application/json", "X-Signature": signature},
+        timeout=30,
+    )
+    progress(f"  POST /hooks/amojo/<scope> (a manager's reply, signed by amojo): {answer.status_code} {answer.text}")
+    return handled
+
+
 def main() -> int:
     stdout, log_path = capture_function_logs("demo-functions")
     from leadbridge_local.demo_setup import install_demo_integrations  # noqa: PLC0415 - after log capture
@@ -78,12 +106,16 @@ def main() -> int:
                 status, text = post_event_file(runner, path)
                 progress(f"  POST {folder}/{path.name}: {status} {text}")
         handled = runner.drain(timeout=120)
+        handled += site_chat(runner)
         leads = runner.take_leads()
         dead = runner.take_messages("InboxDeadLetterQueue")
+        replies = [json.loads(m["Body"]) for m in runner.take_messages("ChatRepliesQueue")]
     out = OUT_DIR / "demo-leads.jsonl"
     out.write_text("".join(json.dumps(lead, ensure_ascii=False) + "\n" for lead in leads), encoding="utf-8")
     stdout.write(render_table(leads) + "\n\n")
     stdout.write(f"{len(leads)} leads from {handled} inbox events ({len(dead)} dead-lettered); JSON lines in {out}\n")
+    for reply in replies:
+        stdout.write(f"site chat reply out (replies queue): {reply['conversation_id']}: {reply['text']}\n")
     stdout.write(f"function logs: {log_path}\n")
     stdout.flush()
     return 0 if leads else 1

@@ -34,6 +34,7 @@ from leadbridge_local.aws import LocalStack, forget_clients, free_port, local_aw
 from leadbridge_local.aws_calls import AwsCallRecorder, resources_of
 from leadbridge_local.environments import EnvironmentPool
 from leadbridge_local.fakes.amocrm import FakeAmoCRM
+from leadbridge_local.fakes.amojo import FakeAmojo
 from leadbridge_local.fakes.base import FakeClock
 from leadbridge_local.fakes.bitrix24 import FakeBitrix24
 from leadbridge_local.fakes.server import FakeCrmServer
@@ -77,7 +78,8 @@ class LocalRunner:
         self.clock = FakeClock()
         self.amocrm = FakeAmoCRM(self.clock, data_dir=amocrm_data)
         self.bitrix24 = FakeBitrix24(self.clock, data_dir=bitrix24_data)
-        self.crm_server = FakeCrmServer(self.amocrm, self.bitrix24)
+        self.amojo = FakeAmojo(self.amocrm, self.clock)
+        self.crm_server = FakeCrmServer(self.amocrm, self.bitrix24, self.amojo)
         self.retry_visibility_seconds = retry_visibility_seconds
         self.http_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.http_port}"
@@ -96,6 +98,10 @@ class LocalRunner:
     def __enter__(self) -> LocalRunner:
         self.crm_server.start()
         self.stack = self._aws.__enter__()
+        # The chat channel amoCRM registered (the fake amojo's), put in as an operator would after the deploy.
+        self.stack.client("secretsmanager").put_secret_value(
+            SecretId=self.stack.ref("ChatChannelSecret"), SecretString=self.amojo.credentials_json()
+        )
         self.aws_calls.install(resources_of(self.stack))
         forget_clients()  # the layer's clients are made again, through the recorded session
         environment = {**self.stack.process_environment(), ORIGIN_OVERRIDE_ENV: self.crm_server.origin}

@@ -10,6 +10,8 @@ from leadbridge.api.service import IntegrationsService
 from leadbridge.backfill.runner import BackfillRunner
 from leadbridge.bitrix24.enricher import BitrixEnricher
 from leadbridge.bitrix24.oauth import BitrixOAuth
+from leadbridge.chat_channel.actions import ChatChannel
+from leadbridge.chat_channel.credentials import CredentialsSource
 from leadbridge.config import ApiConfig, BackfillConfig, OAuthConfig, RefresherConfig, SweepConfig, WorkerConfig
 from leadbridge.http.ratelimit import Budgets
 from leadbridge.integration import Integration
@@ -20,13 +22,15 @@ from leadbridge.oauth.token_provider import Refresher, TokenProvider
 from leadbridge.parking import Parking
 from leadbridge.queues import DeadLetters, InboxQueue, LeadsQueue
 from leadbridge.reconcile import Reconciler
-from leadbridge.secret_values import secret_string
+from leadbridge.secret_values import secret_string, secret_string_fresh
 from leadbridge.store.backfills import DynamoBackfills
 from leadbridge.store.bot_sessions import DynamoBotSessions
+from leadbridge.store.chat_scopes import DynamoChatScopes
 from leadbridge.store.integrations import BatchStatus, CachedIntegrations, DynamoIntegrations
 from leadbridge.store.ledger import DynamoLedger
 from leadbridge.store.limits import DynamoLimitState
 from leadbridge.store.parked import DynamoParkedEvents
+from leadbridge.store.site_chats import DynamoSiteChats
 from leadbridge.store.talk_messages import DynamoTalkMessages
 from leadbridge.store.tokens import DynamoTokens
 from leadbridge.worker import Enricher, LeadWorker
@@ -68,6 +72,7 @@ def lead_worker(config: WorkerConfig, metrics: Metrics) -> WorkerBatch:
             budgets,
             DynamoTalkMessages(config.ledger_table, config.ledger_retention_days),
             DynamoBotSessions(config.ledger_table, config.ledger_retention_days),
+            chat_channel(config, tokens, budgets, integrations),
         ),
         "bitrix24": BitrixEnricher(tokens, budgets, config.bitrix_activity_wait_seconds),
     }
@@ -116,6 +121,7 @@ def integrations_service(config: ApiConfig) -> IntegrationsService:
         parking=parking(config.integrations_table, config.inbox_queue_url),
         parked=DynamoParkedEvents(config.integrations_table),
         backfills=DynamoBackfills(config.integrations_table),
+        inbox=InboxQueue(config.inbox_queue_url),
     )
 
 
@@ -141,4 +147,19 @@ def backfill_runner(config: BackfillConfig, metrics: Metrics) -> BackfillRunner:
         budgets=Budgets(DynamoLimitState(config.limits_table)),
         waiting=parking(config.integrations_table, config.inbox_queue_url),
         share=config.share,
+    )
+
+
+def chat_channel(
+    config: WorkerConfig, tokens: TokenProvider, budgets: Budgets, integrations: DynamoIntegrations
+) -> ChatChannel:
+    arn = config.chat_channel_secret_arn
+    credentials = CredentialsSource(lambda: secret_string_fresh(arn)) if arn else None
+    return ChatChannel(
+        credentials=credentials,
+        tokens=tokens,
+        budgets=budgets,
+        integrations=integrations,
+        scopes=DynamoChatScopes(config.integrations_table),
+        chats=DynamoSiteChats(config.ledger_table, config.ledger_retention_days),
     )

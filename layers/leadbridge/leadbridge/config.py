@@ -95,6 +95,7 @@ class WorkerConfig(NamedTuple):
     redirect_uri: str
     ledger_retention_days: int
     bitrix_activity_wait_seconds: int
+    chat_channel_secret_arn: str = ""  # empty: no site chat channel on this stack
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> WorkerConfig:
@@ -108,6 +109,7 @@ class WorkerConfig(NamedTuple):
             redirect_uri=_require(env, "OAUTH_REDIRECT_URI"),
             ledger_retention_days=_int(env, "LEDGER_RETENTION_DAYS", 90),
             bitrix_activity_wait_seconds=_int(env, "BITRIX_ACTIVITY_WAIT_SECONDS", 600),
+            chat_channel_secret_arn=_optional(env, "CHAT_CHANNEL_SECRET_ARN"),
         )
 
 
@@ -202,4 +204,18 @@ class BackfillConfig(NamedTuple):
             redirect_uri=_require(env, "OAUTH_REDIRECT_URI"),
             ledger_retention_days=_int(env, "LEDGER_RETENTION_DAYS", 90),
             share=_share(env, "BACKFILL_SHARE", 0.25),
+        )
+
+
+class ChatHookConfig(NamedTuple):
+    integrations_table: str
+    replies_queue_url: str
+    chat_channel_secret_arn: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ChatHookConfig:
+        return cls(
+            integrations_table=_require(env, "INTEGRATIONS_TABLE"),
+            replies_queue_url=_require(env, "REPLIES_QUEUE_URL"),
+            chat_channel_secret_arn=_require(env, "CHAT_CHANNEL_SECRET_ARN"),
         )

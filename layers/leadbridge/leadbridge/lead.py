@@ -17,7 +17,7 @@ SCHEMA_VERSION: Literal[1] = 1
 LEAD_ID_NAMESPACE = uuid.UUID("5a0b7c52-4a5e-4d1e-9d6e-6c6561646272")
 
 Crm = Literal["amocrm", "bitrix24"]
-EntityType = Literal["talk", "lead", "deal"]
+EntityType = Literal["talk", "lead", "deal", "site_chat"]
 
 
 def _utc_iso(value: datetime) -> str:
@@ -33,7 +33,8 @@ class _Model(BaseModel):
 
 class SourceEntity(_Model):
     type: EntityType = Field(
-        description="The CRM entity the lead was built from: an amoCRM talk, a Bitrix24 lead or deal."
+        description="The CRM entity the lead was built from: an amoCRM talk (or lead, for a stage trigger without "
+        "a chat), a Bitrix24 lead or deal; site_chat: a conversation of the cabinet's own chat channel (its id)."
     )
     id: str = Field(description="The entity's id in the CRM.")
 

@@ -154,3 +154,21 @@ class DeadLetters:
             MessageDeduplicationId=deduplication_id,
             MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:256] or "unknown"}},
         )
+
+
+class RepliesQueue:
+    """Managers' replies for the cabinet's chat (FIFO: in order per conversation, each reply once)."""
+
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url = queue_url
+
+    def send(self, reply: dict[str, Any], group: str, deduplication_id: str) -> None:
+        try:
+            sqs_client().send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=json.dumps(reply, ensure_ascii=False, separators=(",", ":")),
+                MessageGroupId=group[:128] or "unknown",
+                MessageDeduplicationId=hashlib.sha256(deduplication_id.encode()).hexdigest(),
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise InboxWriteError(f"replies queue write failed: {type(exc).__name__}") from exc

@@ -1,4 +1,5 @@
-"""Secrets Manager values, read once per process (the OAuth state key)."""
+"""Secrets Manager values: read once per process (the OAuth state key), or each time asked (a value that an
+operator may put in after the deploy, read by callers that cache it for minutes: the chat channel)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import boto3
 
 @cache
 def secret_string(secret_arn: str) -> str:
+    return secret_string_fresh(secret_arn)
+
+
+def secret_string_fresh(secret_arn: str) -> str:
     value = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
     if not value:
         raise RuntimeError("the secret is empty")

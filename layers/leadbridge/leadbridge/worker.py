@@ -141,7 +141,10 @@ class ParkingPlace(Protocol):
 STATUS_NOTICES = frozenset({"filtered_reads_refused"})
 
 WorkOutcome = Literal["emitted", "skipped", "parked", "duplicate", "integration_gone", "kept"]
-SIDE_INPUTS = frozenset({"talk_message", "bot_continue"})  # entity types that feed a conversation and are none
+# Entity types that feed a conversation (or act for one) and are none themselves.
+SIDE_INPUTS = frozenset(
+    {"talk_message", "bot_continue", "site_chat_message", "channel_connect", "channel_disconnect", "channel_delivery"}
+)
 
 
 class LeadWorker:

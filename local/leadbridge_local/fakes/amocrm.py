@@ -19,6 +19,7 @@ import json
 import re
 import secrets
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ class Account:
     bot_continues: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (path, body) of continue calls
     blocked: bool = False
     filters_ignored: bool = False
+    amojo_id: str = ""  # the account's id in the Chats API (GET /api/v4/account?with=amojo_id)
     violations: deque[float] = field(default_factory=deque)
 
 
@@ -83,7 +85,8 @@ class FakeAmoCRM(FakeCrmBase):
     # ------------------------------------------------------------------ seeding (tests and the local runner)
     def add_account(self, subdomain: str, account_id: int) -> Account:
         with self.lock:
-            return self.accounts.setdefault(subdomain, Account(subdomain, account_id))
+            amojo_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"amojo:{subdomain}:{account_id}"))
+            return self.accounts.setdefault(subdomain, Account(subdomain, account_id, amojo_id=amojo_id))
 
     def register_client(self, client_id: str, client_secret: str, redirect_uri: str) -> None:
         self.clients[client_id] = (remember_secret(client_secret), redirect_uri)
@@ -121,6 +124,7 @@ class FakeAmoCRM(FakeCrmBase):
         created_at: int,
         lead: dict[str, Any] | None = None,
         contact: dict[str, Any] | None = None,
+        chat_id: str | None = None,
     ) -> None:
         account = self.accounts[subdomain]
         with self.lock:
@@ -130,7 +134,7 @@ class FakeAmoCRM(FakeCrmBase):
                 "updated_at": created_at,
                 "rate": 0,
                 "contact_id": contact_id,
-                "chat_id": f"chat-{talk_id}",
+                "chat_id": chat_id or f"chat-{talk_id}",
                 "entity_id": lead_id,
                 "entity_type": "lead" if lead_id else None,
                 "is_in_work": True,
@@ -386,7 +390,10 @@ class FakeAmoCRM(FakeCrmBase):
             self.count("events_requests")
             return self._events(account, request)
         if path == "/api/v4/account":
-            return json_response(200, {"id": account.account_id, "subdomain": account.subdomain}, HAL)
+            account_body: dict[str, Any] = {"id": account.account_id, "subdomain": account.subdomain}
+            if "amojo_id" in (request.arg("with") or "").split(","):
+                account_body["amojo_id"] = account.amojo_id
+            return json_response(200, account_body, HAL)
         return _problem(404, "Not Found", "Unknown path")
 
     def _list(self, account: Account, entity: str, request: HttpRequest) -> HttpResponse:

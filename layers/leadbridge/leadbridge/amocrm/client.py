@@ -52,6 +52,13 @@ class AmoClient:
     def get_account(self) -> dict[str, Any]:
         return self._entity("/api/v4/account", None)
 
+    def amojo_account_id(self) -> str:
+        """The account's id in the Chats API (``GET /api/v4/account?with=amojo_id``)."""
+        found = self._entity("/api/v4/account", {"with": "amojo_id"}).get("amojo_id")
+        if not isinstance(found, str) or not found:
+            raise BadResponse("amoCRM gave no amojo_id for the account")
+        return found
+
     def get_talk(self, talk_id: str) -> dict[str, Any]:
         return self._entity(f"/api/v4/talks/{talk_id}", None)
 

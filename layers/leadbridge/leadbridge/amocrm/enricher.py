@@ -25,6 +25,8 @@ from leadbridge.amocrm.client import AmoClient
 from leadbridge.amocrm.continue_url import continue_url_allowed
 from leadbridge.amocrm.enrich import NOTE_SERVICE, AmoLead, BotSessions, build_stage_lead, build_talk_lead
 from leadbridge.amocrm.pipeline_triggers import CHAT_TRIGGER
+from leadbridge.chat_channel.actions import SIDE_INPUTS as CHANNEL_SIDE_INPUTS
+from leadbridge.chat_channel.actions import ChannelRetry, ChannelUnusable, ChatChannel
 from leadbridge.crm_values import as_dict, as_id, dicts, epoch_time, positive_int
 from leadbridge.http.errors import BadRequest, CrmError, CrmUnavailable, RateLimited
 from leadbridge.http.ratelimit import Budgets
@@ -74,8 +76,14 @@ class BotSessionStore(Protocol):
 
 class AmoEnricher:
     def __init__(
-        self, tokens: TokenProvider, budgets: Budgets, messages: DynamoTalkMessages, sessions: BotSessionStore
+        self,
+        tokens: TokenProvider,
+        budgets: Budgets,
+        messages: DynamoTalkMessages,
+        sessions: BotSessionStore,
+        chat_channel: ChatChannel | None = None,
     ) -> None:
+        self.chat_channel = chat_channel
         self.messages = messages
         self.sessions = sessions
         # account -> (the lead ids asked for, lead id -> session): the batch's Salesbot sessions, read in prepare
@@ -151,6 +159,8 @@ class AmoEnricher:
     def build(self, message: InboxMessage, integration: Integration, entry: LedgerEntry) -> Emission | Skip:
         if message.entity_type == "lead":
             return self._from_trigger(message, integration, entry)
+        if message.entity_type == "site_chat" and self.chat_channel is not None:
+            return Emission(lead=self.chat_channel.build_lead(message, integration))
         if message.entity_type != "talk":
             return Skip(reason=f"unsupported amoCRM entity {message.entity_type}")
         account = self._accounts.get(integration.integration_id) or _Account()
@@ -161,7 +171,9 @@ class AmoEnricher:
             self.requests_made += client.requests_made
         if message.conversation and not built.lead_is_new:
             return Skip(reason="same_conversation: the talk was attached to a lead that existed before it")
-        return self._emission(built, message, message, integration, entry, account)
+        emission = self._emission(built, message, message, integration, entry, account)
+        site_chat = self.chat_channel.conversation_of_talk(message) if self.chat_channel else None
+        return replace(emission, also_claims=(site_chat,)) if site_chat else emission
 
     def _from_trigger(self, message: InboxMessage, integration: Integration, entry: LedgerEntry) -> Emission | Skip:
         """A digital-pipeline trigger names a lead: its chat's talk is the conversation (the same key as the talk
@@ -253,6 +265,19 @@ class AmoEnricher:
     def absorb(self, message: InboxMessage, integration: Integration) -> None:
         if message.entity_type == "bot_continue":
             self._continue_bot(message, integration)
+            return
+        if message.entity_type in CHANNEL_SIDE_INPUTS:
+            if self.chat_channel is None:
+                raise PoisonEvent("chat channel: not part of this worker")
+            try:
+                self.chat_channel.act(message, integration)
+            except ChannelRetry as exc:
+                raise RetryLater(exc.reason, exc.delay_seconds) from exc
+            except ChannelUnusable as exc:
+                raise PoisonEvent(f"chat channel: {exc}") from exc
+            finally:
+                self.requests_made += self.chat_channel.requests_made
+                self.chat_channel.requests_made = 0
             return
         self.messages.add(message.account, message.entity_id, dict(message.payload))
 

@@ -18,6 +18,7 @@ from leadbridge.api.settings import (
     AuthorizeUrl,
     BackfillProgress,
     BackfillRequest,
+    ChatChannelView,
     IntegrationSettings,
     IntegrationStatus,
     IntegrationView,
@@ -26,6 +27,7 @@ from leadbridge.api.settings import (
 )
 from leadbridge.backfill.begin import BackfillConflict
 from leadbridge.backfill.job import InvalidPeriod
+from leadbridge.chat_channel.messages import ChannelConnect, DeliveryReport, MessagesAccepted, VisitorMessages
 
 logger = Logger(child=True)
 IntegrationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Chosen by the cabinet.")]
@@ -130,6 +132,50 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
     def cancel_backfill(integration_id: IntegrationId) -> BackfillProgress:
         """Stop the running backfill; what it imported stays imported."""
         return service().cancel_backfill(integration_id)
+
+    @app.post(
+        "/integrations/{integration_id}/chat-channel",
+        response_model=ChatChannelView,
+        status_code=202,
+        responses={**NOT_FOUND, 409: {}},
+    )
+    def connect_chat_channel(
+        integration_id: IntegrationId, request: Annotated[ChannelConnect, Body()] | None = None
+    ) -> ChatChannelView:
+        """Connect the stack's amoCRM chat channel (Chats API) to the account; the status follows it."""
+        return service().connect_chat_channel(integration_id, request or ChannelConnect())
+
+    @app.delete(
+        "/integrations/{integration_id}/chat-channel",
+        response_model=ChatChannelView,
+        status_code=202,
+        responses={**NOT_FOUND, 409: {}},
+    )
+    def disconnect_chat_channel(integration_id: IntegrationId) -> ChatChannelView:
+        return service().disconnect_chat_channel(integration_id)
+
+    @app.post(
+        "/integrations/{integration_id}/chat-channel/messages",
+        response_model=MessagesAccepted,
+        status_code=202,
+        responses={**NOT_FOUND, 409: {}},
+    )
+    def visitor_messages(
+        integration_id: IntegrationId, request: Annotated[VisitorMessages, Body()]
+    ) -> MessagesAccepted:
+        """The cabinet chat's visitor messages, to amoCRM (idempotent on message_id); a conversation's first
+        message is a new request: a lead attributed to its session."""
+        return service().accept_visitor_messages(integration_id, request)
+
+    @app.post(
+        "/integrations/{integration_id}/chat-channel/delivery",
+        response_model=MessagesAccepted,
+        status_code=202,
+        responses={**NOT_FOUND, 409: {}},
+    )
+    def delivery(integration_id: IntegrationId, report: Annotated[DeliveryReport, Body()]) -> MessagesAccepted:
+        """A manager's reply reached the visitor (or failed): amoCRM shows it on the message."""
+        return service().report_delivery(integration_id, report)
 
     @app.get(
         "/integrations/{integration_id}/authorize-url", response_model=AuthorizeUrl, responses={**NOT_FOUND, 409: {}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from leadbridge.api.settings import (
@@ -12,6 +13,7 @@ from leadbridge.api.settings import (
     BackfillProgress,
     BackfillRequest,
     Bitrix24Settings,
+    ChatChannelView,
     DriftCheck,
     IntegrationStatus,
     IntegrationView,
@@ -22,10 +24,12 @@ from leadbridge.api.settings import (
 )
 from leadbridge.backfill.begin import begin_backfill
 from leadbridge.backfill.job import BackfillJob
+from leadbridge.chat_channel.messages import ChannelConnect, DeliveryReport, MessagesAccepted, VisitorMessages
 from leadbridge.integration import ConnectionState, Integration, SessionField, TrafficTarget
 from leadbridge.oauth.authorize import authorize_url
 from leadbridge.oauth.state import StateSigner
 from leadbridge.parking import Parking
+from leadbridge.queues import InboxMessage, InboxQueue
 from leadbridge.site_script import site_script
 from leadbridge.store.backfills import DynamoBackfills
 from leadbridge.store.integrations import DynamoIntegrations
@@ -50,8 +54,10 @@ class IntegrationsService:
         parking: Parking,
         parked: DynamoParkedEvents,
         backfills: DynamoBackfills,
+        inbox: InboxQueue,
     ) -> None:
         self.backfills = backfills
+        self.inbox = inbox
         self.integrations = integrations
         self.tokens = tokens
         self.signer = signer
@@ -149,6 +155,77 @@ class IntegrationsService:
             job = self.backfills.get(integration_id) or job
         return progress_view(job)
 
+    # ------------------------------------------------------------------ the site chat channel (amoCRM Chats API)
+    def connect_chat_channel(self, integration_id: str, request: ChannelConnect) -> ChatChannelView:
+        """Connect the stack's chat channel to the account (the worker does it: it holds the OAuth token)."""
+        integration = self._chat_capable(integration_id)
+        self.integrations.set_chat_channel(integration_id, "connecting")
+        self._enqueue(integration, "channel.connect", "channel_connect", "channel", {"title": request.title})
+        return self._chat_view(integration_id)
+
+    def disconnect_chat_channel(self, integration_id: str) -> ChatChannelView:
+        integration = self._chat_capable(integration_id)
+        self.integrations.set_chat_channel(integration_id, "disconnecting")
+        self._enqueue(integration, "channel.disconnect", "channel_disconnect", "channel", {})
+        return self._chat_view(integration_id)
+
+    def accept_visitor_messages(self, integration_id: str, request: VisitorMessages) -> MessagesAccepted:
+        """Each message goes to amoCRM; each one also announces its conversation, whose first becomes the lead."""
+        integration = self._chat_connected(integration_id)
+        messages: list[InboxMessage] = []
+        for visitor in request.messages:
+            fields = visitor.model_dump(mode="json", exclude_none=True)
+            fields.setdefault("sent_at", datetime.now(UTC).isoformat())
+            messages.append(self._message(integration, "chat.message", "site_chat_message", visitor.message_id, fields))
+            messages.append(self._message(integration, "chat.started", "site_chat", visitor.conversation_id, fields))
+        self.inbox.send_many(messages)
+        return MessagesAccepted(accepted=len(request.messages))
+
+    def report_delivery(self, integration_id: str, report: DeliveryReport) -> MessagesAccepted:
+        integration = self._chat_connected(integration_id)
+        fields = report.model_dump(mode="json", exclude_none=True)
+        self._enqueue(integration, "chat.delivery", "channel_delivery", report.message_id, fields)
+        return MessagesAccepted(accepted=1)
+
+    def _chat_capable(self, integration_id: str) -> Integration:
+        integration = self._require(integration_id)
+        if integration.crm != "amocrm":
+            raise ValueError("the chat channel is amoCRM's (Chats API)")
+        if not integration.active or not integration.account_id:
+            raise ValueError("connect the integration through OAuth first")
+        return integration
+
+    def _chat_connected(self, integration_id: str) -> Integration:
+        integration = self._chat_capable(integration_id)
+        if self.integrations.status(integration_id).get("chat_channel_state") != "connected":
+            raise ValueError("connect the chat channel first (POST /integrations/{id}/chat-channel)")
+        return integration
+
+    def _enqueue(
+        self, integration: Integration, event: str, entity_type: str, entity_id: str, payload: dict[str, Any]
+    ) -> None:
+        stamped = {**payload, "ts": f"{time.time():.6f}"}  # a deliberate repeat is a new request, not a duplicate
+        self.inbox.send_many([self._message(integration, event, entity_type, entity_id, stamped)])
+
+    @staticmethod
+    def _message(
+        integration: Integration, event: str, entity_type: str, entity_id: str, payload: dict[str, Any]
+    ) -> InboxMessage:
+        return InboxMessage(
+            integration_id=integration.integration_id,
+            crm="amocrm",
+            account=str(integration.account_id),
+            event=event,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            received_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            payload=payload,
+        )
+
+    def _chat_view(self, integration_id: str) -> ChatChannelView:
+        view = chat_channel_view(self.integrations.status(integration_id))
+        return view or ChatChannelView(state="not_connected", scope_id=None, changed_at=None, error=None)
+
     def authorize_url(self, integration_id: str) -> AuthorizeUrl:
         integration = self._require(integration_id)
         if not integration.client_id:
@@ -181,6 +258,7 @@ class IntegrationsService:
             notices=sorted(record.get("notices") or []),
             backfill=progress_view(job) if (job := self.backfills.get(integration_id)) else None,
             drift=DriftCheck(**record["drift_last"]) if isinstance(record.get("drift_last"), dict) else None,
+            chat_channel=chat_channel_view(record) if integration.crm == "amocrm" else None,
         )
 
     def site_script(self, integration_id: str) -> str:
@@ -245,4 +323,16 @@ def progress_view(job: BackfillJob) -> BackfillProgress:
         updated_at=job.updated_at,
         finished_at=job.finished_at,
         last_error=job.last_error,
+    )
+
+
+def chat_channel_view(record: dict[str, Any]) -> ChatChannelView | None:
+    state = record.get("chat_channel_state")
+    if not isinstance(state, str):
+        return None
+    return ChatChannelView(
+        state=state,  # type: ignore[arg-type]
+        scope_id=record.get("chat_scope_id"),
+        changed_at=record.get("chat_channel_changed_at"),
+        error=record.get("chat_channel_error") or None,
     )

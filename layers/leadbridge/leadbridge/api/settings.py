@@ -195,6 +195,13 @@ class DriftCheck(_Strict):
     missing: int = Field(description="Chats without a lead (0 when emitted >= unsorted_chats).")
 
 
+class ChatChannelView(_Strict):
+    state: Literal["not_connected", "connecting", "connected", "disconnecting", "disconnected", "failed"]
+    scope_id: str | None = Field(description="amojo's scope of the channel on this account, once connected.")
+    changed_at: int | None
+    error: str | None = Field(description="Why connecting failed (no channel configured, amojo refused...).")
+
+
 class IntegrationStatus(_Strict):
     integration_id: str
     active: bool
@@ -218,6 +225,9 @@ class IntegrationStatus(_Strict):
         description="Raw channel values (amoCRM origin, Bitrix24 connector) no mapping knows yet; see docs/channels.md.",
     )
     backfill: BackfillProgress | None = Field(default=None, description="The latest backfill, if any.")
+    chat_channel: ChatChannelView | None = Field(
+        default=None, description="amoCRM: the site chat channel (Chats API) on this account."
+    )
     drift: DriftCheck | None = Field(
         default=None, description="amoCRM: the last hourly check of Unsorted chats against the leads emitted."
     )

@@ -139,6 +139,29 @@ class DynamoIntegrations:
     def set_sweep_watermark(self, integration_id: str, watermark: int) -> None:
         self._update_status("SET sweep_watermark = :w", {":w": watermark}, integration_id)
 
+    def set_chat_channel(
+        self,
+        integration_id: str,
+        state: str,
+        *,
+        scope_id: str | None = None,
+        amojo_account_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """The site chat channel's state on this account (connecting, connected, disconnecting, disconnected,
+        failed), and its scope once connected."""
+        values: dict[str, Any] = {":s": state, ":now": int(time.time())}
+        sets = ["chat_channel_state = :s", "chat_channel_changed_at = :now"]
+        if scope_id is not None:
+            sets.append("chat_scope_id = :scope")
+            values[":scope"] = scope_id
+        if amojo_account_id is not None:
+            sets.append("chat_amojo_account_id = :amojo")
+            values[":amojo"] = amojo_account_id
+        sets.append("chat_channel_error = :err")
+        values[":err"] = (error or "")[:300]
+        self._update_status(f"SET {', '.join(sets)}", values, integration_id)
+
     def set_drift_mark(
         self, integration_id: str, at: int, emitted: int, reading: Mapping[str, int] | None = None
     ) -> None:
