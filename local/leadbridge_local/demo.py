@@ -78,7 +78,9 @@ def site_chat(runner: Any) -> int:
     handled += runner.drain(timeout=60)
     status = runner.get("/integrations/demo-amocrm/status").json()["chat_channel"]
     conversation = json.loads(sample["body"])["messages"][0]["conversation_id"]
-    body, signature = runner.amojo.reply(status["scope_id"], conversation, "Здравствуйте! Да, доставим за 2 дня.", int(time.time()))
+    body, signature = runner.amojo.reply(
+        status["scope_id"], conversation, "Здравствуйте! Да, доставим за 2 дня.", int(time.time())
+    )
     answer = httpx.post(
         f"{runner.base_url}/hooks/amojo/{status['scope_id']}",
         content=body,

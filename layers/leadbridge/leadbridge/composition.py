@@ -137,15 +137,15 @@ def reconciler(config: SweepConfig, metrics: Metrics) -> Reconciler:
 
 
 def backfill_runner(config: BackfillConfig, metrics: Metrics) -> BackfillRunner:
-    integrations = DynamoIntegrations(config.integrations_table)
+    stores = config.stores
     return BackfillRunner(
-        backfills=DynamoBackfills(config.integrations_table),
-        integrations=integrations,
-        ledger=DynamoLedger(config.ledger_table, config.ledger_retention_days),
-        inbox=InboxQueue(config.inbox_queue_url),
-        tokens=token_provider(config.integrations_table, config.redirect_uri, metrics),
-        budgets=Budgets(DynamoLimitState(config.limits_table)),
-        waiting=parking(config.integrations_table, config.inbox_queue_url),
+        backfills=DynamoBackfills(stores.integrations_table),
+        integrations=DynamoIntegrations(stores.integrations_table),
+        ledger=DynamoLedger(stores.ledger_table, stores.ledger_retention_days),
+        inbox=InboxQueue(stores.inbox_queue_url),
+        tokens=token_provider(stores.integrations_table, stores.redirect_uri, metrics),
+        budgets=Budgets(DynamoLimitState(stores.limits_table)),
+        waiting=parking(stores.integrations_table, stores.inbox_queue_url),
         share=config.share,
     )
 

@@ -186,25 +186,14 @@ class SweepConfig(NamedTuple):
 
 
 class BackfillConfig(NamedTuple):
-    integrations_table: str
-    ledger_table: str
-    limits_table: str
-    inbox_queue_url: str
-    redirect_uri: str
-    ledger_retention_days: int
-    share: float  # of each CRM's request limit
+    """What the sweep needs (the same tables, queue and tokens), and the backfill's share of each CRM's limit."""
+
+    stores: SweepConfig
+    share: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> BackfillConfig:
-        return cls(
-            integrations_table=_require(env, "INTEGRATIONS_TABLE"),
-            ledger_table=_require(env, "LEDGER_TABLE"),
-            limits_table=_require(env, "LIMITS_TABLE"),
-            inbox_queue_url=_require(env, "INBOX_QUEUE_URL"),
-            redirect_uri=_require(env, "OAUTH_REDIRECT_URI"),
-            ledger_retention_days=_int(env, "LEDGER_RETENTION_DAYS", 90),
-            share=_share(env, "BACKFILL_SHARE", 0.25),
-        )
+        return cls(stores=SweepConfig.from_env(env), share=_share(env, "BACKFILL_SHARE", 0.25))
 
 
 class ChatHookConfig(NamedTuple):

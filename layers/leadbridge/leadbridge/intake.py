@@ -80,6 +80,17 @@ def now_iso(now: datetime | None) -> str:
     return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def amo_account_mismatch(integration: Integration, subdomain: str | None, account_id: str | None) -> HookResult | None:
+    """A refusal when what amoCRM says about the account is missing or is not the integration's account."""
+    if subdomain is None and account_id is None:
+        return reject(400, "missing_account")
+    if subdomain is not None and subdomain.lower() != integration.account_name.lower():
+        return reject(403, "account_mismatch")
+    if integration.account_id and account_id and account_id != integration.account_id:
+        return reject(403, "account_mismatch")
+    return None
+
+
 def accept_amocrm(
     integrations: IntegrationLookup,
     inbox: Inbox,
@@ -98,12 +109,9 @@ def accept_amocrm(
         return reject(400, "malformed_body")
     parsed = parse_amo_webhook(form)
     chat_messages, malformed_messages = parse_message_events(form)
-    if parsed.subdomain is None and parsed.account_id is None:
-        return reject(400, "missing_account")
-    if parsed.subdomain is not None and parsed.subdomain.lower() != integration.account_name.lower():
-        return reject(403, "account_mismatch")
-    if integration.account_id and parsed.account_id and parsed.account_id != integration.account_id:
-        return reject(403, "account_mismatch")
+    mismatch = amo_account_mismatch(integration, parsed.subdomain, parsed.account_id)
+    if mismatch is not None:
+        return mismatch
     account = parsed.account_id or integration.account_id
     if (parsed.talks or chat_messages) and account is None:
         return reject(400, "missing_account_id")

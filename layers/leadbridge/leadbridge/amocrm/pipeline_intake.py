@@ -20,8 +20,16 @@ from leadbridge.amocrm.bot_token import InvalidBotToken, verify_bot_token
 from leadbridge.amocrm.continue_url import continue_url_allowed
 from leadbridge.amocrm.pipeline_triggers import MalformedTrigger, parse_trigger, read_tree
 from leadbridge.formdata import text
-from leadbridge.intake import HookResult, Inbox, IntegrationLookup, authenticate, enqueue, now_iso, reject
-from leadbridge.integration import Integration
+from leadbridge.intake import (
+    HookResult,
+    Inbox,
+    IntegrationLookup,
+    amo_account_mismatch,
+    authenticate,
+    enqueue,
+    now_iso,
+    reject,
+)
 from leadbridge.queues import InboxMessage
 
 SESSION = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -50,7 +58,7 @@ def accept_trigger(
         parsed = parse_trigger(body, content_type)
     except MalformedTrigger:
         return reject(400, "malformed_trigger")
-    mismatch = _account_mismatch(integration, parsed.subdomain, parsed.account_id)
+    mismatch = amo_account_mismatch(integration, parsed.subdomain, parsed.account_id)
     if mismatch is not None:
         return mismatch
     if parsed.trigger is None:
@@ -96,7 +104,7 @@ def accept_salesbot(
         claims = verify_bot_token(text(request, "token"), integration.client_secret, moment)
     except InvalidBotToken as exc:
         return reject(401, f"bot_token_{str(exc).replace(' ', '_')}")
-    mismatch = _account_mismatch(integration, claims.subdomain, claims.account_id)
+    mismatch = amo_account_mismatch(integration, claims.subdomain, claims.account_id)
     if mismatch is not None:
         return mismatch
     account = claims.account_id or integration.account_id
@@ -127,16 +135,6 @@ def accept_salesbot(
     if result.status == 200:
         return HookResult(status=200, body={"accepted": 1, "session": session_id is not None}, accepted=1)
     return result
-
-
-def _account_mismatch(integration: Integration, subdomain: str | None, account_id: str | None) -> HookResult | None:
-    if subdomain is None and account_id is None:
-        return reject(400, "missing_account")
-    if subdomain is not None and subdomain.lower() != integration.account_name.lower():
-        return reject(403, "account_mismatch")
-    if integration.account_id and account_id and account_id != integration.account_id:
-        return reject(403, "account_mismatch")
-    return None
 
 
 def _digits(value: str | None) -> str | None:
