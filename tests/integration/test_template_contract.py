@@ -69,14 +69,23 @@ def test_every_dead_letter_queue_has_an_alarm() -> None:
     assert dlqs == alarmed
 
 
+SALESBOT_SESSIONS = ["amocrm:*#session"]  # the one write a hook makes: a session Salesbot handed over (signed)
+
+
 def test_hooks_may_only_read_the_integrations_table_and_send_to_the_inbox() -> None:
     template = load_template()
-    for name in ("AmoHookFunction", "BitrixHookFunction"):
+    for name in ("AmoHookFunction", "BitrixHookFunction", "ChatChannelHookFunction"):
+        statements = [s for p in template["Resources"][name]["Properties"]["Policies"] for s in p.get("Statement", [])]
         policies = json.dumps(template["Resources"][name]["Properties"]["Policies"])
         assert "dynamodb:GetItem" in policies
-        assert "PutItem" not in policies
-        assert "LeadLedgerTable" not in policies
         assert "LeadsQueue" not in policies
+        for statement in statements:
+            if "LeadLedgerTable" in json.dumps(statement["Resource"]):
+                assert name == "AmoHookFunction"
+                assert statement["Action"] == "dynamodb:PutItem"
+                assert statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == SALESBOT_SESSIONS
+            else:
+                assert "PutItem" not in json.dumps(statement)
 
 
 # ---------------------------------------------------------------- what CloudFormation receives (after the SAM transform)
@@ -154,12 +163,18 @@ def test_token_items_are_out_of_the_hooks_reach_and_nothing_encrypts_with_kms(
     cloudformation_template: dict[str, Any],
 ) -> None:
     resources = cloudformation_template["Resources"]
-    for role in ("AmoHookFunctionRole", "BitrixHookFunctionRole"):
+    allowed = {
+        "AmoHookFunctionRole": {"IntegrationsTable": ["INTEGRATION#*"], "LeadLedgerTable": SALESBOT_SESSIONS},
+        "BitrixHookFunctionRole": {"IntegrationsTable": ["INTEGRATION#*"]},
+        "ChatChannelHookFunctionRole": {"IntegrationsTable": ["CHATSCOPE#*"]},
+    }
+    for role, tables in allowed.items():
         statements = [s for p in resources[role]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
         reads = [s for s in statements if any(str(a).startswith("dynamodb:") for a in _actions(s))]
         assert reads
         for statement in reads:
-            assert statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["INTEGRATION#*"]
+            [table] = [t for t in tables if t in json.dumps(statement["Resource"])]
+            assert statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == tables[table]
     for name, resource in resources.items():
         if resource["Type"] == "AWS::IAM::Role":
             for policy in resource["Properties"].get("Policies", []):
