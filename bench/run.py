@@ -43,15 +43,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def import_seconds(statement: str, env: dict[str, str]) -> float:
-    code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
-    samples = []
+def import_seconds(*cases: tuple[str, dict[str, str]]) -> list[float]:
+    """The median import time of each (statement, environment), their runs interleaved: the machine's drift during
+    the measurement (another process, the CPU's clock) falls on every case alike, so ratios between them hold."""
+    samples: list[list[float]] = [[] for _ in cases]
     for _ in range(IMPORT_RUNS):
-        out = subprocess.run(
-            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=REPO
-        )
-        samples.append(float(out.stdout.strip().splitlines()[-1]))
-    return statistics.median(samples)
+        for index, (statement, env) in enumerate(cases):
+            code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
+            out = subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=REPO
+            )
+            samples[index].append(float(out.stdout.strip().splitlines()[-1]))
+    return [statistics.median(found) for found in samples]
 
 
 BUILD = REPO / ".aws-sam" / "build"
@@ -93,11 +96,11 @@ def import_figures() -> dict[str, float]:
     }
     load = "import importlib.util as u; s = u.spec_from_file_location('app', '{}'); m = u.module_from_spec(s); s.loader.exec_module(m)"
     env.pop("PYTHONPATH", None)
-    boto = import_seconds("import boto3", env)
     arm_layer = BUILD / "LeadbridgeLayer" / "python"
-    hook = import_seconds(load.format(BUILD / "AmoHookFunction" / "app.py"), {**env, "PYTHONPATH": str(arm_layer)})
-    worker = import_seconds(
-        load.format(BUILD / "LeadWorkerFunction" / "app.py"), {**env, "PYTHONPATH": str(host_layer())}
+    boto, hook, worker = import_seconds(
+        ("import boto3", env),
+        (load.format(BUILD / "AmoHookFunction" / "app.py"), {**env, "PYTHONPATH": str(arm_layer)}),
+        (load.format(BUILD / "LeadWorkerFunction" / "app.py"), {**env, "PYTHONPATH": str(host_layer())}),
     )
     return {
         "import_boto3_ms": round(boto * 1000, 1),
