@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from leadbridge.amocrm.message_events import parse_message_events
@@ -18,7 +18,7 @@ from leadbridge.amocrm.talk_events import parse_amo_webhook
 from leadbridge.bitrix24.events import parse_bitrix_event
 from leadbridge.formdata import FormDataError, parse_form
 from leadbridge.integration import Integration
-from leadbridge.queues import InboxMessage, InboxWriteError
+from leadbridge.queues import InboxMessage, InboxWriteError, received_stamp
 from leadbridge.webhook_secret import hash_secret, secret_matches
 
 
@@ -77,7 +77,7 @@ def _plausible_id(value: str) -> bool:
 
 
 def now_iso(now: datetime | None) -> str:
-    return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return received_stamp(now.timestamp() if now else None)
 
 
 def amo_account_mismatch(integration: Integration, subdomain: str | None, account_id: str | None) -> HookResult | None:

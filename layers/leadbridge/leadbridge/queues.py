@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,12 @@ INBOX_MESSAGE_VERSION = 1
 @cache
 def sqs_client() -> SQSClient:
     return boto3.client("sqs")
+
+
+def received_stamp(now: float | None = None) -> str:
+    """An inbox message's ``received_at``: ISO 8601 UTC with milliseconds and a ``Z``."""
+    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from leadbridge.amocrm.enrich import talk_from_api
 from leadbridge.bitrix24.client import BitrixClient
 from leadbridge.crm_values import as_dict, as_id, dicts
 from leadbridge.integration import Integration
-from leadbridge.queues import InboxMessage
+from leadbridge.queues import InboxMessage, received_stamp
 
 EVENTS = {"lead": "ONCRMLEADADD", "deal": "ONCRMDEALADD"}
 AMO_EVENT_TYPES = ("incoming_chat_message",)
@@ -82,7 +82,7 @@ def _recovered(
         event=event,
         entity_type=entity_type,
         entity_id=entity_id,
-        received_at=datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        received_at=received_stamp(now),
         payload=payload,
         source=source,
     )

@@ -18,8 +18,8 @@ from typing import Protocol
 
 from leadbridge.amocrm.bot_token import InvalidBotToken, verify_bot_token
 from leadbridge.amocrm.continue_url import continue_url_allowed
-from leadbridge.amocrm.pipeline_triggers import MalformedTrigger, parse_trigger, read_tree
-from leadbridge.formdata import text
+from leadbridge.amocrm.pipeline_triggers import MalformedTrigger, read_tree, trigger_from_tree
+from leadbridge.formdata import FormNode, text
 from leadbridge.intake import (
     HookResult,
     Inbox,
@@ -30,6 +30,7 @@ from leadbridge.intake import (
     now_iso,
     reject,
 )
+from leadbridge.integration import Integration
 from leadbridge.queues import InboxMessage
 
 SESSION = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -50,12 +51,12 @@ def accept_trigger(
     content_type: str,
     now: datetime | None = None,
 ) -> HookResult:
-    found = authenticate(integrations, "amocrm", integration_id, secret, body)
+    found = _authenticated_tree(integrations, integration_id, secret, body, content_type, "malformed_trigger")
     if isinstance(found, HookResult):
         return found
-    integration = found
+    integration, tree = found
     try:
-        parsed = parse_trigger(body, content_type)
+        parsed = trigger_from_tree(tree)
     except MalformedTrigger:
         return reject(400, "malformed_trigger")
     mismatch = amo_account_mismatch(integration, parsed.subdomain, parsed.account_id)
@@ -91,14 +92,10 @@ def accept_salesbot(
     content_type: str,
     now: datetime | None = None,
 ) -> HookResult:
-    found = authenticate(integrations, "amocrm", integration_id, secret, body)
+    found = _authenticated_tree(integrations, integration_id, secret, body, content_type, "malformed_request")
     if isinstance(found, HookResult):
         return found
-    integration = found
-    try:
-        request = read_tree(body, content_type)
-    except MalformedTrigger:
-        return reject(400, "malformed_request")
+    integration, request = found
     moment = now.timestamp() if now else time.time()
     try:
         claims = verify_bot_token(text(request, "token"), integration.client_secret, moment)
@@ -135,6 +132,19 @@ def accept_salesbot(
     if result.status == 200:
         return HookResult(status=200, body={"accepted": 1, "session": session_id is not None}, accepted=1)
     return result
+
+
+def _authenticated_tree(
+    integrations: IntegrationLookup, integration_id: str, secret: str, body: bytes, content_type: str, malformed: str
+) -> tuple[Integration, FormNode] | HookResult:
+    """The integration (the secret in the URL checked) and the body as a tree, or the refusal."""
+    found = authenticate(integrations, "amocrm", integration_id, secret, body)
+    if isinstance(found, HookResult):
+        return found
+    try:
+        return found, read_tree(body, content_type)
+    except MalformedTrigger:
+        return reject(400, malformed)
 
 
 def _digits(value: str | None) -> str | None:

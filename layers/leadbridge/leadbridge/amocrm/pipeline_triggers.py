@@ -62,7 +62,10 @@ def read_tree(body: bytes, content_type: str) -> FormNode:
 
 
 def parse_trigger(body: bytes, content_type: str) -> ParsedTrigger:
-    tree = read_tree(body, content_type)
+    return trigger_from_tree(read_tree(body, content_type))
+
+
+def trigger_from_tree(tree: FormNode) -> ParsedTrigger:
     event = tree.get("event")
     if not isinstance(event, dict):
         raise MalformedTrigger("no event")

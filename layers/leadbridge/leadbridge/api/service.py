@@ -29,7 +29,7 @@ from leadbridge.integration import ConnectionState, Integration, SessionField, T
 from leadbridge.oauth.authorize import authorize_url
 from leadbridge.oauth.state import StateSigner
 from leadbridge.parking import Parking
-from leadbridge.queues import InboxMessage, InboxQueue
+from leadbridge.queues import InboxMessage, InboxQueue, received_stamp
 from leadbridge.site_script import site_script
 from leadbridge.store.backfills import DynamoBackfills
 from leadbridge.store.integrations import DynamoIntegrations
@@ -218,7 +218,7 @@ class IntegrationsService:
             event=event,
             entity_type=entity_type,
             entity_id=entity_id,
-            received_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            received_at=received_stamp(),
             payload=payload,
         )
 
