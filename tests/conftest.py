@@ -12,12 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from leadbridge_local.runner import LocalRunner
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "events"
 CAPTURED_OUTPUT: list[str] = []
+
+# Property tests judge what a parser does with an input, never how fast a loaded machine ran it: no per-example
+# deadline (Hypothesis's default of 200 ms fails examples on a busy 2-core machine).
+settings.register_profile("leadbridge", deadline=None)
+settings.load_profile("leadbridge")
 
 
 @pytest.hookimpl(wrapper=True)

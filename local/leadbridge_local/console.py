@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import TextIO
 
@@ -22,8 +23,26 @@ def capture_function_logs(name: str) -> tuple[TextIO, Path]:
     path = OUT_DIR / f"{name}.log"
     real = sys.stdout
     sys.stdout = path.open("w", encoding="utf-8")
+    send_warnings_to(sys.stdout)
     os.environ["LEADBRIDGE_FUNCTION_LOG"] = str(path)  # the worker's execution environments (processes) too
     return real, path
+
+
+def send_warnings_to(log: TextIO) -> None:
+    """Library warnings (Powertools' "No application metrics to publish") belong with the function's own log,
+    as in Lambda, not among a command's results."""
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        log.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    warnings.showwarning = show
 
 
 def progress(message: str) -> None:

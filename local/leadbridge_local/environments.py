@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from leadbridge_local.aws_calls import AwsCallRecorder
+from leadbridge_local.console import send_warnings_to
 
 FUNCTION_LOG_ENV = "LEADBRIDGE_FUNCTION_LOG"
 
@@ -40,6 +41,7 @@ def _serve(
     os.environ.update(env)
     if env.get(FUNCTION_LOG_ENV):  # the demo and the bench keep function logs out of their own output
         sys.stdout = open(env[FUNCTION_LOG_ENV], "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        send_warnings_to(sys.stdout)
     recorder = AwsCallRecorder()
     recorder.install(resources)
     spec = importlib.util.spec_from_file_location(f"leadbridge_fn_{logical_id}", path)

@@ -24,6 +24,7 @@ class HttpRequest:
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-case names
     body: bytes
+    arrived_at: float = 0.0  # seconds since the epoch: the arrival stamper's, else when this server read it
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -72,6 +73,7 @@ def _handler_class(app: App) -> type[BaseHTTPRequestHandler]:
             return
 
         def _serve(self) -> None:
+            arrived_at = float(self.headers.get("X-Arrival-At") or time.time())
             length = int(self.headers.get("Content-Length") or 0)
             parts = urlsplit(self.path)
             request = HttpRequest(
@@ -82,6 +84,7 @@ def _handler_class(app: App) -> type[BaseHTTPRequestHandler]:
                 query=parse_qs(parts.query, keep_blank_values=True),
                 headers={k.lower(): v for k, v in self.headers.items()},
                 body=self.rfile.read(length) if length else b"",
+                arrived_at=arrived_at,
             )
             response = app(request)
             if response.delay:

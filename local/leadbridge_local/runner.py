@@ -19,6 +19,7 @@ import importlib.util
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +46,7 @@ from leadbridge_local.ttl_sweeper import TtlSweeper
 
 Handler = Callable[[dict[str, Any], Any], Any]
 ORIGIN_OVERRIDE_ENV = "LEADBRIDGE_CRM_ORIGIN_OVERRIDE"
+SEND_LOG_ENV = "LEADBRIDGE_CRM_SEND_LOG"
 
 
 @contextmanager
@@ -93,6 +95,8 @@ class LocalRunner:
         self._settling = threading.Lock()
         self.ttl: TtlSweeper
         self.aws_calls = AwsCallRecorder()
+        self._scratch = tempfile.TemporaryDirectory(prefix="leadbridge-local-")
+        self.send_log = Path(self._scratch.name) / "crm-sends.jsonl"  # every process's CRM send instants
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalRunner:
@@ -104,7 +108,11 @@ class LocalRunner:
         )
         self.aws_calls.install(resources_of(self.stack))
         forget_clients()  # the layer's clients are made again, through the recorded session
-        environment = {**self.stack.process_environment(), ORIGIN_OVERRIDE_ENV: self.crm_server.origin}
+        environment = {
+            **self.stack.process_environment(),
+            ORIGIN_OVERRIDE_ENV: self.crm_server.origin,
+            SEND_LOG_ENV: str(self.send_log),
+        }
         environment.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Leadbridge")
         self._saved_env = {k: os.environ.get(k) for k in environment}
         os.environ.update(environment)
@@ -129,6 +137,7 @@ class LocalRunner:
             else:
                 os.environ[key] = value
         self._reset_http_client()
+        self._scratch.cleanup()
 
     @staticmethod
     def _reset_http_client() -> None:
@@ -220,7 +229,11 @@ class LocalRunner:
         context_factory: Callable[[], Any] | None = None,
         environments: int | None = None,
     ) -> int:
-        """Feed the inbox to the worker until it is empty; returns the number of records handled."""
+        """Feed the inbox to the worker until it is empty; returns the number of records handled.
+
+        ``timeout`` bounds a stall, not the whole drain: it gives up after that many seconds with no batch running
+        and none handed out, so a slower (or busier) machine takes longer but never changes the verdict. (A batch
+        that never ends is the per-test timeout's to catch, as Lambda's function timeout would.)"""
         sqs = self.stack.client("sqs")
         inbox = self.stack.ref("InboxQueue")
         arn = self.stack.attribute("InboxQueue", "Arn")
@@ -228,12 +241,15 @@ class LocalRunner:
         concurrency = 1 if in_process else min(self.environments, self._maximum_concurrency(function))
         handled = 0
         in_flight: set[Future[int]] = set()
-        deadline = time.monotonic() + timeout
+        progressed = time.monotonic()
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="poller") as batches:
-            while time.monotonic() < deadline:
+            while in_flight or time.monotonic() - progressed < timeout:
+                if in_flight:
+                    progressed = time.monotonic()
                 for finished in [f for f in in_flight if f.done()]:
                     in_flight.discard(finished)
                     handled += finished.result()
+                    progressed = time.monotonic()
                 if len(in_flight) >= concurrency:
                     wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
                     continue
@@ -248,13 +264,15 @@ class LocalRunner:
                     else:
                         time.sleep(0.2)
                     continue
+                progressed = time.monotonic()
                 context = context_factory() if context_factory else None
                 event = sqs_event(received, arn)
                 if in_process:
                     handled += self._settle(function, received, self.invoke(function, event, context) or {})
+                    progressed = time.monotonic()
                 else:
                     in_flight.add(batches.submit(self._in_environment, function, received, event, context))
-        raise TimeoutError(f"inbox not drained in {timeout} s ({self.queue_depth('InboxQueue')} left)")
+        raise TimeoutError(f"inbox stalled for {timeout} s ({self.queue_depth('InboxQueue')} left)")
 
     def _maximum_concurrency(self, function: str) -> int:
         for event in self.stack.template["Resources"][function]["Properties"].get("Events", {}).values():
@@ -334,6 +352,14 @@ class LocalRunner:
             for message in batch:
                 taken.append(message)
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+    def crm_sends(self, budget: str) -> list[float]:
+        """When the code under test sent each request of one CRM budget (``amocrm:<domain>``, ``bitrix24:<domain>``),
+        in any process, as its HTTP client's hook recorded them; sorted."""
+        if not self.send_log.exists():
+            return []
+        lines = self.send_log.read_text(encoding="utf-8").splitlines()
+        return sorted(float(sent["at"]) for sent in map(json.loads, lines) if sent["budget"] == budget)
 
     def take_leads(self) -> list[dict[str, Any]]:
         return [json.loads(m["Body"]) for m in self.take_messages("LeadsQueue")]

@@ -1,8 +1,10 @@
 """CRM limits that hold across Lambda's execution environments and functions: the budget is in DynamoDB.
 
 The worker drains on four environments (processes) at random, while other callers of the same CRM account (as the
-sweep or the OAuth callback would be, in other functions: other processes) take requests from the same budget:
-the fakes, as strict as the CRMs, refuse nothing.
+sweep or the OAuth callback would be, in other functions: other processes) take requests from the same budget.
+Two verdicts, each on honest instants: the send instants the product's HTTP client recorded keep the CRM's rule
+(for amoCRM with the product's own margin for network jitter), and the fakes, stamping arrivals in a process of
+their own, count no violation of that rule.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import os
 import threading
 from datetime import UTC, datetime, timedelta
 
+from leadbridge.http.ratelimit import ARRIVAL_JITTER_SECONDS
 from leadbridge_local.runner import LocalRunner
+from tests.integration.crm_rules import amocrm_window_violations, bitrix24_bucket_overflows
 from tests.integration.helpers import (
     add_amo_talks,
     bitrix_fields,
@@ -52,6 +56,9 @@ def test_amocrm_limit_holds_across_environments_and_other_callers(runner: LocalR
     assert len(leads) == len(TALKS)
     assert sum(other_calls) > 5
     assert runner.pool("LeadWorkerFunction").used() >= 2  # batches really landed on different environments
+    sends = runner.crm_sends(f"amocrm:{integration.crm_domain.lower()}")
+    assert len(sends) >= len(TALKS) // 10 + sum(other_calls)
+    assert amocrm_window_violations(sends, window=1.0 + ARRIVAL_JITTER_SECONDS) == 0
     assert runner.amocrm.counts["limit_violations"] == violations
 
 
@@ -72,6 +79,9 @@ def test_bitrix24_limit_holds_with_the_sweep_running_during_a_burst(runner: Loca
     runner.drain(timeout=120)
     leads = [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]
     assert len({lead["source_entity"]["id"] for lead in leads}) == len(leads) == 120
+    sends = runner.crm_sends(f"bitrix24:{integration.crm_domain.lower()}")
+    assert len(sends) >= 120 // 50
+    assert bitrix24_bucket_overflows(sends) == 0
     assert runner.bitrix24.counts["limit_violations"] == violations
 
 

@@ -49,16 +49,16 @@ def test_concurrent_refresh_of_an_expired_token_happens_once(runner: LocalRunner
             for k, v in os.environ.items()
             if k.startswith(("AWS_", "LEADBRIDGE_", "INTEGRATIONS_TABLE", "OAUTH_", "POWERTOOLS_"))
         }
-        start_at = time.time() + 4.0
+        start = context.Barrier(4)  # three processes and this one
         pipes, processes = [], []
         for _ in range(3):
             receiver, sender = context.Pipe(duplex=False)
-            process = context.Process(target=ask_for_tokens, args=(integration, env, start_at, 6, sender))
+            process = context.Process(target=ask_for_tokens, args=(integration, env, start, 6, sender))
             process.start()
             pipes.append(receiver)
             processes.append(process)
         provider = TokenProvider(tokens, refreshers(os.environ["OAUTH_REDIRECT_URI"]))
-        time.sleep(max(0.0, start_at - time.time()))
+        start.wait(timeout=300)
         values = concurrent_gets(provider, integration, 8)
         for pipe, process in zip(pipes, processes, strict=True):
             values += pipe.recv()

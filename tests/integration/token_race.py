@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
+from threading import Barrier
 
 from leadbridge.composition import refreshers
 from leadbridge.integration import Integration
@@ -14,11 +14,11 @@ from leadbridge.store.tokens import DynamoTokens
 
 
 def ask_for_tokens(
-    integration: Integration, env: dict[str, str], start_at: float, threads: int, out: Connection
+    integration: Integration, env: dict[str, str], start: Barrier, threads: int, out: Connection
 ) -> None:
     os.environ.update(env)
     provider = TokenProvider(DynamoTokens(env["INTEGRATIONS_TABLE"]), refreshers(env["OAUTH_REDIRECT_URI"]))
-    time.sleep(max(0.0, start_at - time.time()))
+    start.wait(timeout=300)  # every process imported and ready, however slow the machine: then all at once
     with ThreadPoolExecutor(threads) as pool:
         values = list(pool.map(lambda _: provider.get(integration).value, range(threads)))
     out.send(values)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from leadbridge.amocrm.bot_token import sign_bot_token
-from leadbridge_local.fakes.base import FakeClock, FakeCrmBase, json_response, remember_secret
+from leadbridge_local.fakes.base import ArrivalWindow, FakeClock, FakeCrmBase, json_response, remember_secret
 from leadbridge_local.loopback import HttpRequest, HttpResponse
 
 PROBLEM = "application/problem+json"
@@ -75,7 +74,7 @@ class FakeAmoCRM(FakeCrmBase):
         self.codes: dict[str, tuple[Grant, float]] = {}
         self.access_tokens: dict[str, tuple[Grant, float]] = {}
         self.refresh_tokens: dict[str, tuple[Grant, bool]] = {}  # token -> (grant, used)
-        self.windows: dict[str, deque[float]] = {}
+        self.windows: dict[str, ArrivalWindow] = {}
         self.data_dir = data_dir
         self.retry_after = 1
         self.access_ttl = ACCESS_TTL
@@ -311,7 +310,7 @@ class FakeAmoCRM(FakeCrmBase):
             if grant is None or grant[1] < self.clock.now() or grant[0].subdomain != subdomain or account is None:
                 self.count("unauthorized")
                 return _problem(401, "Unauthorized", "Неверный логин или пароль")
-            if not self._within_limit(grant[0].client_id, account):
+            if not self._within_limit(grant[0].client_id, account, request.arrived_at):
                 return self.limit_error()
         self.count("api_requests")
         return self.injected_fault() or self._route(request, account)
@@ -327,20 +326,16 @@ class FakeAmoCRM(FakeCrmBase):
     def server_error(self) -> HttpResponse:
         return _problem(502, "Bad Gateway", "upstream failed")
 
-    def _within_limit(self, client_id: str, account: Account) -> bool:
-        now = time.monotonic()
-        window = self.windows.setdefault(client_id, deque())
-        while window and now - window[0] >= 1.0:
-            window.popleft()
-        if len(window) >= PER_INTEGRATION_RPS:
+    def _within_limit(self, client_id: str, account: Account, arrived_at: float) -> bool:
+        window = self.windows.setdefault(client_id, ArrivalWindow(PER_INTEGRATION_RPS))
+        if not window.admits(arrived_at):
             self.count("limit_violations")
-            account.violations.append(now)
-            while account.violations and now - account.violations[0] > 60:
+            account.violations.append(arrived_at)
+            while account.violations and arrived_at - account.violations[0] > 60:
                 account.violations.popleft()
             if len(account.violations) > BLOCK_AFTER_VIOLATIONS:
                 account.blocked = True
             return False
-        window.append(now)
         return True
 
     def _route(self, request: HttpRequest, account: Account) -> HttpResponse:

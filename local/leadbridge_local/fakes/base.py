@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import random
 import threading
@@ -34,6 +35,32 @@ class Faults:
         if self.ratio <= 0 or self._rng.random() >= self.ratio:
             return None
         return self._rng.choice(self.kinds)
+
+
+class ArrivalWindow:
+    """A CRM's "at most ``limit`` requests in any 1-second window", judged on arrival stamps.
+
+    Stamps come from the arrival stamper's threads and reach the fake in any order, so the window is a sorted list,
+    not a queue: a new arrival is refused when some 1-second window holding it would hold one more than the limit.
+    """
+
+    def __init__(self, limit: int, seconds: float = 1.0) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self._arrivals: list[float] = []
+
+    def admits(self, at: float) -> bool:
+        arrivals = self._arrivals
+        newest = max(at, arrivals[-1]) if arrivals else at
+        del arrivals[: bisect.bisect_left(arrivals, newest - 4 * self.seconds)]  # long past any window
+        lo = bisect.bisect_right(arrivals, at - self.seconds)  # the windows that would hold ``at`` start here
+        hi = bisect.bisect_right(arrivals, at)
+        for start in [at, *arrivals[lo:hi]]:
+            inside = bisect.bisect_left(arrivals, start + self.seconds) - bisect.bisect_left(arrivals, start)
+            if inside + 1 > self.limit:
+                return False
+        bisect.insort(arrivals, at)
+        return True
 
 
 ISSUED_SECRETS: set[str] = set()

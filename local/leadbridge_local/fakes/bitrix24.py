@@ -46,7 +46,7 @@ class Portal:
     activities: list[dict[str, Any]] = field(default_factory=list)
     histories: dict[int, dict[str, Any]] = field(default_factory=dict)
     bucket: float = 0.0
-    bucket_at: float = field(default_factory=time.monotonic)
+    bucket_at: float = field(default_factory=time.time)
     operating: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     denied: set[int] = field(default_factory=set)  # entities the token's user may not read
 
@@ -162,7 +162,7 @@ class FakeBitrix24(FakeCrmBase):
             return json_response(404, {"error": "NOT_FOUND", "error_description": "Portal or method not found"})
         params = self._params(request)
         with self.lock:
-            if not self._bucket_admits(portal):
+            if not self._bucket_admits(portal, request.arrived_at):
                 self.count("limit_violations")
                 return self.limit_error()
             token = params.pop("auth", "")
@@ -191,11 +191,10 @@ class FakeBitrix24(FakeCrmBase):
         return json_response(200, body)
 
     # ------------------------------------------------------------------ limits
-    def _bucket_admits(self, portal: Portal) -> bool:
+    def _bucket_admits(self, portal: Portal, arrived_at: float) -> bool:
         drain, capacity = portal.limits
-        now = time.monotonic()
-        portal.bucket = max(0.0, portal.bucket - (now - portal.bucket_at) * drain)
-        portal.bucket_at = now
+        portal.bucket = max(0.0, portal.bucket - max(0.0, arrived_at - portal.bucket_at) * drain)
+        portal.bucket_at = max(portal.bucket_at, arrived_at)  # stamps may come a little out of order
         if portal.bucket + 1 > capacity:
             return False
         portal.bucket += 1

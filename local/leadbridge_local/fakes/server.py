@@ -1,14 +1,15 @@
-"""One loopback HTTP server in front of the fake CRMs.
+"""One loopback HTTP server in front of the fake CRMs, reached through the arrival stamper's process.
 
-The code under test sends every CRM request here (``LEADBRIDGE_CRM_ORIGIN_OVERRIDE``) with the real host in
-``X-Original-Host``; amojo.* hosts go to the fake amojo (the Chats API), other amoCRM and Kommo hosts to the fake amoCRM, everything else to the fake Bitrix24 (portals
-can have any domain, and its OAuth server is oauth.bitrix.info / oauth.bitrix24.tech).
+The code under test sends every CRM request to ``origin`` (``LEADBRIDGE_CRM_ORIGIN_OVERRIDE``) with the real host
+in ``X-Original-Host``: that is the stamper (``arrivals.py``), which notes when each request arrived and passes it
+on here. amojo.* hosts go to the fake amojo (the Chats API), other amoCRM and Kommo hosts to the fake amoCRM,
+everything else to the fake Bitrix24 (portals can have any domain, and its OAuth server is oauth.bitrix.info /
+oauth.bitrix24.tech).
 """
 
 from __future__ import annotations
 
-import time
-
+from leadbridge_local.fakes.arrivals import ArrivalStamper
 from leadbridge_local.fakes.base import FakeCrmBase
 from leadbridge_local.loopback import HttpRequest, HttpResponse, LoopbackServer
 
@@ -23,6 +24,22 @@ class FakeCrmServer(LoopbackServer):
         self.amocrm = amocrm
         self.bitrix24 = bitrix24
         self.amojo = amojo
+        self._stamper: ArrivalStamper | None = None
+
+    def start(self) -> FakeCrmServer:
+        super().start()
+        self._stamper = ArrivalStamper(int(super().origin.rsplit(":", 1)[1])).start()
+        return self
+
+    def stop(self) -> None:
+        if self._stamper is not None:
+            self._stamper.stop()
+        super().stop()
+
+    @property
+    def origin(self) -> str:
+        """Where the code under test sends its CRM requests: the stamper in front of this server."""
+        return self._stamper.origin if self._stamper is not None else super().origin
 
     def route(self, host: str) -> FakeCrmBase | None:
         if host.startswith("amojo.") and host.endswith(AMO_SUFFIXES):
@@ -36,5 +53,5 @@ class FakeCrmServer(LoopbackServer):
         if fake is None:
             return HttpResponse(502, b"no fake for host")
         with fake.lock:
-            fake.request_log.append((time.time(), request.host, request.path))
+            fake.request_log.append((request.arrived_at, request.host, request.path))
         return fake.handle(request)

@@ -141,12 +141,12 @@ class AmoClient:
         token = self.tokens.get(self.integration)
         refreshed_after_401 = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            self.limiter.acquire()
             self.requests_made += 1
             try:
                 response = request(
                     method,
                     self.base_url + path,
+                    budget=self.limiter,
                     params=params,
                     json=json_body,
                     headers={"Authorization": f"Bearer {token.value}"},

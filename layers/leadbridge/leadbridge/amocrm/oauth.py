@@ -108,9 +108,13 @@ def _problem_title(response: httpx.Response) -> str:
 
 def account_identity(host: str, access_token: str, limiter: SharedLimiter) -> tuple[str, str]:
     """The account id and subdomain behind a fresh token (``GET /api/v4/account``), within the account's budget."""
-    limiter.acquire()
     try:
-        response = request("GET", f"https://{host}/api/v4/account", headers={"Authorization": f"Bearer {access_token}"})
+        response = request(
+            "GET",
+            f"https://{host}/api/v4/account",
+            budget=limiter,
+            headers={"Authorization": f"Bearer {access_token}"},
+        )
     except httpx.HTTPError as exc:
         raise CrmUnavailable(f"amoCRM unreachable: {type(exc).__name__}") from exc
     if response.status_code != 200:
@@ -128,9 +132,13 @@ def account_identity(host: str, access_token: str, limiter: SharedLimiter) -> tu
 
 def grant_is_alive(host: str, access_token: str, limiter: SharedLimiter) -> bool | None:
     """Does amoCRM still honour this access token? True (200), False (401), None (no clear answer)."""
-    limiter.acquire()
     try:
-        response = request("GET", f"https://{host}/api/v4/account", headers={"Authorization": f"Bearer {access_token}"})
+        response = request(
+            "GET",
+            f"https://{host}/api/v4/account",
+            budget=limiter,
+            headers={"Authorization": f"Bearer {access_token}"},
+        )
     except httpx.HTTPError:
         return None
     if response.status_code == 200:

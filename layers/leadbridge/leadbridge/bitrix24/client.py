@@ -80,11 +80,10 @@ class BitrixClient:
         token = self.tokens.get(self.integration)
         retried_token = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            self.limiter.acquire()
             self.requests_made += 1
             base = rest_base(self.integration, token.extra.get("client_endpoint"))
             try:
-                response = request("POST", base + method, json={**params, "auth": token.value})
+                response = request("POST", base + method, budget=self.limiter, json={**params, "auth": token.value})
             except httpx.HTTPError as exc:
                 if attempt == MAX_ATTEMPTS:
                     raise CrmUnavailable(f"Bitrix24 unreachable: {type(exc).__name__}") from exc

@@ -87,11 +87,10 @@ class AmojoClient:
     def _call(self, method: str, path: str, body: dict[str, Any]) -> Any:
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            self.limiter.acquire()
             self.requests_made += 1
             headers = signed_headers(self.credentials.secret, method, path, raw, self.clock())
             try:
-                response = request(method, self.origin + path, content=raw, headers=headers)
+                response = request(method, self.origin + path, budget=self.limiter, content=raw, headers=headers)
             except httpx.HTTPError as exc:
                 if attempt == MAX_ATTEMPTS:
                     raise CrmUnavailable(f"amojo unreachable: {type(exc).__name__}") from exc

@@ -26,6 +26,10 @@ from leadbridge.http.errors import CrmUnavailable
 from leadbridge.integration import Integration
 
 LATE_START_SECONDS = 0.03  # later than this after its slot, a spaced request takes a new slot (7/6 s - 1 s: 167 ms)
+# What the amoCRM spacing leaves for the network: 8 requests sent 1/6 s apart (each at most LATE_START_SECONDS after
+# its slot) span at least 7/6 s - 30 ms = 1.137 s, so their arrivals stay out of one 1-second window while two
+# requests' send-to-arrival times differ by less than 137 ms. The local checks widen the CRM's window by this much.
+ARRIVAL_JITTER_SECONDS = 0.1
 STATE_RETRY_SECONDS = 15.0  # how long to wait for the budget's state before failing the request (not skipping it)
 
 
@@ -91,19 +95,20 @@ class SharedLimiter:
         self.state_calls = 0
 
     def acquire(self) -> float:
-        """Reserve the next slot and wait for it; returns the seconds waited.
+        """Reserve the next slot and wait for it; returns the instant the request may go (the clock reading that
+        was checked against its slot), for the HTTP client to record as the send instant.
 
         A spaced budget (amoCRM) must hold between the requests' real starts: a process that wakes up too late for
         its slot (a busy machine) does not use it, which would crowd the next process's slot, but takes a new one.
         """
-        began = self.clock()
         while True:
             start = self._reserve()
             wait = start - self.clock()
             if wait > 0:
                 self.sleep(wait)
-            if self.rate.tolerance > 0 or self.clock() - start <= LATE_START_SECONDS:
-                return max(0.0, self.clock() - began)
+            now = self.clock()
+            if self.rate.tolerance > 0 or now - start <= LATE_START_SECONDS:
+                return now
 
     def _reserve(self) -> float:
         deadline = self.clock() + STATE_RETRY_SECONDS
