@@ -21,6 +21,7 @@ config = AmoHookConfig.from_env()
 integrations = CachedIntegrations(DynamoIntegrations(config.integrations_table), config.integration_cache_seconds)
 inbox = InboxQueue(config.inbox_queue_url)
 sessions = DynamoBotSessions(config.ledger_table, config.ledger_retention_days)
+status = DynamoIntegrations(config.integrations_table)  # the one status write: webhook items that were dropped
 logger = Logger()
 metrics = function_metrics()
 
@@ -36,5 +37,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     elif route.endswith("/salesbot"):
         accept = partial(accept_salesbot, integrations, inbox, sessions, content_type=content_type)
     else:
-        accept = partial(accept_amocrm, integrations, inbox)
+        accept = partial(accept_amocrm, integrations, inbox, dropped_to=status)
     return handle_hook(event, accept, logger, metrics)

@@ -198,3 +198,57 @@ def _b64(text: str) -> str:
 
 def _unb64(part: str) -> str:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()
+
+
+def test_a_trigger_finds_its_chat_among_its_contacts_other_chats(runner: LocalRunner) -> None:
+    """amoCRM files chat events under the contact: one contact with chats on two leads; each lead's trigger joins
+    its own talk (the events found through the contact, kept by the lead they are labelled with). ``any_lead``: a
+    trigger that found no chat would be a stage lead of its own, beside the talks' leads."""
+    integration, secret, account = new_amo_integration(runner, session_field=None, amo_trigger_leads="any_lead")
+    now = int(time.time())
+    for talk, lead_id, started in ((8_501, 85_010, now - 600), (8_502, 85_020, now - 60)):
+        runner.amocrm.add_talk(
+            integration.account_name,
+            talk,
+            lead_id=lead_id,
+            contact_id=85_000,
+            origin="telegram",
+            created_at=started,
+            lead={},
+            contact={"name": "Ann"},
+        )
+    assert post_trigger(runner, integration, secret, account, 85_020).status_code == 200
+    assert post_trigger(runner, integration, secret, account, 85_010).status_code == 200
+    runner.drain(timeout=60)
+    post_amo_talks(runner, integration, secret, account, [8_501, 8_502])
+    runner.drain(timeout=60)
+
+    by_talk = {int(lead["source_entity"]["id"]): lead for lead in ours(runner, integration)}
+    assert len(by_talk) == 2
+    assert set(by_talk) == {8_501, 8_502}  # two leads, one per chat: each trigger joined its own talk
+    for talk in by_talk:
+        assert by_talk[talk]["lead_id"] == lead_id_for(f"amocrm:{account}:talk:{talk}")
+
+
+def test_the_stage_action_send_webhook_joins_the_talk(runner: LocalRunner) -> None:
+    """«API: отправить webhook» sends ``leads[status][0][...]`` with no ``event`` block, once and never again: the
+    hook reads it as a trigger, and the worker joins the lead's talk as for any trigger."""
+    integration, secret, account = new_amo_integration(runner, session_field=None, amo_trigger_leads="any_lead")
+    talk = 8_601
+    add_amo_talks(runner, integration, [talk], created_at=int(time.time()) - 60)
+    fields = {
+        "leads[status][0][id]": str(talk * 10),
+        "account[id]": str(account),
+        "account[subdomain]": integration.account_name,
+    }
+    path = f"/hooks/amocrm/{integration.integration_id}/{secret}/dp"
+    answer = runner.post(path, sample_body("amo_hook", "stage_action_webhook.json", **fields))
+    assert (answer.status_code, answer.json()) == (200, {"accepted": 1, "ignored": 0})
+    runner.drain(timeout=60)
+    post_amo_talks(runner, integration, secret, account, [talk])
+    runner.drain(timeout=60)
+
+    [lead] = ours(runner, integration)
+    assert lead["source_entity"] == {"type": "talk", "id": str(talk)}
+    assert lead["lead_id"] == lead_id_for(f"amocrm:{account}:talk:{talk}")
+    assert "lead_appeared_in_status" in notes_of(runner, integration, talk * 10)[0]

@@ -12,17 +12,20 @@ from urllib.parse import urlencode
 
 import pytest
 
+from leadbridge.intake import MAX_EVENTS_PER_WEBHOOK
 from leadbridge.store.ledger import DynamoLedger
 from leadbridge_local.loopback import HttpResponse
 from leadbridge_local.runner import LocalRunner
 from leadbridge_local.seed import connect_through_oauth
 from tests.integration.helpers import (
+    add_amo_talks,
     bitrix_fields,
     new_amo_integration,
     new_bitrix_integration,
     sample_body,
     talk_fields,
 )
+from tests.integration.test_conversations import service
 
 HTML_PAGE = b"<html><body><h1>Service temporarily unavailable</h1></body></html>"
 
@@ -70,16 +73,44 @@ def post_talk(
 # ---------------------------------------------------------------- the edge
 
 
-def test_a_webhook_with_more_events_than_a_crm_sends_is_refused_whole(runner: LocalRunner) -> None:
+def test_a_webhook_with_more_events_than_we_take_keeps_the_first_and_counts_the_rest(runner: LocalRunner) -> None:
+    """Never a 4xx once the secret and the account match: amoCRM would retry it and turn the hook off."""
     integration, secret, account = new_amo_integration(runner)
     fields = {"account[subdomain]": integration.account_name, "account[id]": str(account)}
-    for i in range(60):
+    for i in range(MAX_EVENTS_PER_WEBHOOK + 30):
         fields |= {f"talk[add][{i}][talk_id]": str(900 + i), f"talk[add][{i}][entity_id]": str(9000 + i)}
     depth = runner.queue_depth("InboxQueue")
     response = runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", urlencode(fields))
-    assert response.status_code == 413
-    assert response.json() == {"error": "too_many_events"}
-    assert runner.queue_depth("InboxQueue") == depth
+    assert response.status_code == 200
+    assert response.json() == {"accepted": MAX_EVENTS_PER_WEBHOOK, "ignored": 0, "dropped": 30}
+    assert runner.queue_depth("InboxQueue") == depth + MAX_EVENTS_PER_WEBHOOK
+    assert service(runner).status(integration.integration_id).dropped == {"too_many_events": 30}
+    runner.drain(timeout=120)
+    runner.take_leads()
+
+
+def test_unusable_items_are_answered_2xx_kept_apart_and_counted(runner: LocalRunner) -> None:
+    """amoCRM's documented ``message[add]`` example has no ``talk_id``: the talk beside it still becomes a lead."""
+    integration, secret, account = new_amo_integration(runner)
+    add_amo_talks(runner, integration, [951])
+    fields = talk_fields("add", 951, 9510, 95100, integration.account_name, account)
+    body = sample_body("amo_hook", "talk_add.json", **fields).decode()
+    body += "&message[add][0][id]=m-1&message[add][0][chat_id]=c-1&message[add][0][text]=hi"  # no talk_id
+    body += "&message[add][1][talk_id]=951&message[add][1][id]=m-2"  # no text, no attachment
+    body += "&talk[update][0][contact_id]=5"  # a talk without its id
+    response = runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body)
+    assert (response.status_code, response.json()) == (200, {"accepted": 1, "ignored": 0, "dropped": 3})
+    assert service(runner).status(integration.integration_id).dropped == {
+        "message_without_talk": 1,
+        "unusable_message": 1,
+        "malformed_talk": 1,
+    }
+    runner.drain(timeout=60)
+    assert [
+        lead["source_entity"]["id"]
+        for lead in runner.take_leads()
+        if lead["integration_id"] == integration.integration_id
+    ] == ["951"]
 
 
 def test_an_oversized_body_is_refused_before_authentication(runner: LocalRunner) -> None:

@@ -74,13 +74,14 @@ def test_the_trigger_parser_takes_any_bytes(body: bytes, json_type: bool) -> Non
         parsed = parse_trigger(body, "application/json" if json_type else "application/x-www-form-urlencoded")
     except MalformedTrigger:
         return
-    assert parsed.trigger is None or parsed.trigger.lead_id.isdigit()
+    assert all(trigger.lead_id.isdigit() for trigger in parsed.triggers)
+    assert parsed.triggers or parsed.ignored
 
 
 @given(
     tree=st.recursive(
         st.one_of(st.text(max_size=20), st.integers(), st.booleans(), st.none()),
-        lambda inner: st.dictionaries(st.text(max_size=10), inner, max_size=5),
+        lambda inner: st.one_of(st.dictionaries(st.text(max_size=10), inner, max_size=5), st.lists(inner, max_size=4)),
         max_leaves=30,
     )
 )
@@ -89,25 +90,50 @@ def test_the_trigger_parser_takes_any_json(tree: object) -> None:
         parsed = parse_trigger(json.dumps(tree).encode(), "application/json")
     except MalformedTrigger:
         return
-    assert parsed.trigger is None or parsed.trigger.lead_id.isdigit()
+    assert all(trigger.lead_id.isdigit() for trigger in parsed.triggers)
+    assert parsed.triggers or parsed.ignored
 
 
 def test_the_trigger_shapes_amocrm_sends() -> None:
     form = b"event[type]=19&event[type_code]=chat&event[data][id]=42&event[data][element_type]=2&subdomain=shop&account_id=7"
     parsed = parse_trigger(form, "application/x-www-form-urlencoded")
-    assert parsed.trigger is not None
-    assert (parsed.trigger.lead_id, parsed.trigger.is_chat, parsed.subdomain, parsed.account_id) == (
-        "42",
-        True,
-        "shop",
-        "7",
-    )
+    [trigger] = parsed.triggers
+    assert (trigger.lead_id, trigger.is_chat, parsed.subdomain, parsed.account_id) == ("42", True, "shop", "7")
     customer = b"event[type]=20&event[data][id]=42&event[data][element_type]=12&subdomain=shop"
-    assert parse_trigger(customer, "").ignored == "not_a_lead"
+    assert parse_trigger(customer, "").ignored == {"not_a_lead": 1}
     as_json = json.dumps({"event": {"type": 1, "data": {"id": 5, "element_type": 2}}, "account_id": 7}).encode()
-    found = parse_trigger(as_json, "application/json").trigger
-    assert found is not None
+    [found] = parse_trigger(as_json, "application/json").triggers
     assert found.type_code == "lead_added"
+
+
+def test_a_lead_leaving_the_triggers_stage_announces_nothing() -> None:
+    """Seed 004: ``went_from_trigger``, the lead moved from the trigger's stage to one without it."""
+    left = b"event[type]=14&event[data][id]=42&event[data][element_type]=2&event[data][direction_of_movement]=went_from_trigger&subdomain=shop&account_id=7"
+    assert parse_trigger(left, "") == ("shop", "7", (), {"went_from_trigger": 1})
+    arrived = left.replace(b"went_from_trigger", b"went_to_trigger")
+    assert [t.lead_id for t in parse_trigger(arrived, "").triggers] == ["42"]
+
+
+def test_the_stage_action_send_webhook_becomes_the_same_triggers() -> None:
+    """«API: отправить webhook» (reference E.2): ``leads[<action>][i]``, the account as in account webhooks."""
+    body = (
+        b"leads[status][0][id]=4921027&leads[status][0][status_id]=16203334&leads[status][0][pipeline_id]=752662"
+        b"&leads[status][0][old_status_id]=142&leads[status][1][id]=4921028&leads[status][1][status_id]=16203334"
+        b"&account[id]=7&account[subdomain]=shop"
+    )
+    parsed = parse_trigger(body, "application/x-www-form-urlencoded")
+    assert (parsed.subdomain, parsed.account_id, parsed.ignored) == ("shop", "7", {})
+    assert [(t.lead_id, t.type_code, t.status_id, t.pipeline_id) for t in parsed.triggers] == [
+        ("4921027", "lead_appeared_in_status", "16203334", "752662"),
+        ("4921028", "lead_appeared_in_status", "16203334", None),
+    ]
+    chat = parse_trigger(b"leads[chat][0][id]=5&leads[mail_in][0][id]=6&account[id]=7", "")
+    assert [(t.lead_id, t.is_chat) for t in chat.triggers] == [("5", True)]
+    assert chat.ignored == {"action_mail_in": 1}
+    as_json = json.dumps({"leads": {"status": [{"id": 9, "status_id": 1}]}, "account": {"id": 7}}).encode()
+    assert [t.lead_id for t in parse_trigger(as_json, "application/json").triggers] == ["9"]  # the docs' JSON
+    with pytest.raises(MalformedTrigger):
+        parse_trigger(b"leads[status][0][name]=x&account[id]=7", "")
 
 
 @pytest.mark.parametrize(

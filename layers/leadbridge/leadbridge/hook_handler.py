@@ -27,4 +27,7 @@ def handle_hook(event: dict[str, Any], accept: Accept, logger: Logger, metrics: 
         metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result.accepted)
         if result.ignored:
             metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=sum(result.ignored.values()))
+        if result.dropped:  # sent by the CRM but unusable: answered 2xx all the same, so the hook stays on
+            logger.warning("webhook items dropped", extra={"dropped": result.dropped})
+            metrics.add_metric(name="EventsDropped", unit=MetricUnit.Count, value=sum(result.dropped.values()))
     return json_response(result.status, result.body)

@@ -4,12 +4,18 @@ Every outcome is an HTTP status and a small JSON body. Untrusted input can only 
 an inbox that cannot be written, so that the CRM retries (amoCRM does; Bitrix24 does not, which is why the
 reconciliation sweep exists). The work untrusted input can cause is bounded: the body's size before anything else
 (no settings read for a body no CRM would send), the form's fields while parsing, the events after.
+
+A 4xx is only for a request that is forged or cannot be read. amoCRM retries any answer >= 300 and turns the whole
+hook off after more than 100 bad answers in 2 hours (taking the talk events with it), so once the secret and the
+account match, the answer is 2xx: what can be used is enqueued, the rest is counted by why (``dropped``: the
+answer, a metric, the integration's status).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -30,6 +36,12 @@ class Inbox(Protocol):
     def send_many(self, messages: list[InboxMessage]) -> None: ...
 
 
+class DroppedEvents(Protocol):
+    """Where the hook counts the items it could not use (the integration's status)."""
+
+    def record_dropped(self, integration_id: str, counts: dict[str, int]) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class HookResult:
     status: int
@@ -38,11 +50,12 @@ class HookResult:
     accepted: int = 0
     ignored: dict[str, int] = field(default_factory=dict)
     reason: str | None = None
+    dropped: dict[str, int] = field(default_factory=dict)  # items a CRM sent that could not be used, by why
 
 
 # amoCRM sends a handful of talks per webhook, Bitrix24 one event; a body over these is not a CRM's.
 MAX_WEBHOOK_BYTES = 64 * 1024
-MAX_EVENTS_PER_WEBHOOK = 20
+MAX_EVENTS_PER_WEBHOOK = 100  # enqueued from one body (10 batch writes); the rest is dropped and counted
 
 
 def reject(status: int, reason: str) -> HookResult:
@@ -98,6 +111,7 @@ def accept_amocrm(
     secret: str,
     body: bytes,
     now: datetime | None = None,
+    dropped_to: DroppedEvents | None = None,
 ) -> HookResult:
     found = authenticate(integrations, "amocrm", integration_id, secret, body)
     if isinstance(found, HookResult):
@@ -108,17 +122,13 @@ def accept_amocrm(
     except FormDataError:
         return reject(400, "malformed_body")
     parsed = parse_amo_webhook(form)
-    chat_messages, malformed_messages = parse_message_events(form)
+    chat_messages, dropped = parse_message_events(form)
     mismatch = amo_account_mismatch(integration, parsed.subdomain, parsed.account_id)
     if mismatch is not None:
         return mismatch
+    if parsed.malformed_talks:
+        dropped["malformed_talk"] = parsed.malformed_talks
     account = parsed.account_id or integration.account_id
-    if (parsed.talks or chat_messages) and account is None:
-        return reject(400, "missing_account_id")
-    if (parsed.malformed_talks or malformed_messages) and not (parsed.talks or chat_messages):
-        return reject(400, "malformed_talk")
-    if len(parsed.talks) + len(chat_messages) > MAX_EVENTS_PER_WEBHOOK:
-        return reject(413, "too_many_events")
     received_at = now_iso(now)
     messages = [
         InboxMessage(
@@ -145,7 +155,19 @@ def accept_amocrm(
         )
         for chat_message in chat_messages
     ]
-    return enqueue(inbox, messages, parsed.other_events)
+    if messages and account is None:  # the subdomain matched, but no account id to key the conversations by
+        dropped["missing_account_id"] = len(messages)
+        messages = []
+    if len(messages) > MAX_EVENTS_PER_WEBHOOK:
+        dropped["too_many_events"] = len(messages) - MAX_EVENTS_PER_WEBHOOK
+        messages = messages[:MAX_EVENTS_PER_WEBHOOK]
+    result = enqueue(inbox, messages, parsed.other_events)
+    if not dropped or result.status != 200:
+        return result
+    if dropped_to is not None:
+        with contextlib.suppress(Exception):  # the status is advice; the answer to amoCRM must stay 2xx
+            dropped_to.record_dropped(integration.integration_id, dropped)
+    return replace(result, body={**result.body, "dropped": sum(dropped.values())}, dropped=dropped)
 
 
 def accept_bitrix24(

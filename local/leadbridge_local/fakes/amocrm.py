@@ -187,6 +187,12 @@ class FakeAmoCRM(FakeCrmBase):
                     ],
                     "value_before": [],
                     "account_id": account.account_id,
+                    "_embedded": {
+                        "entity": {
+                            "id": talk["entity_id"] or talk["contact_id"],
+                            "linked_talk_contact_id": talk["contact_id"],
+                        }
+                    },
                 }
             )
 
@@ -416,6 +422,8 @@ class FakeAmoCRM(FakeCrmBase):
         entity_ids = {v for k, values in request.query.items() if k.startswith("filter[entity_id]") for v in values}
         if entity_ids and len(entities) != 1:  # documented: entity_id needs exactly one entity
             return _problem(400, "Bad Request", "filter[entity_id] requires one filter[entity]")
+        if len(entity_ids) > 10:  # documented: «до 10-ти ID»
+            return _problem(400, "Bad Request", "filter[entity_id] takes at most 10 ids")
         since = int(request.arg("filter[created_at][from]") or 0)
         until = int(request.arg("filter[created_at][to]") or 2**62)
         limit = int(request.arg("limit") or 50)
@@ -429,8 +437,8 @@ class FakeAmoCRM(FakeCrmBase):
                     for e in account.events
                     if (not types or e["type"] in types)
                     and since <= e["created_at"] <= until
-                    and (not entities or e["entity_type"] in entities)
-                    and (not entity_ids or str(e["entity_id"]) in entity_ids)
+                    and (not entities or _filed_under(e)[0] in entities)
+                    and (not entity_ids or _filed_under(e)[1] in entity_ids)
                 ),
                 key=lambda e: (-e["created_at"], e["id"]),
             )
@@ -493,3 +501,15 @@ class FakeAmoCRM(FakeCrmBase):
         except ValueError:
             return HttpResponse(200, body, {"Content-Type": HAL})
         return HttpResponse(200, body, {"Content-Type": HAL})
+
+
+CHAT_EVENT_TYPES = {"incoming_chat_message", "outgoing_chat_message"}
+
+
+def _filed_under(event: dict[str, Any]) -> tuple[str, str]:
+    """The entity an event is filtered by. Chat events come back labelled with the talk's lead, but amoCRM files
+    them under the contact (reference A.1): ``filter[entity]=lead`` never finds them, ``=contact`` does."""
+    if event["type"] in CHAT_EVENT_TYPES:
+        contact = event.get("_embedded", {}).get("entity", {}).get("linked_talk_contact_id")
+        return "contact", str(contact or event["entity_id"])
+    return str(event["entity_type"]), str(event["entity_id"])

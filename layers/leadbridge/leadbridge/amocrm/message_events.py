@@ -32,19 +32,22 @@ class ChatMessageEvent(NamedTuple):
         }
 
 
-def parse_message_events(form: FormNode) -> tuple[list[ChatMessageEvent], int]:
-    """The messages of the body, and how many message items were malformed."""
+def parse_message_events(form: FormNode) -> tuple[list[ChatMessageEvent], dict[str, int]]:
+    """The messages of the body, and the items that could not be used, counted by why: ``message_without_talk``
+    (amoCRM's own documented example has no ``talk_id``: nothing to join it to), ``unusable_message`` (no id, no
+    text and no attachment)."""
     found: list[ChatMessageEvent] = []
-    malformed = 0
+    unusable: dict[str, int] = {}
     for block, direction in MESSAGE_BLOCKS.items():
         node = form.get(block)
         for item in items(node.get("add") if isinstance(node, dict) else None):
             event = _message(item, direction)
             if event is None:
-                malformed += 1
+                reason = "unusable_message" if _digits(text(item, "talk_id")) else "message_without_talk"
+                unusable[reason] = unusable.get(reason, 0) + 1
             else:
                 found.append(event)
-    return found, malformed
+    return found, unusable
 
 
 def _message(item: FormNode, direction: str) -> ChatMessageEvent | None:

@@ -62,24 +62,26 @@ def accept_trigger(
     mismatch = amo_account_mismatch(integration, parsed.subdomain, parsed.account_id)
     if mismatch is not None:
         return mismatch
-    if parsed.trigger is None:
-        ignored = {parsed.ignored or "ignored": 1}
-        return HookResult(status=200, body={"accepted": 0, "ignored": 1}, ignored=ignored)
+    if not parsed.triggers:
+        ignored = sum(parsed.ignored.values()) or 1
+        return HookResult(status=200, body={"accepted": 0, "ignored": ignored}, ignored=parsed.ignored)
     account = parsed.account_id or integration.account_id
     if account is None:
         return reject(400, "missing_account_id")
-    trigger = parsed.trigger
-    message = InboxMessage(
-        integration_id=integration.integration_id,
-        crm="amocrm",
-        account=account,
-        event=f"dp.{trigger.type_code}",
-        entity_type="lead",
-        entity_id=trigger.lead_id,
-        received_at=now_iso(now),
-        payload=trigger.payload(),
-    )
-    return enqueue(inbox, [message], {})
+    messages = [
+        InboxMessage(
+            integration_id=integration.integration_id,
+            crm="amocrm",
+            account=account,
+            event=f"dp.{trigger.type_code}",
+            entity_type="lead",
+            entity_id=trigger.lead_id,
+            received_at=now_iso(now),
+            payload=trigger.payload(),
+        )
+        for trigger in parsed.triggers
+    ]
+    return enqueue(inbox, messages, parsed.ignored)
 
 
 def accept_salesbot(

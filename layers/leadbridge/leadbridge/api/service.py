@@ -256,6 +256,7 @@ class IntegrationsService:
             parked=self.parked.count(integration_id),
             unknown_channels=sorted(record.get("unknown_channels") or [])[:50],
             notices=sorted(record.get("notices") or []),
+            dropped={k.removeprefix("dropped_"): int(v) for k, v in record.items() if k.startswith("dropped_")},
             backfill=progress_view(job) if (job := self.backfills.get(integration_id)) else None,
             drift=DriftCheck(**record["drift_last"]) if isinstance(record.get("drift_last"), dict) else None,
             chat_channel=chat_channel_view(record) if integration.crm == "amocrm" else None,

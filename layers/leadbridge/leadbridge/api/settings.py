@@ -224,6 +224,13 @@ class IntegrationStatus(_Strict):
         default_factory=list,
         description="Raw channel values (amoCRM origin, Bitrix24 connector) no mapping knows yet; see docs/channels.md.",
     )
+    dropped: dict[str, int] = Field(
+        default_factory=dict,
+        description=(
+            "Webhook items the CRM sent that could not be used, by why (amoCRM: message_without_talk, "
+            "unusable_message, malformed_talk, missing_account_id, too_many_events); answered 2xx all the same."
+        ),
+    )
     backfill: BackfillProgress | None = Field(default=None, description="The latest backfill, if any.")
     chat_channel: ChatChannelView | None = Field(
         default=None, description="amoCRM: the site chat channel (Chats API) on this account."

@@ -136,6 +136,18 @@ class DynamoIntegrations:
             values[":notices"] = {n[:100] for n in notices}
         self._update_status(f"ADD {', '.join(adds)} SET {', '.join(sets)}", values, integration_id)
 
+    def record_dropped(self, integration_id: str, counts: dict[str, int]) -> None:
+        """Webhook items the hook could not use, counted by why (``dropped_<reason>``: the hook's own reasons)."""
+        counts = {reason: n for reason, n in counts.items() if n and reason.replace("_", "").isalnum()}
+        if not counts:
+            return
+        values: dict[str, Any] = {":now": int(time.time())}
+        adds = []
+        for reason, count in counts.items():
+            adds.append(f"dropped_{reason} :d_{reason}")
+            values[f":d_{reason}"] = count
+        self._update_status(f"ADD {', '.join(adds)} SET last_dropped_at = :now", values, integration_id)
+
     def set_sweep_watermark(self, integration_id: str, watermark: int) -> None:
         self._update_status("SET sweep_watermark = :w", {":w": watermark}, integration_id)
 
