@@ -9,6 +9,7 @@ from leadbridge_local.demo_setup import DEMO_AMO, install_demo_integrations
 from leadbridge_local.runner import LocalRunner
 from tests.conftest import load_event
 from tests.integration.helpers import new_amo_integration, sample_body, talk_fields
+from tests.integration.test_conversations import service
 
 CONTACT = {
     "name": "Иван Петров",
@@ -208,3 +209,40 @@ def test_dead_grant_moves_the_integration_to_reauth_required(runner: LocalRunner
     assert after is not None
     assert after.state == "reauth_required"
     assert DynamoIntegrations(table).status(integration.integration_id)["connection_state"] == "reauth_required"
+
+
+def test_missing_rights_show_in_the_status_and_park_nothing_in_a_loop(runner: LocalRunner) -> None:
+    """amoCRM answers 403 «Недостаточно прав» to a user without rights: not a block. The status says what was
+    refused, the events wait parked, the sweep's probe (the account answers) does not resume them, and an admin's
+    resume after granting the rights lets them through."""
+    integration, secret, account_id = new_amo_integration(runner)
+    sub = integration.account_name
+    runner.amocrm.add_talk(
+        sub, 540, lead_id=5400, contact_id=54000, origin="telegram", created_at=1773223766, lead={}, contact={}
+    )
+    runner.amocrm.accounts[sub].denied_paths = {"/api/v4/leads"}
+    body = sample_body("amo_hook", "talk_add.json", **talk_fields("add", 540, 5400, 54000, sub, account_id))
+    assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body).status_code == 200
+    runner.drain(timeout=120)
+    status = service(runner).status(integration.integration_id)
+    assert status.connection == "insufficient_rights"
+    assert status.last_error is not None
+    assert "GET /api/v4/leads" in status.last_error
+    assert status.parked == 1
+    entry = ledger(runner).get(f"amocrm:{account_id}:talk:540")
+    assert entry is not None
+    assert (entry.state, entry.last_error) == ("parked", "insufficient_rights: GET /api/v4/leads")
+
+    for _ in range(2):  # the account answers the probe, but nobody granted the rights: nothing moves
+        runner.run_scheduled("ReconcileSweepFunction")
+        runner.drain(timeout=60)
+    assert service(runner).status(integration.integration_id).connection == "insufficient_rights"
+    assert service(runner).status(integration.integration_id).parked == 1
+    ours = integration.integration_id
+    assert [lead for lead in runner.take_leads() if lead["integration_id"] == ours] == []
+
+    runner.amocrm.accounts[sub].denied_paths = set()
+    assert service(runner).resume(integration.integration_id).resumed == 1
+    runner.drain(timeout=120)
+    assert [lead["source_entity"]["id"] for lead in runner.take_leads() if lead["integration_id"] == ours] == ["540"]
+    assert service(runner).status(integration.integration_id).connection == "connected"

@@ -12,7 +12,9 @@ from typing import Literal
 CrmName = Literal["amocrm", "bitrix24"]
 TrafficType = Literal["campaign", "source"]
 TriggerLeads = Literal["chats_only", "any_lead"]
-ConnectionState = Literal["not_connected", "connected", "reauth_required", "disconnected", "blocked"]
+ConnectionState = Literal[
+    "not_connected", "connected", "reauth_required", "disconnected", "blocked", "insufficient_rights"
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from leadbridge.store.parked import ParkedEvent
 
 logger = Logger(child=True)
 
-WAITING_STATES = frozenset({"reauth_required", "blocked", "disconnected"})
+WAITING_STATES = frozenset({"reauth_required", "blocked", "disconnected", "insufficient_rights"})
 STATE_CACHE_SECONDS = 10
 
 

@@ -30,6 +30,7 @@ from leadbridge.http.errors import (
     CrmError,
     CrmUnavailable,
     GrantRevoked,
+    InsufficientRights,
     NotConnected,
     NotFound,
     RateLimited,
@@ -123,7 +124,7 @@ class StatusRecorder(Protocol):
     def record_notice(self, integration_id: str, notice: str) -> None: ...
 
     def set_connection_state(
-        self, integration_id: str, state: Literal["blocked"], reason: str | None = None
+        self, integration_id: str, state: Literal["blocked", "insufficient_rights"], reason: str | None = None
     ) -> None: ...
 
 
@@ -259,6 +260,10 @@ class LeadWorker:
             result = Skip(reason=f"crm_entity_not_found: {exc}")
         except (GrantRevoked, NotConnected) as exc:
             return self._park(message, integration, f"not_authorized: {exc}", started)
+        except InsufficientRights as exc:  # an admin's to fix: parked, and no probe will resume it by itself
+            self.status.set_connection_state(integration.integration_id, "insufficient_rights", str(exc))
+            self.count("CrmInsufficientRights")
+            return self._park(message, integration, f"insufficient_rights: {exc.refused}", started)
         except AccountBlocked as exc:
             self.status.set_connection_state(integration.integration_id, "blocked", str(exc))
             self.count("CrmAccountBlocked")

@@ -47,6 +47,7 @@ class Account:
     events: list[dict[str, Any]] = field(default_factory=list)
     bot_continues: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (path, body) of continue calls
     blocked: bool = False
+    denied_paths: set[str] = field(default_factory=set)  # path prefixes the authorizing user has no rights to
     filters_ignored: bool = False
     amojo_id: str = ""  # the account's id in the Chats API (GET /api/v4/account?with=amojo_id)
     violations: deque[float] = field(default_factory=deque)
@@ -319,6 +320,9 @@ class FakeAmoCRM(FakeCrmBase):
             if not self._within_limit(grant[0].client_id, account, request.arrived_at):
                 return self.limit_error()
         self.count("api_requests")
+        if any(request.path.startswith(prefix) for prefix in account.denied_paths):
+            self.count("rights_refused")  # documented for talks: 403 «Недостаточно прав»
+            return _problem(403, "Forbidden", "Недостаточно прав")
         return self.injected_fault() or self._route(request, account)
 
     def limit_error(self) -> HttpResponse:

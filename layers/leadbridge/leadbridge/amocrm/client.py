@@ -3,8 +3,9 @@
 - 7 requests/s per integration, a budget shared by every process (``SharedLimiter``); a 429 backs everyone off by
   ``retry_after`` and is retried here while the wait is short, else raised so the inbox message comes back later;
 - 401 goes through the token store (another process may have rotated the token), then one retry;
-- 403 (account blocked, possibly an HTML page) and 402 (not paid) raise ``AccountBlocked``: the worker stops
-  calling that account and marks the integration;
+- 403 has two meanings told apart by the body: «Недостаточно прав» (a problem+json naming missing rights, as
+  documented for talks) raises ``InsufficientRights``; anything else (an HTML page, "account blocked") and 402 (not
+  paid) raise ``AccountBlocked``: the worker stops calling that account and marks the integration;
 - 204 on an entity read means "no such entity" (amoCRM's way), as does 404.
 """
 
@@ -24,6 +25,7 @@ from leadbridge.http.errors import (
     BadRequest,
     BadResponse,
     CrmUnavailable,
+    InsufficientRights,
     NotFound,
     RateLimited,
 )
@@ -197,6 +199,12 @@ class AmoClient:
                 if wait > MAX_INLINE_WAIT_SECONDS or attempt == MAX_ATTEMPTS:
                     raise RateLimited("amoCRM rate limit", retry_after=wait, status=429)
                 continue
+            if status == 403 and _missing_rights(response):
+                raise InsufficientRights(
+                    f"amoCRM refused {method} {_kind(path)}: the authorizing user lacks the rights (403)",
+                    refused=f"{method} {_kind(path)}",
+                    status=403,
+                )
             if status in {402, 403}:
                 raise AccountBlocked(f"amoCRM refused access to the account ({status})", status=status)
             if status == 404:
@@ -208,6 +216,27 @@ class AmoClient:
                 continue
             raise BadRequest(f"amoCRM refused the request ({status})", status=status)
         raise CrmUnavailable("amoCRM: attempts exhausted")
+
+
+MISSING_RIGHTS = ("недостаточно прав", "insufficient rights", "not enough rights", "permission", "access denied")
+
+
+def _missing_rights(response: httpx.Response) -> bool:
+    """A 403 that says the user lacks rights (a JSON problem whose detail says so), not that the account is
+    blocked (an HTML page, or a body about blocking)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    if not isinstance(body, dict):
+        return False
+    said = " ".join(str(body.get(k) or "") for k in ("detail", "title", "hint")).lower()
+    return any(phrase in said for phrase in MISSING_RIGHTS) and "blocked" not in said and "заблок" not in said
+
+
+def _kind(path: str) -> str:
+    """The resource a path names, without ids (``/api/v4/leads/123`` -> ``/api/v4/leads``)."""
+    return "/".join(part for part in path.split("/") if not part.isdigit())[:80] or "/"
 
 
 def _retry_after(response: httpx.Response) -> float:

@@ -127,8 +127,12 @@ class IntegrationsService:
         return WebhookSecretIssued(webhook_url=f"{base}/hooks/{integration.crm}/{integration_id}/{secret}{trailing}")
 
     def resume(self, integration_id: str) -> ResumeResult:
-        """Send the integration's parked events back to the inbox (after an account was unblocked by hand)."""
+        """Send the integration's parked events back to the inbox (after an account was unblocked, or the user's
+        rights granted, by hand): the admin says it is fixed, so the integration is connected again first (if it is
+        not, the next event finds out and parks again)."""
         self._require(integration_id)
+        if self.integrations.status(integration_id).get("connection_state") in {"blocked", "insufficient_rights"}:
+            self.integrations.set_connection_state(integration_id, "connected")
         return ResumeResult(resumed=self.parking.resume(integration_id))
 
     def start_backfill(self, integration_id: str, request: BackfillRequest) -> BackfillProgress:

@@ -205,7 +205,14 @@ class ChatChannelView(_Strict):
 class IntegrationStatus(_Strict):
     integration_id: str
     active: bool
-    connection: Literal["not_connected", "connected", "reauth_required", "disconnected", "blocked"]
+    connection: Literal[
+        "not_connected", "connected", "reauth_required", "disconnected", "blocked", "insufficient_rights"
+    ] = Field(
+        description=(
+            "insufficient_rights: amoCRM answered «Недостаточно прав» (last_error says what was refused); the events "
+            "wait parked until an admin grants the rights and calls resume, or authorizes again."
+        )
+    )
     token_expires_at: int | None
     last_event_at: int | None
     last_lead_at: int | None

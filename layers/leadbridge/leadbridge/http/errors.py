@@ -54,6 +54,16 @@ class AccountBlocked(CrmError):
     retryable = True
 
 
+class InsufficientRights(CrmError):
+    """amoCRM 403 «Недостаточно прав»: the user who authorized the integration may not read this (the account
+    itself answers). Only an admin can fix it (grant the rights, or authorize as another user): no retry, no
+    probe. ``refused``: what was refused (``GET /api/v4/leads``), for the status."""
+
+    def __init__(self, message: str, *, refused: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message, status=status, code=code)
+        self.refused = refused
+
+
 class NotFound(CrmError):
     """The entity does not exist (amoCRM 204/404, Bitrix24 'Not found')."""
 
