@@ -20,6 +20,7 @@ from leadbridge.store.integrations import CachedIntegrations, DynamoIntegrations
 config = AmoHookConfig.from_env()
 integrations = CachedIntegrations(DynamoIntegrations(config.integrations_table), config.integration_cache_seconds)
 inbox = InboxQueue(config.inbox_queue_url)
+bot_continues = InboxQueue(config.bot_continue_queue_url)
 sessions = DynamoBotSessions(config.ledger_table, config.ledger_retention_days)
 status = DynamoIntegrations(config.integrations_table)  # the one status write: webhook items that were dropped
 logger = Logger()
@@ -35,7 +36,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if route.endswith("/dp"):
         accept = partial(accept_trigger, integrations, inbox, content_type=content_type)
     elif route.endswith("/salesbot"):
-        accept = partial(accept_salesbot, integrations, inbox, sessions, content_type=content_type)
+        accept = partial(accept_salesbot, integrations, bot_continues, sessions, content_type=content_type)
     else:
         accept = partial(accept_amocrm, integrations, inbox, dropped_to=status)
     return handle_hook(event, accept, logger, metrics)

@@ -77,6 +77,7 @@ class LocalRunner:
             environments if environments is not None else int(os.environ.get("LEADBRIDGE_LOCAL_ENVIRONMENTS", "4"))
         )
         self._pools: dict[str, EnvironmentPool] = {}
+        self._pool_lock = threading.Lock()
         self.clock = FakeClock()
         self.amocrm = FakeAmoCRM(self.clock, data_dir=amocrm_data)
         self.bitrix24 = FakeBitrix24(self.clock, data_dir=bitrix24_data)
@@ -211,7 +212,12 @@ class LocalRunner:
 
     # ------------------------------------------------------------------ queues
     def pool(self, logical_id: str) -> EnvironmentPool:
-        """The function's execution environments (started on first use, kept for the runner's life)."""
+        """The function's execution environments (started on first use, kept for the runner's life; the first
+        batches of two queues may ask at once, and only one pool may be started)."""
+        with self._pool_lock:
+            return self._pool(logical_id)
+
+    def _pool(self, logical_id: str) -> EnvironmentPool:
         if logical_id not in self._pools:
             props = self.stack.template["Resources"][logical_id]["Properties"]
             module_name, handler_name = props["Handler"].rsplit(".", 1)
@@ -229,19 +235,20 @@ class LocalRunner:
         context_factory: Callable[[], Any] | None = None,
         environments: int | None = None,
     ) -> int:
-        """Feed the inbox to the worker until it is empty; returns the number of records handled.
+        """Feed the function's SQS sources (the inbox, the Salesbot continues) to it until they are empty, as its
+        event source mappings would (each batch from one queue); returns the number of records handled.
 
         ``timeout`` bounds a stall, not the whole drain: it gives up after that many seconds with no batch running
         and none handed out, so a slower (or busier) machine takes longer but never changes the verdict. (A batch
         that never ends is the per-test timeout's to catch, as Lambda's function timeout would.)"""
         sqs = self.stack.client("sqs")
-        inbox = self.stack.ref("InboxQueue")
-        arn = self.stack.attribute("InboxQueue", "Arn")
+        sources = self._sqs_sources(function)
         in_process = (self.environments if environments is None else environments) == 0
         concurrency = 1 if in_process else min(self.environments, self._maximum_concurrency(function))
         handled = 0
         in_flight: set[Future[int]] = set()
         progressed = time.monotonic()
+        turn = 0
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="poller") as batches:
             while in_flight or time.monotonic() - progressed < timeout:
                 if in_flight:
@@ -253,11 +260,15 @@ class LocalRunner:
                 if len(in_flight) >= concurrency:
                     wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
                     continue
+                _, url, arn = sources[turn % len(sources)]
+                turn += 1
                 received = sqs.receive_message(
-                    QueueUrl=inbox, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
+                    QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
                 ).get("Messages", [])
                 if not received:
-                    if not in_flight and self.queue_depth("InboxQueue") == 0:
+                    if turn % len(sources):
+                        continue  # the next source's turn before deciding anything
+                    if not in_flight and sum(self.queue_depth(q) for q, _, _ in sources) == 0:
                         return handled
                     if in_flight:
                         wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -268,11 +279,22 @@ class LocalRunner:
                 context = context_factory() if context_factory else None
                 event = sqs_event(received, arn)
                 if in_process:
-                    handled += self._settle(function, received, self.invoke(function, event, context) or {})
+                    result = self.invoke(function, event, context) or {}
+                    handled += self._settle(url, received, result)
                     progressed = time.monotonic()
                 else:
-                    in_flight.add(batches.submit(self._in_environment, function, received, event, context))
-        raise TimeoutError(f"inbox stalled for {timeout} s ({self.queue_depth('InboxQueue')} left)")
+                    in_flight.add(batches.submit(self._in_environment, function, url, received, event, context))
+        left = {q: self.queue_depth(q) for q, _, _ in sources}
+        raise TimeoutError(f"{function}'s queues stalled for {timeout} s ({left} left)")
+
+    def _sqs_sources(self, function: str) -> list[tuple[str, str, str]]:
+        """(logical id, URL, ARN) of each queue the function's SQS events read, in the template's order."""
+        found = []
+        for event in self.stack.template["Resources"][function]["Properties"].get("Events", {}).values():
+            if event["Type"] == "SQS":
+                queue = event["Properties"]["Queue"]["Fn::GetAtt"][0]
+                found.append((queue, self.stack.ref(queue), self.stack.attribute(queue, "Arn")))
+        return found
 
     def _maximum_concurrency(self, function: str) -> int:
         for event in self.stack.template["Resources"][function]["Properties"].get("Events", {}).values():
@@ -281,19 +303,18 @@ class LocalRunner:
         return 1000
 
     def _in_environment(
-        self, function: str, received: list[dict[str, Any]], event: dict[str, Any], context: Any
+        self, function: str, url: str, received: list[dict[str, Any]], event: dict[str, Any], context: Any
     ) -> int:
         timeout = int(self.stack.template["Resources"][function]["Properties"].get("Timeout", 10))
         context = context or LambdaContextStub(function_name=function, timeout_seconds=timeout)
         self.invocations[function] = self.invocations.get(function, 0) + 1
         result, calls = self.pool(function).invoke(event, context)
         self.aws_calls.merge(calls)
-        return self._settle(function, received, result or {})
+        return self._settle(url, received, result or {})
 
-    def _settle(self, function: str, received: list[dict[str, Any]], result: dict[str, Any]) -> int:
+    def _settle(self, url: str, received: list[dict[str, Any]], result: dict[str, Any]) -> int:
         """As Lambda's poller does: successes deleted, and failures' visibility set, in batches."""
         sqs = self.stack.client("sqs")
-        inbox = self.stack.ref("InboxQueue")
         failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
         with self._settling:
             self.retried_records += len(failed)
@@ -301,13 +322,13 @@ class LocalRunner:
         retry = [m for m in received if m["MessageId"] in failed]
         if done:
             sqs.delete_message_batch(
-                QueueUrl=inbox,
+                QueueUrl=url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
         if retry:
             # Compress the worker's backoff so local runs finish; SQS still counts the receives.
             sqs.change_message_visibility_batch(
-                QueueUrl=inbox,
+                QueueUrl=url,
                 Entries=[
                     {
                         "Id": str(i),

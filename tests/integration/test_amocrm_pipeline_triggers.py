@@ -252,3 +252,25 @@ def test_the_stage_action_send_webhook_joins_the_talk(runner: LocalRunner) -> No
     assert lead["source_entity"] == {"type": "talk", "id": str(talk)}
     assert lead["lead_id"] == lead_id_for(f"amocrm:{account}:talk:{talk}")
     assert "lead_appeared_in_status" in notes_of(runner, integration, talk * 10)[0]
+
+
+def test_two_salesbot_runs_on_one_lead_are_both_continued_without_the_inbox_delay(runner: LocalRunner) -> None:
+    """A second bot run on the same lead within SQS's 5-minute dedup window is its own continue; and a continue
+    skips the inbox's delay (the visitor is waiting on the bot): it travels on the undelayed queue."""
+    integration, secret, _ = new_amo_integration(runner, session_field=None)
+    lead_id = 8_701
+    inbox = runner.queue_depth("InboxQueue")
+    for continue_id in ("run-1", "run-2"):
+        body = salesbot_body(runner, integration, lead_id, continue_id=continue_id)
+        assert post_salesbot(runner, integration, secret, body).json()["accepted"] == 1
+    assert runner.queue_depth("BotContinueQueue") == 2
+    assert runner.queue_depth("InboxQueue") == inbox
+    queues = runner.stack.template["Resources"]
+    assert "DelaySeconds" not in queues["BotContinueQueue"]["Properties"]
+    assert queues["InboxQueue"]["Properties"]["DelaySeconds"] == {"Ref": "InboxDelaySeconds"}
+    runner.drain(timeout=60)
+    continues = runner.amocrm.accounts[integration.account_name].bot_continues
+    assert sorted(path for path, _ in continues) == [
+        "/api/v4/salesbot/321/continue/run-1",
+        "/api/v4/salesbot/321/continue/run-2",
+    ]

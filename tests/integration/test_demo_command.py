@@ -27,3 +27,4 @@ def test_the_demo_prints_its_leads_and_no_library_warnings() -> None:
     assert "(0 dead-lettered)" in done.stdout
     assert "Warning" not in done.stderr, done.stderr  # library warnings go to the function log
     assert "Warning" not in done.stdout
+    assert "Traceback" not in done.stderr, done.stderr[-2_000:]  # every environment stopped cleanly

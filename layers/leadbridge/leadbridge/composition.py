@@ -86,7 +86,8 @@ def lead_worker(config: WorkerConfig, metrics: Metrics) -> WorkerBatch:
         count=MetricCounter(metrics),
         parking=parking(config.integrations_table, config.inbox_queue_url),
     )
-    return WorkerBatch(worker, InboxQueue(config.inbox_queue_url), DeadLetters(config.inbox_dlq_url), status)
+    sources = [InboxQueue(url) for url in (config.inbox_queue_url, config.bot_continue_queue_url) if url]
+    return WorkerBatch(worker, sources, DeadLetters(config.inbox_dlq_url), status)
 
 
 def token_refresher(

@@ -72,6 +72,7 @@ class AmoHookConfig(NamedTuple):
     integration_cache_seconds: int
     ledger_table: str
     ledger_retention_days: int
+    bot_continue_queue_url: str  # Salesbot continues: the inbox without its delay
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> AmoHookConfig:
@@ -82,6 +83,7 @@ class AmoHookConfig(NamedTuple):
             integration_cache_seconds=hook.integration_cache_seconds,
             ledger_table=_require(env, "LEDGER_TABLE"),
             ledger_retention_days=_int(env, "LEDGER_RETENTION_DAYS", 90),
+            bot_continue_queue_url=_require(env, "BOT_CONTINUE_QUEUE_URL"),
         )
 
 
@@ -96,6 +98,7 @@ class WorkerConfig(NamedTuple):
     ledger_retention_days: int
     bitrix_activity_wait_seconds: int
     chat_channel_secret_arn: str = ""  # empty: no site chat channel on this stack
+    bot_continue_queue_url: str = ""  # Salesbot continues arrive here too (the inbox without its delay)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> WorkerConfig:
@@ -110,6 +113,7 @@ class WorkerConfig(NamedTuple):
             ledger_retention_days=_int(env, "LEDGER_RETENTION_DAYS", 90),
             bitrix_activity_wait_seconds=_int(env, "BITRIX_ACTIVITY_WAIT_SECONDS", 600),
             chat_channel_secret_arn=_optional(env, "CHAT_CHANNEL_SECRET_ARN"),
+            bot_continue_queue_url=_optional(env, "BOT_CONTINUE_QUEUE_URL"),
         )
 
 

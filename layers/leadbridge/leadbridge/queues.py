@@ -78,7 +78,11 @@ def inbox_deduplication_id(message: InboxMessage, salt: str = "") -> str:
     deliberate second send of the same event (a parked event resumed within 5 minutes) a new message.
     """
     payload = message.payload
-    moment = str(payload.get("updated_at") or payload.get("ts") or payload.get("message_id") or "")
+    # What tells two events of one conversation apart: the talk's update time, a Bitrix24 event's ts, a chat
+    # message's id, a Salesbot run's continue URL (one per run: two runs on a lead are two continues).
+    moment = str(
+        payload.get("updated_at") or payload.get("ts") or payload.get("message_id") or payload.get("return_url") or ""
+    )
     raw = "|".join((message.integration_id, message.lead_key, message.event, moment, salt))
     return hashlib.sha256(raw.encode()).hexdigest()
 

@@ -34,10 +34,15 @@ class RetryScheduled(Exception):
 
 
 class WorkerBatch:
-    def __init__(self, worker: LeadWorker, inbox: InboxQueue, dead_letters: DeadLetters, status: BatchStatus) -> None:
+    def __init__(
+        self, worker: LeadWorker, sources: list[InboxQueue], dead_letters: DeadLetters, status: BatchStatus
+    ) -> None:
+        """``sources``: the queues the worker consumes (the inbox first, then the Salesbot continues); a retried
+        record's visibility is changed on the queue it came from."""
         self.worker = worker
         self.status = status
-        self.inbox = inbox
+        self.inbox = sources[0]
+        self._sources = {source.queue_url.rstrip("/").rsplit("/", 1)[-1]: source for source in sources}
         self.dead_letters = dead_letters
         self._context: LambdaContext | None = None
 
@@ -72,7 +77,7 @@ class WorkerBatch:
         if context is not None and context.get_remaining_time_in_millis() < STOP_BEFORE_TIMEOUT_MS:
             # Not enough time to finish a record: hand it (and, FIFO, the rest of its group) back untouched
             # rather than be killed half-way through.
-            self.inbox.delay_retry(record.receipt_handle, 1)
+            self._source_of(record).delay_retry(record.receipt_handle, 1)
             raise OutOfTime("the invocation is about to time out")
         try:
             message = InboxMessage.from_json(record.body)
@@ -87,13 +92,17 @@ class WorkerBatch:
                 "retry scheduled",
                 extra={"reason": exc.reason, "delay": exc.delay_seconds, "receive_count": receive_count},
             )
-            self.inbox.delay_retry(record.receipt_handle, exc.delay_seconds)
+            self._source_of(record).delay_retry(record.receipt_handle, exc.delay_seconds)
             raise RetryScheduled(exc.reason) from exc
         except PoisonEvent as exc:
             self._dead_letter(record, exc.reason)
             return "dead_lettered"
         logger.info("event processed", extra={"outcome": outcome, "crm": message.crm, "event": message.event})
         return outcome
+
+    def _source_of(self, record: SQSRecord) -> InboxQueue:
+        """The queue a record came from, by the queue name at the end of its ARN."""
+        return self._sources.get(record.event_source_arn.rsplit(":", 1)[-1], self.inbox)
 
     def _dead_letter(self, record: SQSRecord, reason: str) -> None:
         logger.error("event dead-lettered", extra={"reason": reason, "message_id": record.message_id})

@@ -195,7 +195,7 @@ class FakeAmojo(FakeCrmBase):
     def _delivery(self, scope_id: str, msgid: str, body: dict[str, Any]) -> HttpResponse:
         if scope_id not in self.scopes:
             return _error(404, "ORIGIN_NOT_REGISTERED", "NOT_FOUND")
-        if not isinstance(body.get("delivery_status", body.get("status_code")), int):
+        if not isinstance(body.get("delivery_status"), int) or "status_code" in body:  # as the signed example
             return _error(400, "BAD_REQUEST", "delivery_status")
         with self.lock:
             self.delivery.append((scope_id, msgid, body))

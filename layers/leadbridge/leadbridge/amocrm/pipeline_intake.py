@@ -86,7 +86,7 @@ def accept_trigger(
 
 def accept_salesbot(
     integrations: IntegrationLookup,
-    inbox: Inbox,
+    bot_continues: Inbox,
     sessions: SessionStore,
     integration_id: str,
     secret: str,
@@ -130,7 +130,7 @@ def accept_salesbot(
         received_at=now_iso(now),
         payload={"return_url": return_url, "session_saved": session_id is not None},
     )
-    result = enqueue(inbox, [message], {})
+    result = enqueue(bot_continues, [message], {})  # the bot is waiting: not through the inbox's delay
     if result.status == 200:
         return HookResult(status=200, body={"accepted": 1, "session": session_id is not None}, accepted=1)
     return result

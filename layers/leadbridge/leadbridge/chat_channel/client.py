@@ -78,8 +78,9 @@ class AmojoClient:
         return as_dict(as_dict(answer).get("new_message"))
 
     def delivery_status(self, scope_id: str, msgid: str, status: int, error_code: int | None, error: str) -> None:
-        """The docs contradict themselves on the field name (reference §4.5): both are sent."""
-        body: dict[str, Any] = {"msgid": msgid, "delivery_status": status, "status_code": status}
+        """``delivery_status``, as the signed example sends it (the docs' table also names a ``status_code``; the
+        signed request is what amojo is known to take, so only it is sent)."""
+        body: dict[str, Any] = {"msgid": msgid, "delivery_status": status}
         if error_code is not None:
             body.update(error_code=error_code, error=error[:300])
         self._call("POST", f"/v2/origin/custom/{scope_id}/{msgid}/delivery_status", body)
