@@ -70,7 +70,7 @@ class LocalRunner:
         self,
         amocrm_data: Path | None = None,
         bitrix24_data: Path | None = None,
-        retry_visibility_seconds: int = 1,
+        retry_visibility_seconds: int | None = 1,
         environments: int | None = None,
     ) -> None:
         self.environments = (
@@ -83,6 +83,8 @@ class LocalRunner:
         self.bitrix24 = FakeBitrix24(self.clock, data_dir=bitrix24_data)
         self.amojo = FakeAmojo(self.amocrm, self.clock)
         self.crm_server = FakeCrmServer(self.amocrm, self.bitrix24, self.amojo)
+        # Failed records made visible again after this many seconds, to keep local runs short; None leaves them as
+        # the function set them, as Lambda's poller does (and the queue's visibility timeout where it set nothing).
         self.retry_visibility_seconds = retry_visibility_seconds
         self.http_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.http_port}"
@@ -325,7 +327,7 @@ class LocalRunner:
                 QueueUrl=url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
-        if retry:
+        if retry and self.retry_visibility_seconds is not None:
             # Compress the worker's backoff so local runs finish; SQS still counts the receives.
             sqs.change_message_visibility_batch(
                 QueueUrl=url,

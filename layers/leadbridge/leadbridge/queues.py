@@ -131,6 +131,17 @@ class InboxQueue:
             QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, min(seconds, 43_200))
         )
 
+    def delay_retries(self, handles: list[tuple[str, int]]) -> None:
+        """``delay_retry`` for several messages, ten to a request; a handle SQS refuses keeps its timeout."""
+        for start in range(0, len(handles), 10):
+            sqs_client().change_message_visibility_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": max(0, min(seconds, 43_200))}
+                    for i, (handle, seconds) in enumerate(handles[start : start + 10])
+                ],
+            )
+
 
 class InboxWriteError(RuntimeError):
     pass

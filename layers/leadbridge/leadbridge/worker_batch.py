@@ -2,7 +2,9 @@
 
 Records of one message group are processed in order; after a failure the rest of that group is failed too
 (``skip_group_on_error``) so order per integration holds. A retryable failure shortens the message's visibility
-to its backoff; a poison event goes to the DLQ with its reason and is acknowledged.
+to its backoff, and so does every record handed back behind it: Lambda's poller leaves a failed record invisible
+for the queue's whole visibility timeout (360 s), so a record that is only skipped would hold its integration's
+group that long. A poison event goes to the DLQ with its reason and is acknowledged.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ logger = Logger(child=True)
 
 
 STOP_BEFORE_TIMEOUT_MS = 15_000  # more than one record takes, CRM retries included
+HANDED_BACK_SECONDS = 5  # a record failed on an error nobody timed: soon again, not after the queue's 360 s
 
 
 class OutOfTime(Exception):
@@ -45,6 +48,8 @@ class WorkerBatch:
         self._sources = {source.queue_url.rstrip("/").rsplit("/", 1)[-1]: source for source in sources}
         self.dead_letters = dead_letters
         self._context: LambdaContext | None = None
+        self._retimed: set[str] = set()  # records whose visibility this invocation already set
+        self._group_delay: dict[str, int] = {}  # the backoff of the record that stopped each message group
 
     def process(self, event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
         messages = []
@@ -54,8 +59,11 @@ class WorkerBatch:
             except (ValueError, TypeError):
                 continue  # handled per record below
         self._context = context
+        self._retimed, self._group_delay = set(), {}
         try:
-            return self._process(event, context, messages)
+            response = self._process(event, context, messages)
+            self._retime_handed_back(event, response)
+            return response
         finally:
             self.worker.finish_batch()
             self.status.flush()
@@ -77,7 +85,7 @@ class WorkerBatch:
         if context is not None and context.get_remaining_time_in_millis() < STOP_BEFORE_TIMEOUT_MS:
             # Not enough time to finish a record: hand it (and, FIFO, the rest of its group) back untouched
             # rather than be killed half-way through.
-            self._source_of(record).delay_retry(record.receipt_handle, 1)
+            self._delay(record, 1)
             raise OutOfTime("the invocation is about to time out")
         try:
             message = InboxMessage.from_json(record.body)
@@ -92,13 +100,34 @@ class WorkerBatch:
                 "retry scheduled",
                 extra={"reason": exc.reason, "delay": exc.delay_seconds, "receive_count": receive_count},
             )
-            self._source_of(record).delay_retry(record.receipt_handle, exc.delay_seconds)
+            self._delay(record, exc.delay_seconds)
             raise RetryScheduled(exc.reason) from exc
         except PoisonEvent as exc:
             self._dead_letter(record, exc.reason)
             return "dead_lettered"
         logger.info("event processed", extra={"outcome": outcome, "crm": message.crm, "event": message.event})
         return outcome
+
+    def _delay(self, record: SQSRecord, seconds: int) -> None:
+        self._source_of(record).delay_retry(record.receipt_handle, seconds)
+        self._retimed.add(record.message_id)
+        self._group_delay.setdefault(record.attributes.message_group_id or "", seconds)
+
+    def _retime_handed_back(self, event: dict[str, Any], response: dict[str, Any]) -> None:
+        """The records reported failed whose visibility nobody set (skipped behind a failure of their group, or
+        failed on an error nobody timed): their group's backoff, so the group comes back when its first record
+        does."""
+        failed = {item.get("itemIdentifier") for item in response.get("batchItemFailures", [])}
+        by_queue: dict[str, tuple[InboxQueue, list[tuple[str, int]]]] = {}
+        for raw in event.get("Records", []):
+            record = SQSRecord(raw)
+            if record.message_id not in failed or record.message_id in self._retimed:
+                continue
+            seconds = self._group_delay.get(record.attributes.message_group_id or "", HANDED_BACK_SECONDS)
+            source = self._source_of(record)
+            by_queue.setdefault(source.queue_url, (source, []))[1].append((record.receipt_handle, seconds))
+        for source, handles in by_queue.values():
+            source.delay_retries(handles)
 
     def _source_of(self, record: SQSRecord) -> InboxQueue:
         """The queue a record came from, by the queue name at the end of its ARN."""
