@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import random
+import re
 import socket
 import threading
 import urllib.request
@@ -178,10 +179,38 @@ def _resolve_functions(stack: LocalStack) -> None:
         stack.function_environments[name] = {k: str(stack.resolver.resolve(v)) for k, v in variables.items()}
 
 
+# SQS's allowed set (SendMessage: "#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF"); moto
+# takes anything, AWS refuses the message with InvalidMessageContents.
+_NOT_FOR_SQS = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+SQS_SENDS = {"AmazonSQS.SendMessage", "AmazonSQS.SendMessageBatch"}
+
+
+def _refused_character(entry: dict[str, Any]) -> str | None:
+    """The first character of a message (body or string attribute) that SQS would refuse, as SQS names it."""
+    texts = [entry.get("MessageBody") or ""] + [
+        str(attribute.get("StringValue") or "") for attribute in (entry.get("MessageAttributes") or {}).values()
+    ]
+    for text in texts:
+        found = _NOT_FOR_SQS.search(text)
+        if found:
+            return f"#x{ord(found.group()):X}"
+    return None
+
+
+def _invalid_contents(character: str) -> str:
+    return (
+        f"Invalid binary character '{character}' was found in the message body, the set of allowed characters is "
+        "#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF"
+    )
+
+
 class SerializedApp:
     """DynamoDB makes every conditional write atomic; moto's backends take no locks and its server is threaded, so
     a check and its write from two concurrent requests can interleave. Serving one request at a time restores the
-    guarantee the code relies on (leases, compare-and-swap, ledger claims)."""
+    guarantee the code relies on (leases, compare-and-swap, ledger claims).
+
+    It also answers as AWS does where moto is kinder: SQS refuses a message with a character outside its allowed
+    set (``InvalidMessageContents``; in a batch, that entry fails and the others go)."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
@@ -192,6 +221,8 @@ class SerializedApp:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with self.lock:
+            if environ.get("HTTP_X_AMZ_TARGET", "") in SQS_SENDS:
+                return self._send(environ, start_response)
             if self.fault is not None or self.watched:
                 body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
                 environ["wsgi.input"] = io.BytesIO(body)
@@ -203,6 +234,64 @@ class SerializedApp:
                     start_response("500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.0")])
                     return [b'{"__type":"com.amazonaws.sqs#InternalError","message":"injected fault"}']
             return list(self.app(environ, start_response))
+
+    def _send(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        for text in self.watched:
+            if text.encode() in body:
+                self.watched[text] += 1
+        if self.fault is not None and self.fault(environ, body):
+            self.injected += 1
+            start_response("500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.0")])
+            return [b'{"__type":"com.amazonaws.sqs#InternalError","message":"injected fault"}']
+        request = json.loads(body or b"{}")
+        if environ["HTTP_X_AMZ_TARGET"] == "AmazonSQS.SendMessage":
+            refused = _refused_character(request)
+            if refused is not None:
+                start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
+                error = {"__type": "com.amazonaws.sqs#InvalidMessageContents", "message": _invalid_contents(refused)}
+                return [json.dumps(error).encode()]
+            return self._to_moto(environ, start_response, body)
+        failed = []
+        kept = []
+        for entry in request.get("Entries") or []:
+            refused = _refused_character(entry)
+            if refused is None:
+                kept.append(entry)
+            else:
+                failed.append(
+                    {
+                        "Id": entry.get("Id"),
+                        "SenderFault": True,
+                        "Code": "InvalidMessageContents",
+                        "Message": _invalid_contents(refused),
+                    }
+                )
+        if not failed:
+            return self._to_moto(environ, start_response, body)
+        if not kept:
+            start_response("200 OK", [("Content-Type", "application/x-amz-json-1.0")])
+            return [json.dumps({"Successful": [], "Failed": failed}).encode()]
+        answered: list[Any] = []
+        chunks = self._to_moto(
+            environ,
+            lambda status, headers, *_: answered.append((status, headers)),
+            json.dumps({**request, "Entries": kept}).encode(),
+        )
+        status, headers = answered[0]
+        merged = json.loads(b"".join(chunks) or b"{}")
+        merged["Failed"] = [*merged.get("Failed", []), *failed]
+        payload = json.dumps(merged).encode()
+        start_response(
+            status,
+            [(k, v) for k, v in headers if k.lower() != "content-length"] + [("Content-Length", str(len(payload)))],
+        )
+        return [payload]
+
+    def _to_moto(self, environ: dict[str, Any], start_response: Callable[..., Any], body: bytes) -> list[bytes]:
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return list(self.app(environ, start_response))
 
 
 class LocalMotoServer:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -16,12 +17,28 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 INBOX_MESSAGE_VERSION = 1
+logger = Logger(child=True)
+
+# What SQS accepts in a message (its documented set): #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF.
+# Anything else (U+FFFE, U+FFFF, other controls, lone surrogates) makes SQS refuse the whole message.
+_REFUSED_BY_SQS = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+REPLACEMENT = "\ufffd"
+
+
+def sqs_safe(body: str, queue: str = "") -> str:
+    """``body`` with every character SQS refuses replaced by U+FFFD (counted in a log line): a CRM's, a visitor's
+    or a manager's text never keeps an event out of a queue."""
+    cleaned, replaced = _REFUSED_BY_SQS.subn(REPLACEMENT, body)
+    if replaced:
+        logger.warning("characters SQS refuses replaced", extra={"replaced": replaced, "queue": queue})
+    return cleaned
 
 
 @cache
@@ -98,7 +115,7 @@ class InboxQueue:
             try:
                 sqs_client().send_message(
                     QueueUrl=self.queue_url,
-                    MessageBody=message.to_json(),
+                    MessageBody=sqs_safe(message.to_json(), "inbox"),
                     MessageGroupId=message.group_id,
                     MessageDeduplicationId=inbox_deduplication_id(message, deduplication_salt),
                 )
@@ -113,7 +130,7 @@ class InboxQueue:
                     Entries=[
                         {
                             "Id": str(index),
-                            "MessageBody": message.to_json(),
+                            "MessageBody": sqs_safe(message.to_json(), "inbox"),
                             "MessageGroupId": message.group_id,
                             "MessageDeduplicationId": inbox_deduplication_id(message, deduplication_salt),
                         }
@@ -155,7 +172,7 @@ class LeadsQueue:
         """Send one lead; the deduplication id is the lead id, so a retried emit within 5 minutes is dropped."""
         response = sqs_client().send_message(
             QueueUrl=self.queue_url,
-            MessageBody=lead_json,
+            MessageBody=sqs_safe(lead_json, "leads"),
             MessageGroupId=integration_id,
             MessageDeduplicationId=lead_id,
             MessageAttributes={"schema_version": {"DataType": "Number", "StringValue": "1"}},
@@ -172,10 +189,12 @@ class DeadLetters:
     def send(self, body: str, group_id: str, deduplication_id: str, reason: str) -> None:
         sqs_client().send_message(
             QueueUrl=self.queue_url,
-            MessageBody=body,
+            MessageBody=sqs_safe(body, "dead letters"),
             MessageGroupId=group_id or "unknown",
             MessageDeduplicationId=deduplication_id,
-            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:256] or "unknown"}},
+            MessageAttributes={
+                "reason": {"DataType": "String", "StringValue": sqs_safe(reason[:256], "dead letters") or "unknown"}
+            },
         )
 
 
@@ -189,7 +208,7 @@ class RepliesQueue:
         try:
             sqs_client().send_message(
                 QueueUrl=self.queue_url,
-                MessageBody=json.dumps(reply, ensure_ascii=False, separators=(",", ":")),
+                MessageBody=sqs_safe(json.dumps(reply, ensure_ascii=False, separators=(",", ":")), "replies"),
                 MessageGroupId=group[:128] or "unknown",
                 MessageDeduplicationId=hashlib.sha256(deduplication_id.encode()).hexdigest(),
             )
