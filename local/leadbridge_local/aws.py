@@ -183,6 +183,10 @@ def _resolve_functions(stack: LocalStack) -> None:
 # takes anything, AWS refuses the message with InvalidMessageContents.
 _NOT_FOR_SQS = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 SQS_SENDS = {"AmazonSQS.SendMessage", "AmazonSQS.SendMessageBatch"}
+THROTTLED = (
+    b'{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",'
+    b'"message":"The level of configured provisioned throughput for the table was exceeded."}'
+)
 
 
 def _refused_character(entry: dict[str, Any]) -> str | None:
@@ -216,6 +220,7 @@ class SerializedApp:
         self.app = app
         self.lock = threading.Lock()
         self.fault: Callable[[dict[str, Any], bytes], bool] | None = None
+        self.throttle: Callable[[dict[str, Any], bytes], bool] | None = None  # DynamoDB's throughput refusals
         self.injected = 0
         self.watched: dict[str, int] = {}  # benchmarks: requests whose body names this (a table, a queue)
 
@@ -223,9 +228,13 @@ class SerializedApp:
         with self.lock:
             if environ.get("HTTP_X_AMZ_TARGET", "") in SQS_SENDS:
                 return self._send(environ, start_response)
-            if self.fault is not None or self.watched:
+            if self.fault is not None or self.watched or self.throttle is not None:
                 body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
                 environ["wsgi.input"] = io.BytesIO(body)
+                if self.throttle is not None and self.throttle(environ, body):
+                    self.injected += 1
+                    start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
+                    return [THROTTLED]
                 for text in self.watched:
                     if text.encode() in body:
                         self.watched[text] += 1
@@ -314,6 +323,22 @@ class LocalMotoServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.thread.join()
+
+    def throttle_dynamodb(self, table: str, ratio: float, operations: tuple[str, ...] = (), seed: int = 13) -> None:
+        """Fault tests: answer a share of DynamoDB requests naming ``table`` (of ``operations``, e.g. ``UpdateItem``;
+        all when empty) with ``ProvisionedThroughputExceededException``, as a hot partition or an exhausted
+        on-demand limit does. ``ratio`` 0 turns it off."""
+        rng = random.Random(seed)  # noqa: S311 - not for security
+
+        def throttled(environ: dict[str, Any], body: bytes) -> bool:
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            if not target.startswith("DynamoDB_20120810."):
+                return False
+            if operations and target.removeprefix("DynamoDB_20120810.") not in operations:
+                return False
+            return table.encode() in body and rng.random() < ratio
+
+        self.app.throttle = throttled if ratio > 0 else None
 
     def fail_sends_to(
         self, queue_name: str, ratio: float, seed: int = 11, containing: str = "", after: int = 0

@@ -166,3 +166,27 @@ def test_nothing_lost_nothing_doubled_under_faults(runner: LocalRunner) -> None:
     assert dead_reasons == ["bad_request", "bad_request"]  # the two poison events, with their reason
     assert injected > 10
     assert recovered >= len(B24_LOST_AT_SENDER)
+
+
+@pytest.mark.fault
+def test_dynamodb_throttling_the_ledger_loses_and_doubles_nothing(runner: LocalRunner) -> None:
+    """Half the ledger's writes refused with ProvisionedThroughputExceededException (a hot partition): retried by
+    the SDK, then by the inbox; every talk still ends as exactly one lead, none in the DLQ."""
+    from tests.integration.helpers import add_amo_talks, post_amo_talks
+
+    integration, secret, account = new_amo_integration(runner)
+    talks = range(7_950, 7_958)
+    add_amo_talks(runner, integration, talks)
+    moto = runner.stack.moto
+    assert moto is not None
+    moto.throttle_dynamodb(runner.stack.ref("LeadLedgerTable"), ratio=0.5, operations=("UpdateItem", "PutItem"))
+    injected = moto.app.injected
+    try:
+        post_amo_talks(runner, integration, secret, account, talks)
+        runner.drain(timeout=120)
+    finally:
+        moto.throttle_dynamodb(runner.stack.ref("LeadLedgerTable"), ratio=0)
+    assert moto.app.injected > injected  # the throttling really happened
+    leads = [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]
+    assert sorted(int(lead["source_entity"]["id"]) for lead in leads) == list(talks)
+    assert [m for m in runner.take_messages("InboxDeadLetterQueue") if integration.integration_id in m["Body"]] == []

@@ -197,7 +197,10 @@ class LeadWorker:
                 logger.warning("batch follow-up failed", extra={"crm": crm, "error": type(exc).__name__})
                 continue
             for lead_key, state in states:
-                self.ledger.set_fields(lead_key, note_state=state)
+                try:
+                    self.ledger.set_fields(lead_key, note_state=state)
+                except (BotoCoreError, ClientError) as exc:  # bookkeeping after the leads are out: never fail them
+                    logger.warning("note state not recorded", extra={"crm": crm, "error": type(exc).__name__})
 
     def handle(self, message: InboxMessage, receive_count: int = 1) -> WorkOutcome:
         try:

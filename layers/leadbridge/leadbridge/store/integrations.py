@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any, Literal, Protocol
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from leadbridge.integration import ConnectionState, Integration, SessionField, TrafficTarget
 from leadbridge.store.dynamo import dynamodb_client, from_item, to_item
@@ -246,13 +246,16 @@ class BatchStatus:
         counts, errors, unknown, notices = self._counts, self._errors, self._unknown, self._notices
         self._counts, self._errors, self._unknown, self._notices = {}, {}, {}, {}
         for integration_id, outcome_counts in counts.items():
-            self.inner.record_outcomes(
-                integration_id,
-                outcome_counts,
-                errors.get(integration_id),
-                unknown.get(integration_id),
-                notices.get(integration_id),
-            )
+            try:
+                self.inner.record_outcomes(
+                    integration_id,
+                    outcome_counts,
+                    errors.get(integration_id),
+                    unknown.get(integration_id),
+                    notices.get(integration_id),
+                )
+            except (BotoCoreError, ClientError):  # counters are for people: a throttled write never fails a batch
+                continue
 
 
 class CachedIntegrations:
