@@ -15,11 +15,13 @@ from leadbridge.metrics import function_metrics
 from leadbridge.queues import RepliesQueue
 from leadbridge.secret_values import secret_string_fresh
 from leadbridge.store.chat_scopes import DynamoChatScopes
+from leadbridge.store.reply_hooks import DynamoReplyHooks
 
 config = ChatHookConfig.from_env()
 credentials = CredentialsSource(lambda: secret_string_fresh(config.chat_channel_secret_arn))
 scopes = DynamoChatScopes(config.integrations_table)
 replies = RepliesQueue(config.replies_queue_url)
+taken = DynamoReplyHooks(config.ledger_table)
 logger = Logger()
 metrics = function_metrics()
 
@@ -39,6 +41,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         path_param(event, "scope_id"),
         body_bytes(event),
         header(event, "x-signature"),
+        taken,
     )
     if result.status >= 400:
         logger.warning("reply hook rejected", extra={"status": result.status, "reason": result.reason})

@@ -274,3 +274,25 @@ def test_two_salesbot_runs_on_one_lead_are_both_continued_without_the_inbox_dela
         "/api/v4/salesbot/321/continue/run-1",
         "/api/v4/salesbot/321/continue/run-2",
     ]
+
+
+def test_a_contact_token_plants_nothing_on_a_lead_and_a_replayed_token_is_refused(runner: LocalRunner) -> None:
+    """The lead comes only from what amoCRM signed: a valid token for a contact with ``data.lead_id`` of someone
+    else's lead stores no session anywhere. A captured request sent again is refused while its token lives."""
+    integration, secret, _ = new_amo_integration(runner, session_field=None)
+    account = str(_account_id(runner, integration))
+    sessions = DynamoBotSessions(runner.stack.ref("LeadLedgerTable"), 90)
+    contact_token = salesbot_body(
+        runner, integration, 5_011, entity_type="contacts", data={"lead_id": "5012", "leadbridge_session": "9999"}
+    )
+    answer = post_salesbot(runner, integration, secret, contact_token)
+    assert (answer.status_code, answer.json()["session"]) == (200, False)
+    assert sessions.for_leads(account, ["5011", "5012"]) == {}
+
+    request = salesbot_body(runner, integration, 5_013, continue_id="once")
+    assert post_salesbot(runner, integration, secret, request).status_code == 200
+    replayed = post_salesbot(runner, integration, secret, request)
+    assert (replayed.status_code, replayed.json()) == (401, {"error": "bot_token_replayed"})
+    runner.drain(timeout=60)
+    continues = [path for path, _ in runner.amocrm.accounts[integration.account_name].bot_continues]
+    assert continues.count("/api/v4/salesbot/321/continue/once") == 1

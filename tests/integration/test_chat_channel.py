@@ -98,7 +98,9 @@ def test_a_site_chat_conversation_in_and_a_reply_out(runner: LocalRunner) -> Non
     assert [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id] == []
 
     # A manager answers in amoCRM: the reply reaches the replies queue for the cabinet's chat to deliver.
-    body, signature = runner.amojo.reply(scope_id, conversation, "Здравствуйте, Ольга! Доставляем за 2 дня.", 1)
+    body, signature = runner.amojo.reply(
+        scope_id, conversation, "Здравствуйте, Ольга! Доставляем за 2 дня.", int(time.time())
+    )
     assert post_reply(runner, scope_id, body, signature).status_code == 200
     [reply] = [json.loads(m["Body"]) for m in runner.take_messages("ChatRepliesQueue")]
     assert reply["integration_id"] == integration.integration_id
@@ -140,3 +142,30 @@ def test_a_forged_or_altered_reply_hook_is_refused_and_enqueues_nothing(runner: 
     assert runner.take_messages("ChatRepliesQueue") == []
     assert post_reply(runner, scope_id, body + b"\n", signature).status_code == 200  # a trailing newline is fine
     assert len(runner.take_messages("ChatRepliesQueue")) == 1
+
+
+def test_a_reply_hook_for_another_scope_a_stale_one_and_a_repeat_are_refused(runner: LocalRunner) -> None:
+    """A body signed for integration A's scope, posted to B's scope URL, is not B's reply; a signed hook dated a
+    year ago is a replay, not a delivery; the same reply posted twice is taken once (kept by message id)."""
+    first, _, _ = new_amo_integration(runner, session_field=None)
+    second, _, _ = new_amo_integration(runner, session_field=None)
+    scope_a, scope_b = connect(runner, first), connect(runner, second)
+    messages = visitor_messages()[:1]
+    conversation = messages[0]["conversation_id"]
+    for integration in (first, second):
+        path = f"/integrations/{integration.integration_id}/chat-channel/messages"
+        assert api(runner, "POST", path, {"messages": messages}).status_code == 202
+    runner.drain(timeout=60)
+    runner.take_leads()
+
+    body, signature = runner.amojo.reply(scope_a, conversation, "для A", int(time.time()))
+    crossed = post_reply(runner, scope_b, body, signature)
+    assert (crossed.status_code, crossed.json()) == (403, {"error": "not_this_scope"})
+    old, old_signature = runner.amojo.reply(scope_a, conversation, "год назад", int(time.time()) - 365 * 86_400)
+    assert post_reply(runner, scope_a, old, old_signature).json() == {"error": "stale_hook"}
+    assert runner.take_messages("ChatRepliesQueue") == []
+
+    assert post_reply(runner, scope_a, body, signature).json() == {"accepted": 1, "ignored": 0}
+    assert post_reply(runner, scope_a, body, signature).json() == {"accepted": 0, "ignored": 1}  # the repeat
+    [reply] = [json.loads(m["Body"]) for m in runner.take_messages("ChatRepliesQueue")]
+    assert (reply["integration_id"], reply["text"]) == (first.integration_id, "для A")

@@ -6,6 +6,7 @@ amojo reply was lost."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from leadbridge_local.runner import LocalRunner
@@ -67,7 +68,7 @@ def test_chat_channel_writes_survive_a_character_sqs_refuses(runner: LocalRunner
     assert len(ours(runner, integration.integration_id)) == 1
 
     conversation = messages[0]["conversation_id"]
-    reply, signature = runner.amojo.reply(scope_id, conversation, f"Добрый день{REFUSED}", 1_796_000_000)
+    reply, signature = runner.amojo.reply(scope_id, conversation, f"Добрый день{REFUSED}", int(time.time()))
     assert post_reply(runner, scope_id, reply, signature).status_code == 200
     [out] = [json.loads(m["Body"]) for m in runner.take_messages("ChatRepliesQueue")]
     assert out["text"] == "Добрый день\ufffd"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 
 import pytest
@@ -155,3 +158,29 @@ def test_the_stage_action_send_webhook_becomes_the_same_triggers() -> None:
 def test_only_the_accounts_own_continue_url_gets_the_token(url: str, allowed: bool) -> None:
     integration = Integration(integration_id="a", crm="amocrm", crm_domain="shop.amocrm.ru")
     assert continue_url_allowed(integration, url) is allowed
+
+
+def _signed_raw(claims_json: str, secret: str = SECRET) -> str:
+    """A token over claims written by hand (JSON that ``json.dumps`` would never write, such as ``1e400``)."""
+    header = base64.urlsafe_b64encode(b'{"typ":"JWT","alg":"HS512"}').rstrip(b"=").decode()
+    body = base64.urlsafe_b64encode(claims_json.encode()).rstrip(b"=").decode()
+    signature = hmac.new(secret.encode(), f"{header}.{body}".encode(), hashlib.sha512).digest()
+    return f"{header}.{body}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+@pytest.mark.parametrize("exp", ["1e400", "NaN", "Infinity", "-Infinity", "1e30", "-1"])
+def test_a_signed_token_with_a_time_that_is_no_time_is_refused_not_a_crash(exp: str) -> None:
+    token = _signed_raw(f'{{"exp":{exp},"account_id":7,"entity_type":"leads","entity_id":5}}')
+    with pytest.raises(InvalidBotToken):
+        verify_bot_token(token, SECRET, NOW)
+
+
+def test_an_amojo_body_nested_thousands_deep_is_a_400() -> None:
+    from leadbridge.chat_channel.credentials import ChannelCredentials
+    from leadbridge.chat_channel.replies import accept_reply_hook
+    from leadbridge.chat_channel.signing import hook_signature
+
+    body = b"[" * 20_000 + b"]" * 20_000  # 40 KB: under the size cap
+    channel = ChannelCredentials(channel_id="c", channel_code="leadbridge", secret=SECRET, bot_id="b")
+    result = accept_reply_hook(channel, None, None, "c_acc", body, hook_signature(SECRET, body))  # type: ignore[arg-type]
+    assert (result.status, result.reason) == (400, "malformed_body")

@@ -204,6 +204,7 @@ class ChatHookConfig(NamedTuple):
     integrations_table: str
     replies_queue_url: str
     chat_channel_secret_arn: str
+    ledger_table: str  # the replies already taken (repeats refused)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ChatHookConfig:
@@ -211,4 +212,5 @@ class ChatHookConfig(NamedTuple):
             integrations_table=_require(env, "INTEGRATIONS_TABLE"),
             replies_queue_url=_require(env, "REPLIES_QUEUE_URL"),
             chat_channel_secret_arn=_require(env, "CHAT_CHANNEL_SECRET_ARN"),
+            ledger_table=_require(env, "LEDGER_TABLE"),
         )

@@ -220,6 +220,7 @@ class FakeAmoCRM(FakeCrmBase):
         continue_id: str = "123",
         issued_at: float | None = None,
         lifetime: int = 300,
+        entity_type: str = "leads",
     ) -> bytes:
         """The body of a Salesbot ``widget_request`` as amoCRM posts it: a JWT signed HS512 with the integration's
         client secret (reference E.3), the step's data, and the bot's continue URL."""
@@ -228,13 +229,12 @@ class FakeAmoCRM(FakeCrmBase):
         claims = {
             "iss": f"https://{subdomain}.amocrm.ru",
             "aud": "https://leadbridge.example",
-            "jti": secrets.token_hex(8),
             "iat": now,
             "nbf": now,
             "exp": now + lifetime,
             "account_id": account.account_id,
             "subdomain": subdomain,
-            "entity_type": "leads",
+            "entity_type": entity_type,  # the documented claims, no more (no jti)
             "entity_id": lead_id,
         }
         body = {

@@ -14,10 +14,12 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 from typing import Any, NamedTuple
 
 LEEWAY_SECONDS = 60
 MAX_TOKEN_BYTES = 4096
+MAX_EPOCH_SECONDS = 10**11  # year 5138: a time past this is no time
 
 
 class InvalidBotToken(ValueError):
@@ -30,6 +32,7 @@ class BotClaims(NamedTuple):
     entity_type: str | None
     entity_id: str | None
     expires_at: int
+    token_id: str  # a digest of the signed token (amoCRM's claims carry no jti)
 
 
 def _b64decode(part: str) -> bytes:
@@ -80,6 +83,7 @@ def verify_bot_token(token: object, secret: str | None, now: float) -> BotClaims
         entity_type=claims["entity_type"][:30] if isinstance(claims.get("entity_type"), str) else None,
         entity_id=_id(claims.get("entity_id")),
         expires_at=expires_at,
+        token_id=hashlib.sha256(f"{header_part}.{body_part}".encode()).hexdigest()[:40],
     )
 
 
@@ -98,6 +102,8 @@ def _time(claims: dict[str, Any], name: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidBotToken(f"bad {name}")
+    if not math.isfinite(value) or not 0 <= value <= MAX_EPOCH_SECONDS:  # 1e400 parses as inf, NaN as nan
         raise InvalidBotToken(f"bad {name}")
     return int(value)
 

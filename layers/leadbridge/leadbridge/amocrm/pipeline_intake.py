@@ -11,6 +11,7 @@ A forged, altered or expired request changes nothing.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from datetime import datetime
@@ -40,6 +41,10 @@ SESSION_FIELDS = ("leadbridge_session", "session_id", "session")
 
 class SessionStore(Protocol):
     def keep(self, account: str, lead_id: str, session_id: str, talk_id: str | None = None) -> bool: ...
+
+    def first_use(self, account: str, token_id: str, expires_at: int) -> bool: ...
+
+    def forget_use(self, account: str, token_id: str) -> None: ...
 
 
 def accept_trigger(
@@ -109,30 +114,40 @@ def accept_salesbot(
     account = claims.account_id or integration.account_id
     data = request.get("data")
     data = data if isinstance(data, dict) else {}
-    lead_id = claims.entity_id if (claims.entity_type or "").lower() in LEAD_TYPES else _digits(text(data, "lead_id"))
+    # Only what the token signs names the entity: the step's data is the bot's to fill and nobody's to trust.
+    entity = claims.entity_id
+    on_lead = (claims.entity_type or "").lower() in LEAD_TYPES
     return_url = text(request, "return_url")
-    if account is None or lead_id is None:
-        return reject(400, "no_lead")
+    if account is None or entity is None:
+        return reject(400, "no_entity")
     if return_url is not None and not continue_url_allowed(integration, return_url):
         return reject(400, "bad_return_url")
+    # One use per token and bot run: a captured request sent again is refused; a second run of a bot on the lead
+    # in the same second (the same claims, so the same token) has its own continue URL.
+    use = hashlib.sha256(f"{claims.token_id}|{return_url or ''}".encode()).hexdigest()[:40]
+    if not sessions.first_use(account, use, claims.expires_at):
+        return reject(401, "bot_token_replayed")
     session_id = next((v for f in SESSION_FIELDS if (v := text(data, f)) and SESSION.match(v)), None)
-    if session_id is not None:
-        sessions.keep(account, lead_id, session_id, _digits(text(data, "talk_id")))
+    kept = session_id is not None and on_lead
+    if kept and session_id is not None:
+        sessions.keep(account, entity, session_id, _digits(text(data, "talk_id")))
+    ignored = {"session_without_lead": 1} if session_id is not None and not on_lead else {}
     if return_url is None:
-        return HookResult(status=200, body={"accepted": 0, "session": session_id is not None})
+        return HookResult(status=200, body={"accepted": 0, "session": kept}, ignored=ignored)
     message = InboxMessage(
         integration_id=integration.integration_id,
         crm="amocrm",
         account=account,
         event="salesbot.continue",
         entity_type="bot_continue",
-        entity_id=lead_id,
+        entity_id=entity,
         received_at=now_iso(now),
-        payload={"return_url": return_url, "session_saved": session_id is not None},
+        payload={"return_url": return_url, "session_saved": kept},
     )
     result = enqueue(bot_continues, [message], {})  # the bot is waiting: not through the inbox's delay
     if result.status == 200:
-        return HookResult(status=200, body={"accepted": 1, "session": session_id is not None}, accepted=1)
+        return HookResult(status=200, body={"accepted": 1, "session": kept}, accepted=1, ignored=ignored)
+    sessions.forget_use(account, use)  # not taken: amoCRM may try the same token again
     return result
 
 

@@ -3,12 +3,17 @@
 amojo signs the body (``X-Signature``, HMAC-SHA1 with the channel secret) and sends each hook once, never again,
 expecting 200 within seconds (reference §4.2, D.5). So the hook checks the signature in constant time before
 anything else, finds the integration by the scope in the URL, puts each reply on the replies queue for the
-cabinet's chat to deliver, and answers. A forged or altered hook is refused and enqueues nothing.
+cabinet's chat to deliver, and answers. A forged or altered hook is refused and enqueues nothing; so is a signed
+one that is not this scope's (its ``account_id`` is not the scope's account), one dated outside the acceptance
+window (``MAX_AGE_SECONDS`` back, ``MAX_SKEW_SECONDS`` ahead), and a repeat of a reply already taken (kept by
+message id for as long as the window lets it pass).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,6 +23,8 @@ from leadbridge.crm_values import as_dict
 from leadbridge.queues import InboxWriteError
 
 MAX_HOOK_BYTES = 64 * 1024
+MAX_AGE_SECONDS = 600  # amojo sends a hook as the manager answers: ten minutes late is no delivery but a replay
+MAX_SKEW_SECONDS = 300
 
 
 class ScopeLookup(Protocol):
@@ -28,6 +35,10 @@ class RepliesQueue(Protocol):
     def send(self, reply: dict[str, Any], group: str, deduplication_id: str) -> None: ...
 
 
+class TakenReplies(Protocol):
+    def first_delivery(self, scope_id: str, message_id: str, keep_until: int) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ReplyHookResult:
     status: int
@@ -35,6 +46,11 @@ class ReplyHookResult:
     reason: str | None = None
     accepted: int = 0
     ignored: dict[str, int] = field(default_factory=dict)
+
+
+def scope_account(scope_id: str) -> str:
+    """The account (amojo id) a scope belongs to: ``scope_id = {channel_id}_{amojo account id}``."""
+    return scope_id.split("_", 1)[1] if "_" in scope_id else ""
 
 
 def reply_from_hook(scope_id: str, integration_id: str, hook: dict[str, Any]) -> dict[str, Any] | None:
@@ -69,6 +85,8 @@ def accept_reply_hook(
     scope_id: str,
     body: bytes,
     signature: str,
+    taken: TakenReplies | None = None,
+    now: float | None = None,
 ) -> ReplyHookResult:
     if len(body) > MAX_HOOK_BYTES:
         return ReplyHookResult(413, {"error": "body_too_large"}, "body_too_large")
@@ -76,17 +94,31 @@ def accept_reply_hook(
         return ReplyHookResult(401, {"error": "bad_signature"}, "bad_signature")
     try:
         hook = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: a body nested thousands deep
         return ReplyHookResult(400, {"error": "malformed_body"}, "malformed_body")
     if not isinstance(hook, dict):
         return ReplyHookResult(400, {"error": "malformed_body"}, "malformed_body")
     integration_id = scopes.integration_of(scope_id) if 0 < len(scope_id) <= 200 else None
     if integration_id is None:
         return ReplyHookResult(404, {"error": "unknown_scope"}, "unknown_scope")
+    if hook.get("account_id") != scope_account(scope_id):  # signed for another scope, posted to this one
+        return ReplyHookResult(403, {"error": "not_this_scope"}, "not_this_scope")
+    moment = time.time() if now is None else now
+    sent = hook.get("time")
+    if (
+        isinstance(sent, bool)
+        or not isinstance(sent, int | float)
+        or not math.isfinite(sent)
+        or not moment - MAX_AGE_SECONDS <= sent <= moment + MAX_SKEW_SECONDS
+    ):
+        return ReplyHookResult(403, {"error": "stale_hook"}, "stale_hook")
     reply = reply_from_hook(scope_id, integration_id, hook)
     if reply is None:
         kind = "typing" if "action" in hook else "not_a_message"
         return ReplyHookResult(200, {"accepted": 0, "ignored": 1}, ignored={kind: 1})
+    keep_until = int(sent) + MAX_AGE_SECONDS + MAX_SKEW_SECONDS
+    if taken is not None and not taken.first_delivery(scope_id, reply["message_id"], keep_until):
+        return ReplyHookResult(200, {"accepted": 0, "ignored": 1}, ignored={"repeat": 1})
     try:
         replies.send(reply, group=reply["conversation_id"], deduplication_id=reply["message_id"])
     except InboxWriteError:  # amojo never resends: the log line and the 5xx alarm are all that is left

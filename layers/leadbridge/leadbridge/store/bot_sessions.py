@@ -18,6 +18,10 @@ def session_key(account: str, lead_id: str) -> str:
     return f"amocrm:{account}:lead:{lead_id}#session"
 
 
+def token_key(account: str, token_id: str) -> str:
+    return f"amocrm:{account}#bot-token:{token_id}"
+
+
 class DynamoBotSessions:
     def __init__(self, table_name: str, retention_days: int) -> None:
         self.table_name = table_name
@@ -41,6 +45,24 @@ class DynamoBotSessions:
                 return False
             raise
         return True
+
+    def first_use(self, account: str, token_id: str, expires_at: int) -> bool:
+        """Record a Salesbot token as used; False when it was used before (a replay). Kept until the token could
+        no longer pass its expiry check anyway."""
+        item = {"lead_key": token_key(account, token_id), "ttl": expires_at + 120}
+        try:
+            dynamodb_client().put_item(
+                TableName=self.table_name, Item=to_item(item), ConditionExpression="attribute_not_exists(lead_key)"
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def forget_use(self, account: str, token_id: str) -> None:
+        """The request could not be taken (the inbox did not answer): amoCRM may send the same token again."""
+        dynamodb_client().delete_item(TableName=self.table_name, Key={"lead_key": {"S": token_key(account, token_id)}})
 
     def for_leads(self, account: str, lead_ids: list[str]) -> dict[str, str]:
         """lead id -> session id, for those of ``lead_ids`` that have one (one request per 100 leads)."""
