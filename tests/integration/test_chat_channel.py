@@ -169,3 +169,31 @@ def test_a_reply_hook_for_another_scope_a_stale_one_and_a_repeat_are_refused(run
     assert post_reply(runner, scope_a, body, signature).json() == {"accepted": 0, "ignored": 1}  # the repeat
     [reply] = [json.loads(m["Body"]) for m in runner.take_messages("ChatRepliesQueue")]
     assert (reply["integration_id"], reply["text"]) == (first.integration_id, "для A")
+
+
+def test_a_second_integration_on_the_same_account_cannot_take_the_channel(runner: LocalRunner) -> None:
+    """The channel's scope is per account: connecting a second integration of that account would re-point it (the
+    first one's replies to the second, the second's visitors into the first one's chats). It gets a 409 until the
+    first one's disconnect is done."""
+    from dataclasses import replace
+
+    from leadbridge_local.seed import connect_amocrm, install_integration
+
+    first, _, account = new_amo_integration(runner, session_field=None)
+    second = replace(first, integration_id=f"{first.integration_id}-2", client_id=f"{first.client_id}-2")
+    install_integration(runner, second)
+    connect_amocrm(runner, second, account)
+    scope = connect(runner, first)
+
+    refused = api(runner, "POST", f"/integrations/{second.integration_id}/chat-channel", {"title": "Чат"})
+    assert refused.status_code == 409, refused.text
+    assert first.integration_id in refused.json()["detail"]
+    assert status_of(runner, first)["scope_id"] == scope  # the first keeps its scope
+    assert (
+        api(runner, "POST", f"/integrations/{first.integration_id}/chat-channel", {"title": "Чат"}).status_code == 202
+    )
+    runner.drain(timeout=60)  # asking again is the owner's right
+
+    assert api(runner, "DELETE", f"/integrations/{first.integration_id}/chat-channel").status_code == 202
+    runner.drain(timeout=60)
+    assert connect(runner, second) == scope  # free once the first one's disconnect is done: now the second's

@@ -123,6 +123,7 @@ def integrations_service(config: ApiConfig) -> IntegrationsService:
         parked=DynamoParkedEvents(config.integrations_table),
         backfills=DynamoBackfills(config.integrations_table),
         inbox=InboxQueue(config.inbox_queue_url),
+        chat_scopes=DynamoChatScopes(config.integrations_table),
     )
 
 

@@ -32,6 +32,7 @@ from leadbridge.parking import Parking
 from leadbridge.queues import InboxMessage, InboxQueue, received_stamp
 from leadbridge.site_script import site_script
 from leadbridge.store.backfills import DynamoBackfills
+from leadbridge.store.chat_scopes import DynamoChatScopes
 from leadbridge.store.integrations import DynamoIntegrations
 from leadbridge.store.parked import DynamoParkedEvents
 from leadbridge.store.tokens import DynamoTokens
@@ -55,7 +56,9 @@ class IntegrationsService:
         parked: DynamoParkedEvents,
         backfills: DynamoBackfills,
         inbox: InboxQueue,
+        chat_scopes: DynamoChatScopes,
     ) -> None:
+        self.chat_scopes = chat_scopes
         self.backfills = backfills
         self.inbox = inbox
         self.integrations = integrations
@@ -163,6 +166,13 @@ class IntegrationsService:
     def connect_chat_channel(self, integration_id: str, request: ChannelConnect) -> ChatChannelView:
         """Connect the stack's chat channel to the account (the worker does it: it holds the OAuth token)."""
         integration = self._chat_capable(integration_id)
+        assert integration.account_id is not None  # _chat_capable: connected through OAuth
+        holder = self.chat_scopes.claim_account(integration.account_id, integration_id)
+        if holder is not None:
+            raise ValueError(
+                f"amoCRM account {integration.account_id} has the chat channel through integration {holder}: "
+                "one integration per account (disconnect it there first)"
+            )
         self.integrations.set_chat_channel(integration_id, "connecting")
         self._enqueue(integration, "channel.connect", "channel_connect", "channel", {"title": request.title})
         return self._chat_view(integration_id)

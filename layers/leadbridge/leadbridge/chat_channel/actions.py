@@ -182,6 +182,8 @@ class ChatChannel:
         if isinstance(scope_id, str) and scope_id:
             self.scopes.delete(scope_id)
         self.integrations.set_chat_channel(integration.integration_id, "disconnected")
+        if integration.account_id:
+            self.scopes.release_account(integration.account_id, integration.integration_id)
 
     def _send(self, message: InboxMessage, integration: Integration) -> None:
         account, visitor = message.account, dict(message.payload)
