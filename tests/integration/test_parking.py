@@ -90,3 +90,52 @@ def test_an_integration_whose_tokens_vanished_shows_reauth_required_and_parks(ru
     runner.drain(timeout=60)
     emitted = [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]
     assert [lead["source_entity"]["id"] for lead in emitted] == ["830"]
+
+
+def test_resumes_hammered_at_once_send_each_parked_event_once(runner: LocalRunner) -> None:
+    """Five resumes at once: while the grant is dead each is a no-op (nothing can get through), and on a blocked
+    account that answers again one of them sends each parked event back, once; the others wait their turn (409) or
+    find nothing left."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    dead, dead_secret, dead_account = new_amo_integration(runner)
+    add_amo_talks(runner, dead, range(830, 833), created_at=1773223766)
+    runner.amocrm.revoke_grants(dead.account_name)
+    runner.amocrm.expire_access_tokens()
+    for talk in range(830, 833):
+        fields = talk_fields("add", talk, talk * 10, talk * 100, dead.account_name, dead_account)
+        body = sample_body("amo_hook", "talk_add.json", **fields)
+        assert runner.post(f"/hooks/amocrm/{dead.integration_id}/{dead_secret}/", body).status_code == 200
+    runner.drain(timeout=120)
+    parked = DynamoParkedEvents(runner.stack.ref("IntegrationsTable"))
+    assert parked.count(dead.integration_id) == 3
+
+    def resume_all(integration_id: str) -> list[httpx.Response]:
+        url = f"{runner.base_url}/integrations/{integration_id}/resume"
+        with ThreadPoolExecutor(5) as pool:
+            return list(pool.map(lambda _: httpx.post(url, timeout=60), range(5)))
+
+    depth = runner.queue_depth("InboxQueue")
+    answers = resume_all(dead.integration_id)
+    assert [a.json() for a in answers] == [{"resumed": 0, "waiting_for": "reauth_required"}] * 5
+    assert runner.queue_depth("InboxQueue") == depth
+    assert parked.count(dead.integration_id) == 3
+
+    blocked, secret, account = new_amo_integration(runner)
+    add_amo_talks(runner, blocked, range(840, 844), created_at=1773223766)
+    runner.amocrm.accounts[blocked.account_name].blocked = True
+    for talk in range(840, 844):
+        fields = talk_fields("add", talk, talk * 10, talk * 100, blocked.account_name, account)
+        body = sample_body("amo_hook", "talk_add.json", **fields)
+        assert runner.post(f"/hooks/amocrm/{blocked.integration_id}/{secret}/", body).status_code == 200
+    runner.drain(timeout=120)
+    assert parked.count(blocked.integration_id) == 4
+    runner.amocrm.accounts[blocked.account_name].blocked = False
+    answers = resume_all(blocked.integration_id)
+    assert {a.status_code for a in answers} <= {200, 409}
+    assert sum(a.json()["resumed"] for a in answers if a.status_code == 200) == 4  # each parked event once
+    runner.drain(timeout=120)
+    emitted = [lead for lead in runner.take_leads() if lead["integration_id"] == blocked.integration_id]
+    assert sorted(int(lead["source_entity"]["id"]) for lead in emitted) == list(range(840, 844))

@@ -89,10 +89,14 @@ class Parking:
             self.resume(message.integration_id)
 
     def resume(self, integration_id: str) -> int:
-        """Send every parked event of the integration back to the inbox; returns how many went."""
+        """Send every event the integration had parked when this began back to the inbox; returns how many went.
+
+        Only those: an event the worker parks again meanwhile (the integration still waits) stays parked, so a
+        resume ends, however fast the worker is."""
+        started = int(self.clock())
         resumed = 0
         while True:
-            events = self.store.list(integration_id, limit=100)
+            events = [e for e in self.store.list(integration_id, limit=1000) if e.parked_at <= started]
             if not events:
                 break
             for event in events:

@@ -108,7 +108,11 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
     def issue_webhook_secret(integration_id: IntegrationId, request: Request) -> WebhookSecretIssued:
         return service().issue_webhook_secret(integration_id, str(request.base_url))
 
-    @app.post("/integrations/{integration_id}/resume", response_model=ResumeResult, responses=NOT_FOUND)
+    @app.post(
+        "/integrations/{integration_id}/resume",
+        response_model=ResumeResult,
+        responses={**NOT_FOUND, 409: {"description": "A resume of this integration is running"}},
+    )
     def resume_parked(integration_id: IntegrationId) -> ResumeResult:
         """Send the events parked for this integration back to the pipeline (after an account was unblocked)."""
         return service().resume(integration_id)

@@ -38,6 +38,8 @@ from leadbridge.store.parked import DynamoParkedEvents
 from leadbridge.store.tokens import DynamoTokens
 from leadbridge.webhook_secret import hash_secret, new_secret
 
+RESUME_LEASE_SECONDS = 60  # longer than the API's 15 s timeout: a resume cut off there does not overlap the next
+
 
 class NotFoundError(LookupError):
     pass
@@ -134,9 +136,18 @@ class IntegrationsService:
         rights granted, by hand): the admin says it is fixed, so the integration is connected again first (if it is
         not, the next event finds out and parks again)."""
         self._require(integration_id)
-        if self.integrations.status(integration_id).get("connection_state") in {"blocked", "insufficient_rights"}:
-            self.integrations.set_connection_state(integration_id, "connected")
-        return ResumeResult(resumed=self.parking.resume(integration_id))
+        stored = self.tokens.read(integration_id)
+        if stored is None or stored.state != "active":  # nothing parked can get through: resuming would only churn
+            return ResumeResult(resumed=0, waiting_for="reauth_required")
+        if not self.integrations.take_resume_lease(integration_id, int(time.time()), RESUME_LEASE_SECONDS):
+            raise ValueError("a resume of this integration is running")
+        try:
+            state = self.integrations.status(integration_id).get("connection_state")
+            if state in {"blocked", "insufficient_rights"}:
+                self.integrations.set_connection_state(integration_id, "connected")
+            return ResumeResult(resumed=self.parking.resume(integration_id))
+        finally:
+            self.integrations.release_resume_lease(integration_id)
 
     def start_backfill(self, integration_id: str, request: BackfillRequest) -> BackfillProgress:
         """Import the period's conversations the ledger has not seen (the backfill function runs it)."""

@@ -249,6 +249,9 @@ class IntegrationStatus(_Strict):
 
 class ResumeResult(_Strict):
     resumed: int = Field(description="Parked events sent back to the inbox.")
+    waiting_for: Literal["reauth_required"] | None = Field(
+        default=None, description="Nothing was resumed: the grant is dead, so an admin must authorize again first."
+    )
 
 
 class WebhookSecretIssued(_Strict):

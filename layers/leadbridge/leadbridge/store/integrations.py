@@ -136,6 +136,25 @@ class DynamoIntegrations:
             values[":notices"] = {n[:100] for n in notices}
         self._update_status(f"ADD {', '.join(adds)} SET {', '.join(sets)}", values, integration_id)
 
+    def take_resume_lease(self, integration_id: str, now: int, seconds: int) -> bool:
+        """One resume at a time per integration: False while another one's lease runs."""
+        try:
+            dynamodb_client().update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": STATUS_SK}},
+                UpdateExpression="SET resume_lease_until = :until",
+                ConditionExpression="attribute_not_exists(resume_lease_until) OR resume_lease_until < :now",
+                ExpressionAttributeValues=to_item({":until": now + seconds, ":now": now}),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release_resume_lease(self, integration_id: str) -> None:
+        self._update_status("SET resume_lease_until = :zero", {":zero": 0}, integration_id)
+
     def record_dropped(self, integration_id: str, counts: dict[str, int]) -> None:
         """Webhook items the hook could not use, counted by why (``dropped_<reason>``: the hook's own reasons)."""
         counts = {reason: n for reason, n in counts.items() if n and reason.replace("_", "").isalnum()}
