@@ -191,9 +191,65 @@ def test_backfill_period_is_checked(runner: LocalRunner) -> None:
     assert start_backfill(runner, integration, too_long).status_code == 422
     naive = {"from": "2026-10-01T00:00:00", "to": body["to"]}
     assert start_backfill(runner, integration, naive).status_code == 422
+    year_one = {"from": "0001-01-01T00:00:00+14:00", "to": "0001-01-02T00:00:00+14:00"}
+    refused = start_backfill(runner, integration, year_one)
+    assert refused.status_code == 422
+    assert "2000-01-01" in refused.text
     assert runner.get(f"/integrations/{integration.integration_id}/backfill").status_code == 404
     assert start_backfill(runner, integration, body).status_code == 202
     path = f"{runner.base_url}/integrations/{integration.integration_id}/backfill"
     assert httpx.delete(path, timeout=30).json()["state"] == "cancelled"
     assert start_backfill(runner, integration, body).status_code == 202  # a new one may start after
     assert httpx.delete(path, timeout=30).json()["state"] == "cancelled"
+
+
+def test_a_backfill_restarted_while_its_run_lists_imports_every_conversation_once(runner: LocalRunner) -> None:
+    """Cancelled and started again while a run of the old one was still listing: the old run's late writes can
+    neither leave items behind nor hide keys from the new backfill, which imports all of them."""
+    from leadbridge.backfill.job import BackfillJob
+    from leadbridge.store.backfills import DynamoBackfills
+
+    integration, _, _ = new_amo_integration(runner)
+    store = DynamoBackfills(runner.stack.ref("IntegrationsTable"))
+    now = int(time.time())
+    old = BackfillJob.new(integration.integration_id, "amocrm", now - 30 * DAY, now, now)
+    assert store.start(old)
+    keys = [f"talk:{n}" for n in range(1, 31)]
+    assert store.add_pending(old, keys[:10], now) == 10  # the old run has listed a first page
+
+    assert store.finish(old, "cancelled", now)  # DELETE, then POST again, while the old run still lists
+    new = BackfillJob.new(integration.integration_id, "amocrm", now - 30 * DAY, now, now)
+    assert store.start(new)
+    assert store.add_pending(old, keys[10:], now) is None  # the old run's next page: refused, it stops
+    store.clear_others(new)  # the new run starts
+    assert store.add_pending(new, keys, now) == 30
+    assert sorted(store.pending(new, 100)) == sorted(keys)
+    for key in keys:
+        assert store.settle(new, key, {"done": 1})
+    assert store.pending(new, 100) == []
+    job = store.get(integration.integration_id)
+    assert job is not None
+    assert (job.backfill_id, job.total, job.done) == (new.backfill_id, 0, 30)  # total is the runner's to count
+
+
+def test_a_stored_backfill_with_an_impossible_period_stops_no_other(runner: LocalRunner) -> None:
+    """A job stored before periods were checked (year 0 in UTC) is cancelled with its reason; the other
+    integration's backfill still runs in the same pass."""
+    from leadbridge.backfill.job import BackfillJob
+    from leadbridge.store.backfills import DynamoBackfills
+
+    broken, _, _ = new_amo_integration(runner)
+    fine, _secret, _account = new_amo_integration(runner)
+    store = DynamoBackfills(runner.stack.ref("IntegrationsTable"))
+    now = int(time.time())
+    assert store.start(BackfillJob.new(broken.integration_id, "amocrm", -62_135_647_200, -62_135_560_800, now))
+    start, _end, body = sample_period()
+    add_amo_talks(runner, fine, [7_301], created_at=start + DAY)
+    assert start_backfill(runner, fine, body).status_code == 202
+    runner.run_scheduled("BackfillRunnerFunction")
+    job = store.get(broken.integration_id)
+    assert job is not None
+    assert job.state == "cancelled"
+    assert (job.last_error or "").startswith("invalid period")
+    assert progress(runner, fine)["done"] + progress(runner, fine)["already_known"] >= 0
+    assert progress(runner, fine)["total"] >= 1  # the fine one listed in the same run

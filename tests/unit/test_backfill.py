@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from leadbridge.amocrm.drift import CHECK_EVERY_SECONDS, DriftMark, DriftReading, due
-from leadbridge.backfill.job import MAX_PERIOD_DAYS, BackfillJob, InvalidPeriod, checked_period
+from leadbridge.backfill.job import EARLIEST, MAX_PERIOD_DAYS, BackfillJob, InvalidPeriod, checked_period
 from leadbridge.backfill.sources import AmoListing, BitrixListing
 from leadbridge.http.ratelimit import AMOCRM_RATE, Budgets
 from leadbridge.integration import Integration
@@ -19,13 +19,14 @@ NOW = 1_796_000_000
 moments = st.integers(min_value=0, max_value=2 * NOW)
 
 
-@given(start=moments, end=moments, now=moments)
+@given(start=st.integers(min_value=-(2**40), max_value=2 * NOW), end=moments, now=moments)
 def test_a_period_is_accepted_only_when_it_makes_sense(start: int, end: int, now: int) -> None:
     try:
         period_from, period_to = checked_period(start, end, now)
     except InvalidPeriod:
-        assert start >= min(end, now) or min(end, now) - start > MAX_PERIOD_DAYS * 86_400
+        assert start < EARLIEST or start >= min(end, now) or min(end, now) - start > MAX_PERIOD_DAYS * 86_400
         return
+    assert period_from >= EARLIEST
     assert period_from == start < period_to == min(end, now)
     assert period_to - period_from <= MAX_PERIOD_DAYS * 86_400
 

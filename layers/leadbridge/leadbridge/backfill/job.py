@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 BackfillState = Literal["running", "done", "cancelled"]
 MAX_PERIOD_DAYS = 366
+EARLIEST = 946_684_800  # 2000-01-01T00:00:00Z: no CRM conversation is older (and every date arithmetic holds)
 
 
 class InvalidPeriod(ValueError):
@@ -17,6 +18,8 @@ class InvalidPeriod(ValueError):
 def checked_period(period_from: int, period_to: int, now: int) -> tuple[int, int]:
     """The period to import, ``to`` capped at now; raises ``InvalidPeriod`` with a reason people can act on."""
     period_to = min(period_to, now)
+    if period_from < EARLIEST:
+        raise InvalidPeriod("'from' must be 2000-01-01T00:00:00Z or later (in UTC)")
     if period_from >= period_to:
         raise InvalidPeriod("'from' must be before 'to' (and before now)")
     if period_to - period_from > MAX_PERIOD_DAYS * 86_400:

@@ -17,16 +17,17 @@ from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
 from leadbridge.amocrm.client import AmoClient
-from leadbridge.backfill.job import BackfillJob
+from leadbridge.backfill.job import BackfillJob, InvalidPeriod, checked_period
 from leadbridge.backfill.sources import AmoListing, BitrixListing, Listing
 from leadbridge.bitrix24.client import BitrixClient
 from leadbridge.http.errors import BadRequest, BadResponse, CrmError, NotFound
 from leadbridge.http.ratelimit import Budgets, SharedLimiter
 from leadbridge.integration import Integration
 from leadbridge.oauth.token_provider import TokenProvider
-from leadbridge.queues import InboxMessage
+from leadbridge.queues import InboxMessage, InboxWriteError
 from leadbridge.store.backfills import DynamoBackfills
 
 logger = Logger(child=True)
@@ -93,13 +94,26 @@ class BackfillRunner:
         for job in self.backfills.running():
             if deadline - self.clock() < STEP_RESERVE_SECONDS:
                 break
-            report = self._one(job, deadline)
+            try:
+                report = self._one(job, deadline)
+            except (InboxWriteError, BotoCoreError, ClientError):
+                raise  # AWS is failing everyone's steps: the run fails, visibly (its error alarm), and resumes later
+            except Exception as exc:  # this backfill's own failure never stops the others'
+                logger.exception("backfill step failed", extra={"integration_id": job.integration_id})
+                self.backfills.advance(job, last_error=f"unexpected: {type(exc).__name__}")
+                continue
             if report is not None:
                 logger.info("backfill step", extra=asdict(report))
                 reports.append(report)
         return reports
 
     def _one(self, job: BackfillJob, deadline: float) -> BackfillRunReport | None:
+        try:
+            checked_period(job.period_from, job.period_to, job.started_at)
+        except InvalidPeriod as exc:  # stored before the period was checked as it is now: never runnable
+            self.backfills.advance(job, last_error=f"invalid period: {exc}")
+            self.backfills.finish(job, "cancelled", int(self.clock()))
+            return None
         integration = self.integrations.get(job.integration_id)
         if integration is None or not integration.active or integration.crm != job.crm:
             self.backfills.finish(job, "cancelled", int(self.clock()))
@@ -133,6 +147,8 @@ class BackfillRunner:
                 _take(pace, 1)
                 keys, cursor = listing.page(job)
                 added = self.backfills.add_pending(job, keys, int(self.clock()))
+                if added is None:
+                    return progress.report(stopped_by="cancelled")
                 done = cursor is None
                 if not self.backfills.advance(
                     job, cursor=cursor or job.cursor, listing_done=done, counts={"total": added}

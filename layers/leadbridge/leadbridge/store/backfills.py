@@ -175,8 +175,13 @@ class DynamoBackfills:
         return True
 
     # ------------------------------------------------------------------ conversations listed, not imported yet
-    def add_pending(self, job: BackfillJob, keys: list[str], now: int) -> int:
-        """Remember conversations to import; returns how many were new to this backfill."""
+    def add_pending(self, job: BackfillJob, keys: list[str], now: int) -> int | None:
+        """Remember conversations to import; returns how many were new to this backfill, or None when the job is
+        no longer this one (cancelled, or replaced by a newer backfill: its listing must stop).
+
+        Each write is one transaction with a check that the job item is still this backfill, so a run that lost
+        its job (cancelled and started again while it listed) can never leave items behind; and a key an earlier
+        backfill had listed is taken over, so the newer one imports it."""
         added = 0
         for key in keys:
             item = {
@@ -186,12 +191,36 @@ class DynamoBackfills:
                 "ttl": now + PENDING_TTL_SECONDS,
             }
             try:
-                dynamodb_client().put_item(
-                    TableName=self.table_name, Item=to_item(item), ConditionExpression="attribute_not_exists(pk)"
+                dynamodb_client().transact_write_items(
+                    TransactItems=[
+                        {
+                            "ConditionCheck": {
+                                "TableName": self.table_name,
+                                "Key": self._key(job.integration_id),
+                                "ConditionExpression": "backfill_id = :bf AND #state = :running",
+                                "ExpressionAttributeNames": {"#state": "state"},
+                                "ExpressionAttributeValues": {
+                                    ":bf": to_value(job.backfill_id),
+                                    ":running": to_value("running"),
+                                },
+                            }
+                        },
+                        {
+                            "Put": {
+                                "TableName": self.table_name,
+                                "Item": to_item(item),
+                                "ConditionExpression": "attribute_not_exists(pk) OR backfill_id <> :bf",
+                                "ExpressionAttributeValues": {":bf": to_value(job.backfill_id)},
+                            }
+                        },
+                    ]
                 )
             except ClientError as exc:
-                if _conditional_failed(exc):
-                    continue
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+                if reasons[:1] == ["ConditionalCheckFailed"]:
+                    return None  # the job is another backfill's now
+                if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                    continue  # listed already by this backfill (a page read again after a stop)
                 raise
             added += 1
         return added
