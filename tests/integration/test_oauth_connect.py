@@ -186,3 +186,43 @@ def test_amocrm_disabled_hook(runner: LocalRunner) -> None:
     assert stored is not None
     assert stored.state == "disconnected"
     assert DynamoIntegrations(table).status(integration.integration_id)["connection_state"] == "disconnected"
+
+
+def test_a_portal_domain_that_resolves_to_our_own_network_is_refused(
+    runner: LocalRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker sends the portal's token to the portal's domain: names that resolve to loopback or link-local
+    (the metadata address) are refused when saved, and again at connect if the name moved there since."""
+    import json
+
+    import httpx
+
+    from leadbridge.http.public_host import RESOLVE_OVERRIDE_ENV
+
+    answers = {
+        "127.0.0.1.nip.io": ["127.0.0.1"],
+        "169.254.169.254.nip.io": ["169.254.169.254"],
+        "localtest.me": ["127.0.0.1", "::1"],
+        "b24.intranet.example.ru": ["10.0.0.7"],
+        "portal.example.ru": ["93.184.216.34"],
+    }
+    monkeypatch.setenv(RESOLVE_OVERRIDE_ENV, json.dumps(answers))
+    from tests.conftest import load_event
+
+    settings = json.loads(load_event("integrations_api", "put_bitrix24_settings.json")["body"])
+    api = f"{runner.base_url}/integrations"
+    for domain in ("127.0.0.1.nip.io", "169.254.169.254.nip.io", "localtest.me", "b24.intranet.example.ru"):
+        answer = httpx.put(f"{api}/ssrf-{uuid.uuid4().hex[:6]}", json={**settings, "crm_domain": domain}, timeout=30)
+        assert answer.status_code == 422, (domain, answer.text)
+        assert "non-public" in answer.text
+    assert httpx.put(
+        f"{api}/ok-{uuid.uuid4().hex[:6]}", json={**settings, "crm_domain": "portal.example.ru"}
+    ).is_success
+
+    integration = fresh(runner, "bitrix24")  # saved while its name resolved nowhere (as any portal here)
+    params = bitrix_params(runner, integration)
+    monkeypatch.setenv(RESOLVE_OVERRIDE_ENV, json.dumps({integration.crm_domain: ["169.254.169.254"]}))
+    response = runner.get("/oauth2/callback", params)
+    assert response.status_code == 400
+    assert "непубличный" in response.text
+    assert DynamoTokens(runner.stack.ref("IntegrationsTable")).read(integration.integration_id) is None

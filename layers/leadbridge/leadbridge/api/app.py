@@ -28,6 +28,7 @@ from leadbridge.api.settings import (
 from leadbridge.backfill.begin import BackfillConflict
 from leadbridge.backfill.job import InvalidPeriod
 from leadbridge.chat_channel.messages import ChannelConnect, DeliveryReport, MessagesAccepted, VisitorMessages
+from leadbridge.http.public_host import NonPublicHost
 
 logger = Logger(child=True)
 IntegrationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Chosen by the cabinet.")]
@@ -66,6 +67,10 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("integrations API failed", extra={"route": request.url.path[:100], "method": request.method})
         return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    @app.exception_handler(NonPublicHost)
+    async def non_public_host(request: Request, exc: NonPublicHost) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.exception_handler(InvalidPeriod)
     async def invalid_period(request: Request, exc: InvalidPeriod) -> JSONResponse:

@@ -25,6 +25,7 @@ from leadbridge.api.settings import (
 from leadbridge.backfill.begin import begin_backfill
 from leadbridge.backfill.job import BackfillJob
 from leadbridge.chat_channel.messages import ChannelConnect, DeliveryReport, MessagesAccepted, VisitorMessages
+from leadbridge.http.public_host import require_public
 from leadbridge.integration import ConnectionState, Integration, SessionField, TrafficTarget
 from leadbridge.oauth.authorize import authorize_url
 from leadbridge.oauth.state import StateSigner
@@ -72,6 +73,8 @@ class IntegrationsService:
 
     def put(self, integration_id: str, settings: AmoCrmSettings | Bitrix24Settings) -> tuple[IntegrationView, bool]:
         """Create or update; returns the view and whether it was created."""
+        if isinstance(settings, Bitrix24Settings):
+            require_public(settings.crm_domain)  # the worker sends the portal's token there: NonPublicHost, a 422
         existing = self.integrations.get(integration_id)
         target = _target_map
         integration = Integration(

@@ -14,6 +14,7 @@ from aws_lambda_powertools import Logger
 from leadbridge.amocrm.oauth import AmoOAuth, account_identity
 from leadbridge.bitrix24.oauth import DEFAULT_TOKEN_SERVER, TOKEN_SERVERS, BitrixOAuth
 from leadbridge.http.errors import CrmError, GrantRevoked
+from leadbridge.http.public_host import NonPublicHost, require_public
 from leadbridge.http.ratelimit import Budgets
 from leadbridge.integration import Integration
 from leadbridge.oauth.pages import RESTART, STATE_MESSAGES, Page, connected, failed
@@ -111,6 +112,10 @@ class OAuthCallback:
                 "domain_mismatch",
                 f"Авторизация пришла с другого портала, чем указан в интеграции ({integration.crm_domain}). " + RESTART,
             )
+        try:
+            require_public(domain)  # resolved again: the name may point elsewhere since it was saved
+        except NonPublicHost:
+            return failed(400, "non_public_portal", "Домен портала указывает на непубличный адрес. " + RESTART)
         member_id = params.get("member_id", "")
         if not re.fullmatch(r"[A-Za-z0-9]{8,64}", member_id) or (
             integration.account_id and integration.account_id != member_id
