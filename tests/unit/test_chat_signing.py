@@ -81,3 +81,13 @@ def test_credentials_never_show_the_secret() -> None:
     credentials = ChannelCredentials.parse(raw)
     assert "s3cr3t" not in repr(credentials)
     assert "s3cr3t" not in str(credentials)
+
+
+def test_content_md5_matches_the_vendors_own_example() -> None:
+    """amoCRM's Chats API step-by-step text (seed 003) shows the connect request with this Content-MD5, and the
+    reference (amocrm.md §4.1) gives the body it was computed from: the one value of that page that can be
+    reproduced. (Its X-Signature examples do not verify with the documented example secret, so they cannot serve
+    as vectors; the project's own round-trip properties above cover the HMAC.)"""
+    body = b'{"account_id":"af9945ff-1490-4cad-807d-945c15d88bec","title":"ScopeTitle","hook_api_version":"v2"}'
+    assert content_md5(body) == "a5e8ae04332a6d0aac15f01ad05d40e3"
+    assert content_md5(b"") == "d41d8cd98f00b204e9800998ecf8427e"  # GET: the md5 of the empty string
