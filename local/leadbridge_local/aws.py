@@ -231,28 +231,31 @@ class SerializedApp:
             if self.fault is not None or self.watched or self.throttle is not None:
                 body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
                 environ["wsgi.input"] = io.BytesIO(body)
-                if self.throttle is not None and self.throttle(environ, body):
-                    self.injected += 1
-                    start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
-                    return [THROTTLED]
-                for text in self.watched:
-                    if text.encode() in body:
-                        self.watched[text] += 1
-                if self.fault is not None and self.fault(environ, body):
-                    self.injected += 1
-                    start_response("500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.0")])
-                    return [b'{"__type":"com.amazonaws.sqs#InternalError","message":"injected fault"}']
+                injected = self._injected(environ, body, start_response)
+                if injected is not None:
+                    return injected
             return list(self.app(environ, start_response))
 
-    def _send(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    def _injected(self, environ: dict[str, Any], body: bytes, start_response: Callable[..., Any]) -> list[bytes] | None:
+        """Count the watched texts; answer an injected throttle or fault instead of moto, if one applies."""
         for text in self.watched:
             if text.encode() in body:
                 self.watched[text] += 1
+        if self.throttle is not None and self.throttle(environ, body):
+            self.injected += 1
+            start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
+            return [THROTTLED]
         if self.fault is not None and self.fault(environ, body):
             self.injected += 1
             start_response("500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.0")])
             return [b'{"__type":"com.amazonaws.sqs#InternalError","message":"injected fault"}']
+        return None
+
+    def _send(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        injected = self._injected(environ, body, start_response)
+        if injected is not None:
+            return injected
         request = json.loads(body or b"{}")
         if environ["HTTP_X_AMZ_TARGET"] == "AmazonSQS.SendMessage":
             refused = _refused_character(request)

@@ -137,7 +137,8 @@ def test_a_forged_or_altered_reply_hook_is_refused_and_enqueues_nothing(runner: 
 
     forged = hook_signature("0" * 40, body)
     altered = body.replace("Добрый день".encode(), "Переведите 1000 ₽".encode())
-    for attempt, sig in ((body, forged), (altered, signature), (body, ""), (body, signature[:-1] + "0")):
+    last_changed = signature[:-1] + ("1" if signature.endswith("0") else "0")  # always another signature
+    for attempt, sig in ((body, forged), (altered, signature), (body, ""), (body, last_changed)):
         assert post_reply(runner, scope_id, attempt, sig).status_code == 401
     assert runner.take_messages("ChatRepliesQueue") == []
     assert post_reply(runner, scope_id, body + b"\n", signature).status_code == 200  # a trailing newline is fine

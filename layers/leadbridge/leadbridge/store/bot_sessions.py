@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import time
 
-from botocore.exceptions import ClientError
-
-from leadbridge.store.dynamo import dynamodb_client, from_item, to_item
+from leadbridge.store.dynamo import dynamodb_client, from_item, put_if_absent
 
 
 def session_key(account: str, lead_id: str) -> str:
@@ -36,29 +34,14 @@ class DynamoBotSessions:
             "stored_at": int(time.time()),
             "ttl": int(time.time()) + self.retention_seconds,
         }
-        try:
-            dynamodb_client().put_item(
-                TableName=self.table_name, Item=to_item(item), ConditionExpression="attribute_not_exists(lead_key)"
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return put_if_absent(self.table_name, item, "lead_key")
 
     def first_use(self, account: str, token_id: str, expires_at: int) -> bool:
         """Record a Salesbot token as used; False when it was used before (a replay). Kept until the token could
         no longer pass its expiry check anyway."""
-        item = {"lead_key": token_key(account, token_id), "ttl": expires_at + 120}
-        try:
-            dynamodb_client().put_item(
-                TableName=self.table_name, Item=to_item(item), ConditionExpression="attribute_not_exists(lead_key)"
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return put_if_absent(
+            self.table_name, {"lead_key": token_key(account, token_id), "ttl": expires_at + 120}, "lead_key"
+        )
 
     def forget_use(self, account: str, token_id: str) -> None:
         """The request could not be taken (the inbox did not answer): amoCRM may send the same token again."""

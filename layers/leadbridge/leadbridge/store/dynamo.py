@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -54,3 +55,16 @@ def _python(value: Any) -> Any:
     if isinstance(value, list | set):
         return [_python(v) for v in value]
     return value
+
+
+def put_if_absent(table_name: str, item: dict[str, Any], key_attribute: str) -> bool:
+    """Write ``item`` unless an item with its key exists; False when one did (the first write stays)."""
+    try:
+        dynamodb_client().put_item(
+            TableName=table_name, Item=to_item(item), ConditionExpression=f"attribute_not_exists({key_attribute})"
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True

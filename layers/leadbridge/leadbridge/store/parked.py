@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from leadbridge.store.dynamo import dynamodb_client, from_item, to_item
+from leadbridge.store.dynamo import dynamodb_client, from_item, put_if_absent
 
 PARKED_PK_PREFIX = "PARKED#"
 
@@ -36,15 +36,7 @@ class DynamoParkedEvents:
     def park(self, integration_id: str, lead_key: str, body: str, reason: str, now: int) -> bool:
         """Keep the event; False when this conversation was parked already (the first event is kept)."""
         item = {"pk": parked_pk(integration_id), "sk": lead_key, "body": body, "reason": reason[:300], "parked_at": now}
-        try:
-            dynamodb_client().put_item(
-                TableName=self.table_name, Item=to_item(item), ConditionExpression="attribute_not_exists(pk)"
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return put_if_absent(self.table_name, item, "pk")
 
     def list(self, integration_id: str, limit: int = 1000) -> list[ParkedEvent]:
         """The oldest-keyed first; at most ``limit`` (a resume takes them in rounds)."""

@@ -7,9 +7,7 @@ after 5 minutes, so the hook keeps its own record: one item per reply in the led
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
-
-from leadbridge.store.dynamo import dynamodb_client, to_item
+from leadbridge.store.dynamo import put_if_absent
 
 
 def reply_key(scope_id: str, message_id: str) -> str:
@@ -22,13 +20,6 @@ class DynamoReplyHooks:
 
     def first_delivery(self, scope_id: str, message_id: str, keep_until: int) -> bool:
         """Record the reply as taken; False when it was taken before (a repeat)."""
-        item = {"lead_key": reply_key(scope_id, message_id), "ttl": keep_until}
-        try:
-            dynamodb_client().put_item(
-                TableName=self.table_name, Item=to_item(item), ConditionExpression="attribute_not_exists(lead_key)"
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return put_if_absent(
+            self.table_name, {"lead_key": reply_key(scope_id, message_id), "ttl": keep_until}, "lead_key"
+        )
