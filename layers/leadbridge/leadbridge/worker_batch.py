@@ -16,6 +16,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from leadbridge.queues import DeadLetters, InboxMessage, InboxQueue
 from leadbridge.store.integrations import BatchStatus
@@ -127,7 +128,10 @@ class WorkerBatch:
             source = self._source_of(record)
             by_queue.setdefault(source.queue_url, (source, []))[1].append((record.receipt_handle, seconds))
         for source, handles in by_queue.values():
-            source.delay_retries(handles)
+            try:
+                source.delay_retries(handles)
+            except (BotoCoreError, ClientError) as exc:  # they come back after the queue's timeout: late, not lost
+                logger.warning("handed-back records not re-timed", extra={"error": type(exc).__name__})
 
     def _source_of(self, record: SQSRecord) -> InboxQueue:
         """The queue a record came from, by the queue name at the end of its ARN."""

@@ -128,9 +128,9 @@ def accept_salesbot(
     if not sessions.first_use(account, use, claims.expires_at):
         return reject(401, "bot_token_replayed")
     session_id = next((v for f in SESSION_FIELDS if (v := text(data, f)) and SESSION.match(v)), None)
-    kept = session_id is not None and on_lead
-    if kept and session_id is not None:
+    if session_id is not None and on_lead:
         sessions.keep(account, entity, session_id, _digits(text(data, "talk_id")))
+    kept = session_id is not None and on_lead
     ignored = {"session_without_lead": 1} if session_id is not None and not on_lead else {}
     if return_url is None:
         return HookResult(status=200, body={"accepted": 0, "session": kept}, ignored=ignored)
