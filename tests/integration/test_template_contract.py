@@ -69,23 +69,46 @@ def test_every_dead_letter_queue_has_an_alarm() -> None:
     assert dlqs == alarmed
 
 
-SALESBOT_SESSIONS = ["amocrm:*#session"]  # the one write a hook makes: a session Salesbot handed over (signed)
+# Every DynamoDB action a hook may take, on which table, limited to which partition keys. The hooks never reach a
+# token item (``TOKEN#<id>``, a partition of its own) and never read the ledger; each write is pinned to its keys.
+HOOK_DYNAMODB: dict[str, dict[tuple[str, str], list[str]]] = {
+    "AmoHookFunction": {
+        ("dynamodb:GetItem", "IntegrationsTable"): ["INTEGRATION#*"],  # settings
+        ("dynamodb:UpdateItem", "IntegrationsTable"): ["INTEGRATION#*"],  # status: the items it had to drop
+        ("dynamodb:PutItem", "LeadLedgerTable"): ["amocrm:*#session", "amocrm:*#bot-token:*"],  # Salesbot, signed
+        ("dynamodb:DeleteItem", "LeadLedgerTable"): ["amocrm:*#bot-token:*"],  # a token whose request failed
+    },
+    "BitrixHookFunction": {("dynamodb:GetItem", "IntegrationsTable"): ["INTEGRATION#*"]},
+    "ChatChannelHookFunction": {
+        ("dynamodb:GetItem", "IntegrationsTable"): ["CHATSCOPE#*"],  # the scope index
+        ("dynamodb:PutItem", "LeadLedgerTable"): ["amojo:*#reply:*"],  # the replies already taken
+    },
+}
+DROPPED_ONLY = ["pk", "sk", "dropped_*", "last_dropped_at"]  # the amo hook's status write: its own counters only
 
 
-def test_hooks_may_only_read_the_integrations_table_and_send_to_the_inbox() -> None:
+def _dynamodb_grants(statement: dict[str, Any]) -> list[tuple[str, str]]:
+    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+    resource = json.dumps(statement["Resource"])
+    tables = [t for t in ("IntegrationsTable", "LeadLedgerTable", "LimitsTable") if t in resource]
+    return [(a, t) for a in actions if str(a).startswith("dynamodb:") for t in tables]
+
+
+def test_hooks_take_only_their_pinned_dynamodb_actions_and_never_the_leads_queue() -> None:
     template = load_template()
-    for name in ("AmoHookFunction", "BitrixHookFunction", "ChatChannelHookFunction"):
+    for name, allowed in HOOK_DYNAMODB.items():
         statements = [s for p in template["Resources"][name]["Properties"]["Policies"] for s in p.get("Statement", [])]
-        policies = json.dumps(template["Resources"][name]["Properties"]["Policies"])
-        assert "dynamodb:GetItem" in policies
-        assert "LeadsQueue" not in policies
+        assert "LeadsQueue" not in json.dumps(template["Resources"][name]["Properties"]["Policies"])
+        granted = set()
         for statement in statements:
-            if "LeadLedgerTable" in json.dumps(statement["Resource"]):
-                assert name == "AmoHookFunction"
-                assert statement["Action"] == "dynamodb:PutItem"
-                assert statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == SALESBOT_SESSIONS
-            else:
-                assert "PutItem" not in json.dumps(statement)
+            for grant in _dynamodb_grants(statement):
+                assert grant in allowed, (name, grant)
+                keys = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+                assert keys == allowed[grant], (name, grant)
+                if grant == ("dynamodb:UpdateItem", "IntegrationsTable"):
+                    assert statement["Condition"]["ForAllValues:StringLike"]["dynamodb:Attributes"] == DROPPED_ONLY
+                granted.add(grant)
+        assert granted == set(allowed), name
 
 
 # ---------------------------------------------------------------- what CloudFormation receives (after the SAM transform)
@@ -163,18 +186,17 @@ def test_token_items_are_out_of_the_hooks_reach_and_nothing_encrypts_with_kms(
     cloudformation_template: dict[str, Any],
 ) -> None:
     resources = cloudformation_template["Resources"]
-    allowed = {
-        "AmoHookFunctionRole": {"IntegrationsTable": ["INTEGRATION#*"], "LeadLedgerTable": SALESBOT_SESSIONS},
-        "BitrixHookFunctionRole": {"IntegrationsTable": ["INTEGRATION#*"]},
-        "ChatChannelHookFunctionRole": {"IntegrationsTable": ["CHATSCOPE#*"]},
-    }
-    for role, tables in allowed.items():
+    for function, allowed in HOOK_DYNAMODB.items():
+        role = f"{function}Role"
         statements = [s for p in resources[role]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
-        reads = [s for s in statements if any(str(a).startswith("dynamodb:") for a in _actions(s))]
-        assert reads
-        for statement in reads:
-            [table] = [t for t in tables if t in json.dumps(statement["Resource"])]
-            assert statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == tables[table]
+        grants = [s for s in statements if any(str(a).startswith("dynamodb:") for a in _actions(s))]
+        assert grants
+        for statement in grants:
+            for action in _actions(statement):
+                [table] = [t for (a, t) in allowed if a == action and t in json.dumps(statement["Resource"])]
+                keys = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+                assert keys == allowed[(action, table)], (role, action)
+                assert not any(k.startswith("TOKEN#") for k in keys)
     for name, resource in resources.items():
         if resource["Type"] == "AWS::IAM::Role":
             for policy in resource["Properties"].get("Policies", []):
