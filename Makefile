@@ -9,7 +9,7 @@ CRM ?= amocrm
 FILES ?=
 CRM_DATA ?=
 
-.PHONY: help venv sam-venv lock demo replay api test test-fault lint format typecheck template build schema bench redrive backfill clean
+.PHONY: help venv sam-venv lock demo replay api test test-fault lint format typecheck template build schema bench bench-scale redrive backfill reindex clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -86,6 +86,13 @@ endif
 
 bench: venv build ## Benchmarks (not part of CI; on the built artifacts); writes bench/results.json
 	$(PY) bench/run.py
+
+bench-scale: venv ## Scheduled work for 2,000 integrations on the local runner (not in CI); writes bench/scale-results.json
+	$(PY) bench/scale.py
+
+reindex: venv ## Once, after upgrading an older stack: put its integrations in the scheduled-work index (STACK=<stack>)
+	@test -n "$(STACK)" || (echo 'usage: make reindex STACK=<stack>  (AWS credentials from the environment)' >&2; exit 2)
+	$(PY) -m leadbridge.scheduled.reindex --stack $(STACK)
 
 clean: ## Remove build output and caches
 	rm -rf .aws-sam out .pytest_cache .mypy_cache .ruff_cache .hypothesis

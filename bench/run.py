@@ -184,7 +184,7 @@ class SweepWhileDraining:
 
     def _loop(self) -> None:
         while not self.stop.wait(2.0):
-            self.runner.run_scheduled("ReconcileSweepFunction")
+            self.runner.run_schedule("recovery")
             self.runs += 1
 
     def __enter__(self) -> SweepWhileDraining:

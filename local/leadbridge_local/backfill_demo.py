@@ -2,8 +2,8 @@
 
 The fake CRMs get a month of conversations that no webhook ever announced (amoCRM talks, Bitrix24 Open Lines
 leads, and a web-form lead that is no chat). Both backfills are started through the integrations API; the
-scheduled ``BackfillRunnerFunction`` runs until they are done (its progress printed after each run), the worker
-drains the inbox, and the leads are printed (each marked ``backfill`` in ``out/backfill-leads.jsonl``).
+scheduler's backfill plan runs (one job per running backfill, side by side) until they are done (its progress
+printed after each run), the worker drains the inbox, and the leads are printed (each marked ``backfill`` in ``out/backfill-leads.jsonl``).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main() -> int:
             progress(f"POST /integrations/{integration_id}/backfill: {answer.status_code} {answer.text}")
         states: dict[str, Any] = {}
         for run in range(1, 20):
-            runner.run_scheduled("BackfillRunnerFunction")
+            runner.run_schedule("backfill")
             for integration_id in ("demo-amocrm", "demo-bitrix24"):
                 states[integration_id] = runner.get(f"/integrations/{integration_id}/backfill").json()
                 found = states[integration_id]

@@ -7,7 +7,8 @@
   affinity per message group), several groups at once up to the event source's maximum concurrency; messages it
   reports as failed come back after a (compressed) visibility timeout, and after ``maxReceiveCount`` SQS moves them
   to the DLQ by the queue's own redrive policy. ``environments=0`` runs the worker in this process (debugging).
-- Schedules: ``run_scheduled(logical_id)`` invokes a scheduled function on demand.
+- Schedules: ``run_schedule(plan)`` fires one of the scheduler's schedules and drains the jobs it plans;
+  ``run_scheduled(logical_id)`` invokes a scheduled function with a bare schedule event.
 - TTL: DynamoDB's Time to Live, which moto lacks, deletes expired items in the background on the runner's clock;
   ``expire_ttl()`` runs it at once (tests advance ``clock`` first).
 """
@@ -94,6 +95,7 @@ class LocalRunner:
         self.stack: LocalStack
         self._http = LoopbackServer(self._api, name="local-api", port=self.http_port)
         self.invocations: dict[str, int] = {}
+        self.invocation_seconds: dict[str, list[float]] = {}  # wall time of each invocation, by function
         self.retried_records = 0
         self._settling = threading.Lock()
         self.ttl: TtlSweeper
@@ -172,8 +174,16 @@ class LocalRunner:
         self.invocations[logical_id] = self.invocations.get(logical_id, 0) + 1
         timeout = int(self.stack.template["Resources"][logical_id]["Properties"].get("Timeout", 10))
         context = context or LambdaContextStub(function_name=logical_id, timeout_seconds=timeout)
-        with _event_loop_like_lambda(), self.aws_calls.invoking(logical_id):
-            return self.handler(logical_id)(event, context)
+        started = time.monotonic()
+        try:
+            with _event_loop_like_lambda(), self.aws_calls.invoking(logical_id):
+                return self.handler(logical_id)(event, context)
+        finally:
+            self._timed(logical_id, time.monotonic() - started)
+
+    def _timed(self, logical_id: str, seconds: float) -> None:
+        with self._settling:
+            self.invocation_seconds.setdefault(logical_id, []).append(seconds)
 
     # ------------------------------------------------------------------ HTTP
     def http_event(
@@ -262,15 +272,18 @@ class LocalRunner:
                 if len(in_flight) >= concurrency:
                     wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
                     continue
-                _, url, arn = sources[turn % len(sources)]
+                _, url, arn, batch_size = sources[turn % len(sources)]
                 turn += 1
                 received = sqs.receive_message(
-                    QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
+                    QueueUrl=url,
+                    MaxNumberOfMessages=batch_size,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
                 ).get("Messages", [])
                 if not received:
                     if turn % len(sources):
                         continue  # the next source's turn before deciding anything
-                    if not in_flight and sum(self.queue_depth(q) for q, _, _ in sources) == 0:
+                    if not in_flight and sum(self.queue_depth(q) for q, _, _, _ in sources) == 0:
                         return handled
                     if in_flight:
                         wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -286,22 +299,26 @@ class LocalRunner:
                     progressed = time.monotonic()
                 else:
                     in_flight.add(batches.submit(self._in_environment, function, url, received, event, context))
-        left = {q: self.queue_depth(q) for q, _, _ in sources}
+        left = {q: self.queue_depth(q) for q, _, _, _ in sources}
         raise TimeoutError(f"{function}'s queues stalled for {timeout} s ({left} left)")
 
-    def _sqs_sources(self, function: str) -> list[tuple[str, str, str]]:
-        """(logical id, URL, ARN) of each queue the function's SQS events read, in the template's order."""
+    def _sqs_sources(self, function: str) -> list[tuple[str, str, str, int]]:
+        """(logical id, URL, ARN, batch size) of each queue the function's SQS events read, in the template's
+        order. The batch size is the event's ``BatchSize`` (Lambda's default 10): never more records per
+        invocation than Lambda would hand the function."""
         found = []
         for event in self.stack.template["Resources"][function]["Properties"].get("Events", {}).values():
             if event["Type"] == "SQS":
                 queue = event["Properties"]["Queue"]["Fn::GetAtt"][0]
-                found.append((queue, self.stack.ref(queue), self.stack.attribute(queue, "Arn")))
+                batch_size = min(10, int(self.stack.resolver.resolve(event["Properties"].get("BatchSize", 10))))
+                found.append((queue, self.stack.ref(queue), self.stack.attribute(queue, "Arn"), batch_size))
         return found
 
     def _maximum_concurrency(self, function: str) -> int:
         for event in self.stack.template["Resources"][function]["Properties"].get("Events", {}).values():
             if event["Type"] == "SQS":
-                return int(event["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency", 1000))
+                maximum = event["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency", 1000)
+                return int(self.stack.resolver.resolve(maximum))  # a number, or a parameter's value
         return 1000
 
     def _in_environment(
@@ -310,7 +327,9 @@ class LocalRunner:
         timeout = int(self.stack.template["Resources"][function]["Properties"].get("Timeout", 10))
         context = context or LambdaContextStub(function_name=function, timeout_seconds=timeout)
         self.invocations[function] = self.invocations.get(function, 0) + 1
+        started = time.monotonic()
         result, calls = self.pool(function).invoke(event, context)
+        self._timed(function, time.monotonic() - started)
         self.aws_calls.merge(calls)
         return self._settle(url, received, result or {})
 
@@ -389,6 +408,29 @@ class LocalRunner:
 
     def run_scheduled(self, logical_id: str) -> Any:
         return self.invoke(logical_id, schedule_event(f"arn:aws:scheduler:local:schedule/{logical_id}"))
+
+    def run_schedule(
+        self,
+        plan: str,
+        timeout: float = 60.0,
+        environments: int | None = None,
+        context_factory: Callable[[], Any] | None = None,
+    ) -> int:
+        """Fire the scheduler's schedule for ``plan`` (recovery, backfill, tokens) as EventBridge does (the rule's
+        input is the event), then run the jobs it plans until the jobs queue is empty, as the jobs function's event
+        source mapping would; returns the number of job records handled (retries included)."""
+        events = self.stack.template["Resources"]["SchedulerFunction"]["Properties"]["Events"]
+        inputs = [json.loads(e["Properties"]["Input"]) for e in events.values() if e["Type"] == "Schedule"]
+        event = next((i for i in inputs if i.get("plan") == plan), None)
+        if event is None:
+            raise KeyError(f"no schedule of SchedulerFunction plans {plan!r}")
+        self.invoke("SchedulerFunction", event)
+        return self.drain(
+            timeout=timeout,
+            function="ScheduledJobsFunction",
+            context_factory=context_factory,
+            environments=environments,
+        )
 
     def scheduled_functions(self) -> list[str]:
         functions = resources_of_type(self.stack.template, "AWS::Serverless::Function")

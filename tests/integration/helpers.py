@@ -6,9 +6,11 @@ import base64
 import uuid
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from leadbridge.integration import Integration, SessionField, TrafficTarget
+from leadbridge.store.integrations import DynamoIntegrations
 from leadbridge_local.runner import LocalRunner
 from leadbridge_local.seed import connect_amocrm, install_integration
 from tests.conftest import load_event
@@ -131,3 +133,19 @@ def post_amo_talks(
         fields = talk_fields(action, talk, talk * 10, talk * 100, integration.account_name, account)
         body = sample_body("amo_hook", sample, **fields)
         assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body).status_code == 200
+
+
+def integration_status(runner: LocalRunner, integration_id: str) -> dict[str, Any]:
+    return DynamoIntegrations(runner.stack.ref("IntegrationsTable")).status(integration_id)
+
+
+def last_sweep(runner: LocalRunner, integration_id: str) -> dict[str, Any]:
+    """What the integration's last sweep job listed, found known and enqueued, and whether it listed its window to
+    the end (the status's ``last_sweep``)."""
+    found: dict[str, Any] = integration_status(runner, integration_id).get("last_sweep") or {}
+    return found
+
+
+def dead_jobs(runner: LocalRunner, integration_id: str) -> list[dict[str, Any]]:
+    """The integration's jobs in the jobs DLQ (taken out of it)."""
+    return [m for m in runner.take_messages("JobsDeadLetterQueue") if integration_id in m["Body"]]

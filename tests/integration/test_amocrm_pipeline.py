@@ -179,10 +179,10 @@ def test_blocked_account_parks_its_events_until_the_sweep_finds_it_answering(run
     assert entry.last_error is not None
     assert entry.last_error.startswith("account_blocked")
 
-    runner.run_scheduled("ReconcileSweepFunction")  # still blocked: stays parked
+    runner.run_schedule("recovery")  # still blocked: stays parked
     assert statuses.status(integration.integration_id)["connection_state"] == "blocked"
     runner.amocrm.accounts[sub].blocked = False
-    runner.run_scheduled("ReconcileSweepFunction")  # the probe finds the API answering: resumed
+    runner.run_schedule("recovery")  # the probe finds the API answering: resumed
     assert statuses.status(integration.integration_id)["connection_state"] == "connected"
     runner.drain(timeout=120)
     emitted = [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]
@@ -234,7 +234,7 @@ def test_missing_rights_show_in_the_status_and_park_nothing_in_a_loop(runner: Lo
     assert (entry.state, entry.last_error) == ("parked", "insufficient_rights: GET /api/v4/leads")
 
     for _ in range(2):  # the account answers the probe, but nobody granted the rights: nothing moves
-        runner.run_scheduled("ReconcileSweepFunction")
+        runner.run_schedule("recovery")
         runner.drain(timeout=60)
     assert service(runner).status(integration.integration_id).connection == "insufficient_rights"
     assert service(runner).status(integration.integration_id).parked == 1

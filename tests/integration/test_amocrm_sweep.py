@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from leadbridge.store.integrations import DynamoIntegrations
 from leadbridge_local.runner import LocalRunner
-from tests.integration.helpers import add_amo_talks, new_amo_integration, post_amo_talks
+from tests.integration.helpers import add_amo_talks, integration_status, last_sweep, new_amo_integration, post_amo_talks
 
 DELIVERED = range(5_001, 5_006)
 LOST = range(5_006, 5_011)
 TOO_RECENT = 5_011  # its webhook may still be on its way: left to the next run
 
 
-def sweep_report(runner: LocalRunner, integration_id: str) -> dict[str, object]:
-    reports = runner.run_scheduled("ReconcileSweepFunction")["reports"]
-    return next(r for r in reports if r["integration_id"] == integration_id)
+def sweep_report(runner: LocalRunner, integration_id: str) -> dict[str, Any]:
+    runner.run_schedule("recovery")
+    return last_sweep(runner, integration_id)
 
 
 def test_talks_whose_webhook_never_arrived_are_swept_in_once(runner: LocalRunner) -> None:
@@ -58,11 +59,12 @@ def test_drift_check_counts_unsorted_chats_that_never_became_a_lead(runner: Loca
     post_amo_talks(runner, integration, secret, account, announced)
     runner.drain(timeout=60)
 
-    run = runner.run_scheduled("ReconcileSweepFunction")
-    ours = [d for d in run["drift"] if d["integration_id"] == integration.integration_id]
-    assert [(d["unsorted_chats"], d["emitted"], d["missing"]) for d in ours] == [(5, 3, 2)]
+    runner.run_schedule("recovery")
+    drift = integration_status(runner, integration.integration_id)["drift_last"]
+    assert (drift["unsorted_chats"], drift["emitted"], drift["missing"]) == (5, 3, 2)
     status = runner.get(f"/integrations/{integration.integration_id}/status").json()
     assert status["drift"]["missing"] == 2
-    again = runner.run_scheduled("ReconcileSweepFunction")  # checked an hour at most: not again in this run
-    assert not [d for d in again["drift"] if d["integration_id"] == integration.integration_id]
+    checked_at = integration_status(runner, integration.integration_id)["drift_mark_at"]
+    runner.run_schedule("recovery")  # checked an hour at most: not again in this run
+    assert integration_status(runner, integration.integration_id)["drift_mark_at"] == checked_at
     runner.take_leads()

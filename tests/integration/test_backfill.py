@@ -10,15 +10,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import pytest
 
 from leadbridge.integration import Integration
-from leadbridge.queues import InboxWriteError
 from leadbridge_local.runner import LocalRunner
 from tests.conftest import load_event
 from tests.integration.helpers import (
     add_amo_talks,
     bitrix_fields,
+    dead_jobs,
+    integration_status,
     new_amo_integration,
     new_bitrix_integration,
     post_amo_talks,
@@ -53,14 +53,16 @@ def crash_after(runner: LocalRunner, integration: Integration, sends: int) -> No
     """The backfill run dies half-way: the inbox refuses it after ``sends`` messages (the function fails)."""
     runner.stack.moto.fail_sends_to("inbox.fifo", ratio=1.0, containing=integration.integration_id, after=sends)
     try:
-        with pytest.raises(InboxWriteError):
-            runner.run_scheduled("BackfillRunnerFunction")
+        runner.run_schedule("backfill")  # the step's job fails each time it is retried, then is dead-lettered
     finally:
         runner.stack.moto.fail_sends_to("inbox.fifo", ratio=0)
+    failure = integration_status(runner, integration.integration_id)["last_job_failure"]
+    assert (failure["kind"], failure["reason"].split(":")[0]) == ("backfill", "InboxWriteError")
+    assert dead_jobs(runner, integration.integration_id)
 
 
 def run_in_background(runner: LocalRunner) -> threading.Thread:
-    thread = threading.Thread(target=runner.run_scheduled, args=("BackfillRunnerFunction",), daemon=True)
+    thread = threading.Thread(target=runner.run_schedule, args=("backfill",), daemon=True)
     thread.start()
     return thread
 
@@ -246,7 +248,7 @@ def test_a_stored_backfill_with_an_impossible_period_stops_no_other(runner: Loca
     start, _end, body = sample_period()
     add_amo_talks(runner, fine, [7_301], created_at=start + DAY)
     assert start_backfill(runner, fine, body).status_code == 202
-    runner.run_scheduled("BackfillRunnerFunction")
+    runner.run_schedule("backfill")
     job = store.get(broken.integration_id)
     assert job is not None
     assert job.state == "cancelled"

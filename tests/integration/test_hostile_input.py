@@ -20,6 +20,9 @@ from leadbridge_local.seed import connect_through_oauth
 from tests.integration.helpers import (
     add_amo_talks,
     bitrix_fields,
+    dead_jobs,
+    integration_status,
+    last_sweep,
     new_amo_integration,
     new_bitrix_integration,
     sample_body,
@@ -353,11 +356,14 @@ def test_one_broken_portal_does_not_stop_the_sweep_for_the_others(runner: LocalR
     assert runner.stack.moto is not None
     runner.stack.moto.fail_sends_to("inbox.fifo", ratio=1.0, containing=broken.integration_id)
     try:
-        result = runner.run_scheduled("ReconcileSweepFunction")
+        runner.run_schedule("recovery")
     finally:
         runner.stack.moto.fail_sends_to("inbox.fifo", ratio=0)
-    reports = {r["integration_id"]: r for r in result["reports"]}
-    assert reports[healthy.integration_id]["enqueued"] >= 1
-    assert result["failed"] >= 1
+    assert last_sweep(runner, healthy.integration_id)["enqueued"] >= 1
+    failure = integration_status(runner, broken.integration_id)["last_job_failure"]
+    assert failure["kind"] == "sweep"
+    assert failure["reason"].startswith("InboxWriteError")
+    dead = dead_jobs(runner, broken.integration_id)  # its 3rd failure: in the jobs DLQ, with its reason
+    assert [m["MessageAttributes"]["reason"]["StringValue"].split(":")[0] for m in dead] == ["failed 3 times"]
     runner.drain(timeout=60)
     assert "72002" in leads_of(runner, healthy.integration_id)

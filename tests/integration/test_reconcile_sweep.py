@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from leadbridge_local.runner import LocalRunner
-from tests.integration.helpers import bitrix_fields, new_bitrix_integration, sample_body
+from tests.integration.helpers import bitrix_fields, last_sweep, new_bitrix_integration, sample_body
 from tests.integration.test_bitrix24_pipeline import seed_lead
 
 
@@ -34,12 +34,12 @@ def test_sweep_recovers_events_lost_at_the_sender(runner: LocalRunner) -> None:
     )
     assert runner.post(url, late).status_code == 200
 
-    first = runner.run_scheduled("ReconcileSweepFunction")
-    ours = next(r for r in first["reports"] if r["integration_id"] == integration.integration_id)
+    runner.run_schedule("recovery")
+    ours = last_sweep(runner, integration.integration_id)
     assert (ours["listed"], ours["already_known"], ours["enqueued"], ours["complete"]) == (60, 10, 50, True)
     runner.drain()
-    second = runner.run_scheduled("ReconcileSweepFunction")
-    again = next(r for r in second["reports"] if r["integration_id"] == integration.integration_id)
+    runner.run_schedule("recovery")
+    again = last_sweep(runner, integration.integration_id)
     assert (again["listed"], again["enqueued"]) == (60, 0)  # the overlap lists them again; all are known
 
     leads = [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]

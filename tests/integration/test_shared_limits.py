@@ -72,7 +72,7 @@ def test_bitrix24_limit_holds_with_the_sweep_running_during_a_burst(runner: Loca
         )
         assert runner.post(f"/hooks/bitrix24/{integration.integration_id}/{secret}", body).status_code == 200
     violations = runner.bitrix24.counts["limit_violations"]
-    sweeps = threading.Thread(target=lambda: [runner.run_scheduled("ReconcileSweepFunction") for _ in range(3)])
+    sweeps = threading.Thread(target=lambda: [runner.run_schedule("recovery", timeout=300) for _ in range(3)])
     sweeps.start()
     runner.drain(timeout=300)
     sweeps.join(120)

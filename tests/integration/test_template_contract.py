@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from leadbridge.config import ApiConfig, HookConfig, OAuthConfig, RefresherConfig, SweepConfig, WorkerConfig
+from leadbridge.config import ApiConfig, HookConfig, JobsConfig, OAuthConfig, SchedulerConfig, WorkerConfig
 from leadbridge.store.tokens import REFRESH_INDEX
+from leadbridge.store.work_index import WORK_INDEX
 from leadbridge_local.runner import LocalRunner
 from leadbridge_local.template import load_template, resources_of_type
 from tests.conftest import REPO
@@ -21,9 +22,9 @@ CONFIGS = {
     "BitrixHookFunction": HookConfig,
     "LeadWorkerFunction": WorkerConfig,
     "OAuthCallbackFunction": OAuthConfig,
-    "TokenRefresherFunction": RefresherConfig,
     "IntegrationsApiFunction": ApiConfig,
-    "ReconcileSweepFunction": SweepConfig,
+    "SchedulerFunction": SchedulerConfig,
+    "ScheduledJobsFunction": JobsConfig,
 }
 
 
@@ -35,7 +36,7 @@ def test_each_function_gets_every_variable_its_config_needs(runner: LocalRunner,
 def test_tables_indexes_and_queues_exist_locally_as_in_the_template(runner: LocalRunner) -> None:
     dynamodb = runner.stack.client("dynamodb")
     table = dynamodb.describe_table(TableName=runner.stack.ref("IntegrationsTable"))["Table"]
-    assert REFRESH_INDEX in {index["IndexName"] for index in table.get("GlobalSecondaryIndexes", [])}
+    assert {REFRESH_INDEX, WORK_INDEX} <= {index["IndexName"] for index in table.get("GlobalSecondaryIndexes", [])}
     sqs = runner.stack.client("sqs")
     inbox = sqs.get_queue_attributes(QueueUrl=runner.stack.ref("InboxQueue"), AttributeNames=["All"])["Attributes"]
     assert inbox["FifoQueue"] == "true"

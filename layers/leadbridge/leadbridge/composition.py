@@ -12,7 +12,7 @@ from leadbridge.bitrix24.enricher import BitrixEnricher
 from leadbridge.bitrix24.oauth import BitrixOAuth
 from leadbridge.chat_channel.actions import ChatChannel
 from leadbridge.chat_channel.credentials import CredentialsSource
-from leadbridge.config import ApiConfig, BackfillConfig, OAuthConfig, RefresherConfig, SweepConfig, WorkerConfig
+from leadbridge.config import ApiConfig, JobsConfig, OAuthConfig, WorkerConfig
 from leadbridge.http.ratelimit import Budgets
 from leadbridge.integration import Integration
 from leadbridge.metrics import MetricCounter
@@ -22,6 +22,10 @@ from leadbridge.oauth.token_provider import Refresher, TokenProvider
 from leadbridge.parking import Parking
 from leadbridge.queues import DeadLetters, InboxQueue, LeadsQueue
 from leadbridge.reconcile import Reconciler
+from leadbridge.scheduled.batch import JobsBatch
+from leadbridge.scheduled.planner import Expander
+from leadbridge.scheduled.queue import JobDeadLetters, JobsQueue
+from leadbridge.scheduled.work import ScheduledWork
 from leadbridge.secret_values import secret_string, secret_string_fresh
 from leadbridge.store.backfills import DynamoBackfills
 from leadbridge.store.bot_sessions import DynamoBotSessions
@@ -33,6 +37,7 @@ from leadbridge.store.parked import DynamoParkedEvents
 from leadbridge.store.site_chats import DynamoSiteChats
 from leadbridge.store.talk_messages import DynamoTalkMessages
 from leadbridge.store.tokens import DynamoTokens
+from leadbridge.store.work_index import WorkIndex
 from leadbridge.worker import Enricher, LeadWorker
 from leadbridge.worker_batch import WorkerBatch
 
@@ -90,16 +95,6 @@ def lead_worker(config: WorkerConfig, metrics: Metrics) -> WorkerBatch:
     return WorkerBatch(worker, sources, DeadLetters(config.inbox_dlq_url), status)
 
 
-def token_refresher(
-    config: RefresherConfig, metrics: Metrics
-) -> tuple[DynamoTokens, DynamoIntegrations, TokenProvider]:
-    return (
-        DynamoTokens(config.integrations_table),
-        DynamoIntegrations(config.integrations_table),
-        token_provider(config.integrations_table, config.redirect_uri, metrics),
-    )
-
-
 def oauth_callback(config: OAuthConfig) -> OAuthCallback:
     integrations = DynamoIntegrations(config.integrations_table)
     return OAuthCallback(
@@ -127,29 +122,46 @@ def integrations_service(config: ApiConfig) -> IntegrationsService:
     )
 
 
-def reconciler(config: SweepConfig, metrics: Metrics) -> Reconciler:
-    return Reconciler(
-        integrations=DynamoIntegrations(config.integrations_table),
-        ledger=DynamoLedger(config.ledger_table, config.ledger_retention_days),
-        inbox=InboxQueue(config.inbox_queue_url),
-        tokens=token_provider(config.integrations_table, config.redirect_uri, metrics),
-        parking=parking(config.integrations_table, config.inbox_queue_url),
-        budgets=Budgets(DynamoLimitState(config.limits_table)),
-    )
-
-
-def backfill_runner(config: BackfillConfig, metrics: Metrics) -> BackfillRunner:
+def scheduled_jobs(config: JobsConfig, metrics: Metrics) -> JobsBatch:
     stores = config.stores
-    return BackfillRunner(
-        backfills=DynamoBackfills(stores.integrations_table),
-        integrations=DynamoIntegrations(stores.integrations_table),
-        ledger=DynamoLedger(stores.ledger_table, stores.ledger_retention_days),
-        inbox=InboxQueue(stores.inbox_queue_url),
-        tokens=token_provider(stores.integrations_table, stores.redirect_uri, metrics),
-        budgets=Budgets(DynamoLimitState(stores.limits_table)),
-        waiting=parking(stores.integrations_table, stores.inbox_queue_url),
-        share=config.share,
+    table = stores.integrations_table
+    integrations = DynamoIntegrations(table)
+    tokens = DynamoTokens(table)
+    provider = token_provider(table, stores.redirect_uri, metrics)
+    budgets = Budgets(DynamoLimitState(stores.limits_table))  # one per process: shared with every other one
+    ledger = DynamoLedger(stores.ledger_table, stores.ledger_retention_days)
+    inbox = InboxQueue(stores.inbox_queue_url)
+    waiting = parking(table, stores.inbox_queue_url)
+    jobs = JobsQueue(config.jobs_queue_url)
+    count = MetricCounter(metrics)
+    work = ScheduledWork(
+        expander=Expander(WorkIndex(table), tokens, jobs),
+        integrations=integrations,
+        reconciler=Reconciler(
+            integrations=integrations,
+            ledger=ledger,
+            inbox=inbox,
+            tokens=provider,
+            parking=waiting,
+            budgets=budgets,
+            share=config.share,
+            bitrix_idle_sweep_seconds=config.bitrix_idle_sweep_seconds,
+        ),
+        backfills=BackfillRunner(
+            backfills=DynamoBackfills(table),
+            integrations=integrations,
+            ledger=ledger,
+            inbox=inbox,
+            tokens=provider,
+            budgets=budgets,
+            waiting=waiting,
+            share=config.share,
+        ),
+        tokens=tokens,
+        provider=provider,
+        count=count,
     )
+    return JobsBatch(work, jobs, JobDeadLetters(config.jobs_dlq_url), integrations, count)
 
 
 def chat_channel(

@@ -137,20 +137,6 @@ class OAuthConfig(NamedTuple):
         )
 
 
-class RefresherConfig(NamedTuple):
-    integrations_table: str
-    redirect_uri: str
-    refresh_concurrency: int
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> RefresherConfig:
-        return cls(
-            integrations_table=_require(env, "INTEGRATIONS_TABLE"),
-            redirect_uri=_require(env, "OAUTH_REDIRECT_URI"),
-            refresh_concurrency=_int(env, "REFRESH_CONCURRENCY", 8),
-        )
-
-
 class ApiConfig(NamedTuple):
     """Behind the API: its public URL is ``PUBLIC_BASE_URL`` when set, else the request's own."""
 
@@ -189,15 +175,38 @@ class SweepConfig(NamedTuple):
         )
 
 
-class BackfillConfig(NamedTuple):
-    """What the sweep needs (the same tables, queue and tokens), and the backfill's share of each CRM's limit."""
+class SchedulerConfig(NamedTuple):
+    """The planner: it only puts ``expand`` jobs on the jobs queue."""
 
-    stores: SweepConfig
-    share: float
+    jobs_queue_url: str
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> BackfillConfig:
-        return cls(stores=SweepConfig.from_env(env), share=_share(env, "BACKFILL_SHARE", 0.25))
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> SchedulerConfig:
+        return cls(jobs_queue_url=_require(env, "JOBS_QUEUE_URL"))
+
+
+class JobsConfig(NamedTuple):
+    """The jobs function: what the sweep and the backfill need (the same tables, queue and tokens), its own queues,
+    scheduled work's share of each CRM's limit, and how often an idle Bitrix24 portal is swept."""
+
+    stores: SweepConfig
+    jobs_queue_url: str
+    jobs_dlq_url: str
+    share: float
+    bitrix_idle_sweep_seconds: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> JobsConfig:
+        minutes = _int(env, "BITRIX_IDLE_SWEEP_MINUTES", 180)
+        if minutes < 0:
+            raise ConfigError(f"environment variable BITRIX_IDLE_SWEEP_MINUTES must be >= 0, got {minutes}")
+        return cls(
+            stores=SweepConfig.from_env(env),
+            jobs_queue_url=_require(env, "JOBS_QUEUE_URL"),
+            jobs_dlq_url=_require(env, "JOBS_DLQ_URL"),
+            share=_share(env, "BACKFILL_SHARE", 0.25),
+            bitrix_idle_sweep_seconds=minutes * 60,
+        )
 
 
 class ChatHookConfig(NamedTuple):

@@ -9,6 +9,10 @@ oauth.bitrix24.tech).
 
 from __future__ import annotations
 
+import random
+import threading
+from dataclasses import replace
+
 from leadbridge_local.fakes.arrivals import ArrivalStamper
 from leadbridge_local.fakes.base import FakeCrmBase
 from leadbridge_local.loopback import HttpRequest, HttpResponse, LoopbackServer
@@ -25,6 +29,13 @@ class FakeCrmServer(LoopbackServer):
         self.bitrix24 = bitrix24
         self.amojo = amojo
         self._stamper: ArrivalStamper | None = None
+        # For scale runs: every answer after a random delay in [low, high] seconds (the CRMs' hosts seen from AWS);
+        # hosts that answer every request with a server error, or only after the client's timeout.
+        self.latency: tuple[float, float] = (0.0, 0.0)
+        self.failing_hosts: set[str] = set()
+        self.stalling_hosts: set[str] = set()
+        self._random = random.Random(11)  # noqa: S311 - latency, not a secret
+        self._random_lock = threading.Lock()
 
     def start(self) -> FakeCrmServer:
         super().start()
@@ -54,4 +65,17 @@ class FakeCrmServer(LoopbackServer):
             return HttpResponse(502, b"no fake for host")
         with fake.lock:
             fake.request_log.append((request.arrived_at, request.host, request.path))
-        return fake.handle(request)
+        if request.host in self.failing_hosts:
+            fake.count("failing_host_answers")
+            response = fake.server_error()
+        elif request.host in self.stalling_hosts:
+            fake.count("stalling_host_answers")
+            response = HttpResponse(504, b"", delay=fake.faults.stall_seconds)
+        else:
+            response = fake.handle(request)
+        low, high = self.latency
+        if high > 0:
+            with self._random_lock:
+                extra = self._random.uniform(low, high)
+            response = replace(response, delay=response.delay + extra)
+        return response

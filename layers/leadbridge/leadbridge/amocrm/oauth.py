@@ -1,8 +1,8 @@
 """amoCRM OAuth 2.0: the authorize URL, the code exchange and the refresh (reference/amocrm.md §3).
 
 Token endpoint: ``POST https://<account domain>/oauth2/access_token`` with a JSON body. The access token lives
-one day; the refresh token is single-use and dies after three months unused, so the scheduled refresher keeps
-idle integrations alive by refreshing ahead of the access token's expiry.
+one day; the refresh token is single-use and dies after three months unused. Integrations in use refresh on
+demand; the scheduled token upkeep (``oauth/upkeep.py``) refreshes only a grant unused for 75 days.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from leadbridge.http.ratelimit import SharedLimiter
 from leadbridge.integration import Integration
 from leadbridge.store.tokens import StoredToken, TokenSet
 
-REFRESH_AHEAD_SECONDS = 3 * 3600  # refresh a day-long access token 3 hours before it expires
+IDLE_REFRESH_AFTER_SECONDS = 75 * 86400  # an unused grant is refreshed well inside its refresh token's 3 months
 
 
 def authorize_url(integration: Integration, state: str) -> str:
@@ -92,7 +92,7 @@ class AmoOAuth:
             access_token=access,
             refresh_token=refresh,
             expires_at=expires_at,
-            refresh_due_at=expires_at - REFRESH_AHEAD_SECONDS if refresh else None,
+            refresh_due_at=server_time + IDLE_REFRESH_AFTER_SECONDS if refresh else None,
         )
 
 

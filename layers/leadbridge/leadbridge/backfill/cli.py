@@ -2,7 +2,7 @@
 
 ``python -m leadbridge.backfill.cli --stack <stack> --integration <id> --from 2026-10-01T00:00:00Z --to ...``
 (the integrations table from the stack's resources; AWS credentials from the environment). ``--status`` only
-prints the progress of the latest backfill; ``--cancel`` stops it. The stack's ``BackfillRunnerFunction`` does
+prints the progress of the latest backfill; ``--cancel`` stops it. The stack's scheduled jobs do
 the work (every minute); this command only starts it and watches, and may be stopped and run again with
 ``--status`` at any time.
 """
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if started is None:
         print(f"no integration {args.integration!r} in {table}", file=sys.stderr)
         return 2
-    print(f"backfill {started.backfill_id} started; the stack's BackfillRunnerFunction runs it every minute")
+    print(f"backfill {started.backfill_id} started; the stack's scheduled jobs step it every minute")
     finished = follow(backfills, args.integration)
     return 0 if finished is not None and finished.state == "done" else 1
 

@@ -1,8 +1,10 @@
-"""The scheduled backfill run: advances every running backfill a little, within its share of the CRM's limit.
+"""One backfill step: a scheduled job advances one running backfill a little, within its share of the CRM's limit.
 
-Each run takes a lease on a backfill (so two runs never work on the same one), lists a page or imports a few
-conversations at a time, and writes its position after each step: a run stopped anywhere (its time is up, the
-function times out, the CRM refuses) loses nothing, and the next run goes on from the last written step.
+Every minute the planner puts one job per running backfill on the jobs queue (``scheduled/``), so backfills run
+side by side, each paced by its own CRM's budget. A step takes a lease on its backfill (so two steps never work
+on the same one), lists a page or imports a few conversations at a time, and writes its position after each
+piece: a step stopped anywhere (its time is up, the function times out, the CRM refuses) loses nothing, and the
+next one goes on from the last written position.
 
 Live traffic keeps priority in two ways: every request the backfill causes, its own and the worker's for each
 conversation it hands over, is paced by a second budget at ``share`` of the CRM's rate (``Budgets.for_backfill``),
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Protocol
 
 from aws_lambda_powertools import Logger
@@ -87,25 +89,20 @@ class BackfillRunner:
         self.share = share
         self.clock = clock
 
-    def run(self, seconds: float) -> list[BackfillRunReport]:
-        """Work for at most ``seconds`` on the running backfills, oldest first."""
+    def run_one(self, integration_id: str, seconds: float) -> BackfillRunReport | None:
+        """Work for at most ``seconds`` on the integration's running backfill (None: it has none running)."""
         deadline = self.clock() + seconds
-        reports: list[BackfillRunReport] = []
-        for job in self.backfills.running():
-            if deadline - self.clock() < STEP_RESERVE_SECONDS:
-                break
-            try:
-                report = self._one(job, deadline)
-            except (InboxWriteError, BotoCoreError, ClientError):
-                raise  # AWS is failing everyone's steps: the run fails, visibly (its error alarm), and resumes later
-            except Exception as exc:  # this backfill's own failure never stops the others'
-                logger.exception("backfill step failed", extra={"integration_id": job.integration_id})
-                self.backfills.advance(job, last_error=f"unexpected: {type(exc).__name__}")
-                continue
-            if report is not None:
-                logger.info("backfill step", extra=asdict(report))
-                reports.append(report)
-        return reports
+        job = self.backfills.get(integration_id)
+        if job is None or job.state != "running":
+            return None
+        try:
+            return self._one(job, deadline)
+        except (InboxWriteError, BotoCoreError, ClientError):
+            raise  # AWS is failing: the job fails, visibly, and is retried; the backfill's position is in DynamoDB
+        except Exception as exc:  # this backfill's own failure: on its status, and the next step tries again
+            logger.exception("backfill step failed", extra={"integration_id": job.integration_id})
+            self.backfills.advance(job, last_error=f"unexpected: {type(exc).__name__}")
+            return _Progress(job).report(stopped_by=f"unexpected: {type(exc).__name__}")
 
     def _one(self, job: BackfillJob, deadline: float) -> BackfillRunReport | None:
         try:

@@ -3,8 +3,8 @@
 The token server depends on the region (oauth.bitrix.info, oauth.bitrix24.tech): it is taken from the
 redirect's ``server_domain`` (or the stored ``server_endpoint``), never hard-coded. Codes live 30 seconds, access
 tokens one hour, refresh tokens 180 days and only once. Bitrix24 asks apps not to refresh on a timer, so workers
-refresh on demand (expiry or ``expired_token``) and the scheduled refresher only keeps an idle portal's refresh
-token from dying.
+refresh on demand (expiry or ``expired_token``) and the scheduled token upkeep only keeps an idle portal's
+refresh token from dying.
 """
 
 from __future__ import annotations

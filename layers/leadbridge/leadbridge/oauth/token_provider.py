@@ -74,6 +74,15 @@ class TokenProvider:
             return _access(stored)
         return self._refresh(integration, stored)
 
+    def has_live_access(self, integration: Integration) -> bool:
+        """Whether a request now would go out without a token call (the stored access token is still fresh)."""
+        stored = self.tokens.read(integration.integration_id)
+        return (
+            stored is not None
+            and stored.state == "active"
+            and stored.tokens.expires_at - FRESHNESS_MARGIN_SECONDS > self.clock()
+        )
+
     def after_unauthorized(self, integration: Integration, used_version: int) -> AccessToken:
         """The CRM refused the token of ``used_version``: a newer one if someone saved it, else a refresh."""
         stored = self._read(integration)

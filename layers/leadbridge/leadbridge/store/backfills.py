@@ -2,7 +2,8 @@
 
 - ``pk = INTEGRATION#<id>``, ``sk = BACKFILL``: one backfill per integration (a new one replaces a finished one):
   the period, the state, the cursor of the listing, the counters (total / done / already known / errors) and a
-  lease, so that two runs never work on the same backfill at once.
+  lease, so that two runs never work on the same backfill at once. While it runs it carries ``work_shard``, which
+  puts it in the sparse ``scheduled-work`` index the planner pages through (``store/work_index.py``).
 - ``pk = BACKFILL#<id>``, ``sk = <entity>#<id>``: one item per conversation listed and not imported yet. Written
   with a condition, so a page listed twice (a run stopped between the write and the cursor's) counts once;
   deleted when imported. ``ttl`` removes what a cancelled backfill left behind.
@@ -19,10 +20,12 @@ from botocore.exceptions import ClientError
 from leadbridge.backfill.job import BackfillJob, BackfillState
 from leadbridge.store.dynamo import dynamodb_client, from_item, to_item, to_value
 from leadbridge.store.integrations import integration_pk
+from leadbridge.store.work_index import work_shard
 
 JOB_SK = "BACKFILL"
 PENDING_PK_PREFIX = "BACKFILL#"
 PENDING_TTL_SECONDS = 14 * 86_400
+PENDING_CHUNK = 25  # keys per transaction (of at most 100 actions): one write request per 25 conversations listed
 COUNTERS = ("total", "done", "already_known", "errors")
 
 
@@ -64,6 +67,7 @@ class DynamoBackfills:
     def start(self, job: BackfillJob) -> bool:
         """Store a new backfill; False when one is still running for the integration."""
         record = {**job.to_record(), "pk": integration_pk(job.integration_id), "sk": JOB_SK}
+        record["work_shard"] = work_shard("backfill", job.integration_id)  # found by the planner while running
         try:
             dynamodb_client().put_item(
                 TableName=self.table_name,
@@ -77,22 +81,6 @@ class DynamoBackfills:
                 return False
             raise
         return True
-
-    def running(self) -> list[BackfillJob]:
-        """Every running backfill (a filtered Scan: one item per integration that ever had a backfill)."""
-        found: list[BackfillJob] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "FilterExpression": "sk = :sk AND #s = :running",
-            "ExpressionAttributeNames": {"#s": "state"},
-            "ExpressionAttributeValues": {":sk": {"S": JOB_SK}, ":running": {"S": "running"}},
-        }
-        while True:
-            page = dynamodb_client().scan(**kwargs)
-            found.extend(BackfillJob.from_record(from_item(i)) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return sorted(found, key=lambda j: j.started_at)
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def take_lease(self, job: BackfillJob, now: int, seconds: int) -> bool:
         """This run works on the backfill until ``now + seconds``; False when another run holds it."""
@@ -150,7 +138,7 @@ class DynamoBackfills:
     def finish(self, job: BackfillJob, state: BackfillState, now: int) -> bool:
         return self._update(
             job,
-            "SET #s = :state, finished_at = :now, updated_at = :now REMOVE lease_until",
+            "SET #s = :state, finished_at = :now, updated_at = :now REMOVE lease_until, work_shard",
             {":state": to_value(state), ":now": to_value(now)},
             names={"#s": "state"},
         )
@@ -181,49 +169,65 @@ class DynamoBackfills:
 
         Each write is one transaction with a check that the job item is still this backfill, so a run that lost
         its job (cancelled and started again while it listed) can never leave items behind; and a key an earlier
-        backfill had listed is taken over, so the newer one imports it."""
+        backfill had listed is taken over, so the newer one imports it. A page goes in ``PENDING_CHUNK`` keys to a
+        transaction; only a chunk holding a key this backfill listed already (a page read again after a stop) is
+        written again key by key, to count just the new ones."""
         added = 0
-        for key in keys:
-            item = {
-                "pk": pending_pk(job.integration_id),
-                "sk": key,
-                "backfill_id": job.backfill_id,
-                "ttl": now + PENDING_TTL_SECONDS,
-            }
-            try:
-                dynamodb_client().transact_write_items(
-                    TransactItems=[
-                        {
-                            "ConditionCheck": {
-                                "TableName": self.table_name,
-                                "Key": self._key(job.integration_id),
-                                "ConditionExpression": "backfill_id = :bf AND #state = :running",
-                                "ExpressionAttributeNames": {"#state": "state"},
-                                "ExpressionAttributeValues": {
-                                    ":bf": to_value(job.backfill_id),
-                                    ":running": to_value("running"),
-                                },
-                            }
-                        },
-                        {
-                            "Put": {
-                                "TableName": self.table_name,
-                                "Item": to_item(item),
-                                "ConditionExpression": "attribute_not_exists(pk) OR backfill_id <> :bf",
-                                "ExpressionAttributeValues": {":bf": to_value(job.backfill_id)},
-                            }
-                        },
-                    ]
-                )
-            except ClientError as exc:
-                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
-                if reasons[:1] == ["ConditionalCheckFailed"]:
-                    return None  # the job is another backfill's now
-                if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                    continue  # listed already by this backfill (a page read again after a stop)
-                raise
-            added += 1
+        for start in range(0, len(keys), PENDING_CHUNK):
+            chunk = keys[start : start + PENDING_CHUNK]
+            outcome = self._add_pending(job, chunk, now)
+            if outcome is None:
+                return None
+            if outcome:
+                added += len(chunk)
+                continue
+            for key in chunk:
+                one = self._add_pending(job, [key], now)
+                if one is None:
+                    return None
+                added += int(one)
         return added
+
+    def _add_pending(self, job: BackfillJob, keys: list[str], now: int) -> bool | None:
+        """True: every key written; False: some key was this backfill's already (nothing written); None: the job
+        is another backfill's now."""
+        check = {
+            "ConditionCheck": {
+                "TableName": self.table_name,
+                "Key": self._key(job.integration_id),
+                "ConditionExpression": "backfill_id = :bf AND #state = :running",
+                "ExpressionAttributeNames": {"#state": "state"},
+                "ExpressionAttributeValues": {":bf": to_value(job.backfill_id), ":running": to_value("running")},
+            }
+        }
+        puts = [
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": to_item(
+                        {
+                            "pk": pending_pk(job.integration_id),
+                            "sk": key,
+                            "backfill_id": job.backfill_id,
+                            "ttl": now + PENDING_TTL_SECONDS,
+                        }
+                    ),
+                    "ConditionExpression": "attribute_not_exists(pk) OR backfill_id <> :bf",
+                    "ExpressionAttributeValues": {":bf": to_value(job.backfill_id)},
+                }
+            }
+            for key in keys
+        ]
+        try:
+            dynamodb_client().transact_write_items(TransactItems=[check, *puts])  # type: ignore[list-item]
+        except ClientError as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                return None  # the job is another backfill's now
+            if "ConditionalCheckFailed" in reasons[1:]:
+                return False  # listed already by this backfill (a page read again after a stop)
+            raise
+        return True
 
     def pending(self, job: BackfillJob, limit: int) -> list[str]:
         """Up to ``limit`` conversations of this backfill still to import, in key order."""

@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from leadbridge.integration import ConnectionState, Integration, SessionField, TrafficTarget
 from leadbridge.store.dynamo import dynamodb_client, from_item, to_item
+from leadbridge.store.work_index import work_shard
 
 Outcome = Literal["accepted", "emitted", "skipped", "failed", "parked"]
 SETTINGS_SK = "SETTINGS"
@@ -52,10 +53,13 @@ class DynamoIntegrations:
     def put(self, integration: Integration) -> None:
         record = integration_to_record(integration)
         record.update(pk=integration_pk(integration.integration_id), sk=SETTINGS_SK, updated_at=int(time.time()))
+        if integration.active:  # in the scheduled-work index while active (store/work_index.py)
+            record["work_shard"] = work_shard("active", integration.integration_id)
         dynamodb_client().put_item(TableName=self.table_name, Item=to_item(record))
 
     def list_all(self) -> list[Integration]:
-        """Every integration's settings (a filtered Scan: a handful of items per integration, read by people)."""
+        """Every integration's settings (a filtered Scan: only ``GET /integrations``, read by people; never on a
+        schedule or a webhook's path, which page through ``store/work_index.py`` instead)."""
         found: list[Integration] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
@@ -136,14 +140,16 @@ class DynamoIntegrations:
             values[":notices"] = {n[:100] for n in notices}
         self._update_status(f"ADD {', '.join(adds)} SET {', '.join(sets)}", values, integration_id)
 
-    def take_resume_lease(self, integration_id: str, now: int, seconds: int) -> bool:
-        """One resume at a time per integration: False while another one's lease runs."""
+    def take_lease(self, integration_id: str, name: str, now: int, seconds: int) -> bool:
+        """One holder at a time of the integration's ``name`` lease (resume, sweep): False while another one's
+        lease runs. A holder that dies leaves it to lapse after ``seconds``."""
         try:
             dynamodb_client().update_item(
                 TableName=self.table_name,
                 Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": STATUS_SK}},
-                UpdateExpression="SET resume_lease_until = :until",
-                ConditionExpression="attribute_not_exists(resume_lease_until) OR resume_lease_until < :now",
+                UpdateExpression="SET #lease = :until",
+                ConditionExpression="attribute_not_exists(#lease) OR #lease < :now",
+                ExpressionAttributeNames={"#lease": f"{name}_lease_until"},
                 ExpressionAttributeValues=to_item({":until": now + seconds, ":now": now}),
             )
         except ClientError as exc:
@@ -152,8 +158,21 @@ class DynamoIntegrations:
             raise
         return True
 
+    def release_lease(self, integration_id: str, name: str) -> None:
+        dynamodb_client().update_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": STATUS_SK}},
+            UpdateExpression="SET #lease = :zero",
+            ExpressionAttributeNames={"#lease": f"{name}_lease_until"},
+            ExpressionAttributeValues={":zero": {"N": "0"}},
+        )
+
+    def take_resume_lease(self, integration_id: str, now: int, seconds: int) -> bool:
+        """One resume at a time per integration: False while another one's lease runs."""
+        return self.take_lease(integration_id, "resume", now, seconds)
+
     def release_resume_lease(self, integration_id: str) -> None:
-        self._update_status("SET resume_lease_until = :zero", {":zero": 0}, integration_id)
+        self.release_lease(integration_id, "resume")
 
     def record_dropped(self, integration_id: str, counts: dict[str, int]) -> None:
         """Webhook items the hook could not use, counted by why (``dropped_<reason>``: the hook's own reasons)."""
@@ -167,8 +186,33 @@ class DynamoIntegrations:
             values[f":d_{reason}"] = count
         self._update_status(f"ADD {', '.join(adds)} SET last_dropped_at = :now", values, integration_id)
 
-    def set_sweep_watermark(self, integration_id: str, watermark: int) -> None:
-        self._update_status("SET sweep_watermark = :w", {":w": watermark}, integration_id)
+    def save_sweep_position(self, integration_id: str, position: Mapping[str, Any], report: Mapping[str, Any]) -> None:
+        """An unfinished window: where the next sweep goes on, and what this one did (shown in the status)."""
+        self._update_status(
+            "SET sweep_position = :p, last_sweep = :r", {":p": dict(position), ":r": dict(report)}, integration_id
+        )
+
+    def finish_sweep(self, integration_id: str, watermark: int, finished_at: int, report: Mapping[str, Any]) -> None:
+        """A window listed to its end: the next one starts at ``watermark`` (less the overlap)."""
+        dynamodb_client().update_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": STATUS_SK}},
+            UpdateExpression=(
+                "SET sweep_watermark = :w, sweep_finished_at = :f, last_sweep = :r "
+                "REMOVE sweep_position, failed_runs_sweep, gave_up_sweep_at"
+            ),
+            ExpressionAttributeValues=to_item({":w": watermark, ":f": finished_at, ":r": dict(report)}),
+        )
+
+    def record_job_failure(self, integration_id: str, kind: str, reason: str, at: int, gave_up: bool) -> None:
+        """A scheduled job of this integration failed (it is retried, then dead-lettered): the status says why.
+        ``gave_up``: its last attempt, counted in ``failed_runs_<kind>`` until a run of that kind succeeds."""
+        values: dict[str, Any] = {":f": {"kind": kind, "reason": reason[:300], "at": at}}
+        expression = "SET last_job_failure = :f"
+        if gave_up and kind.isalpha():
+            expression += f", gave_up_{kind}_at = :at ADD failed_runs_{kind} :one"
+            values.update({":at": at, ":one": 1})
+        self._update_status(expression, values, integration_id)
 
     def set_chat_channel(
         self,

@@ -168,20 +168,31 @@ class DynamoTokens:
     def due(self, before: int, limit: int = 500) -> list[str]:
         """Integration ids whose tokens are due for refresh at ``before`` (an index query, never a Scan)."""
         found: list[str] = []
+        cursor: dict[str, Any] | None = None
+        while len(found) < limit:
+            ids, cursor = self.due_page(before, cursor, limit - len(found))
+            found.extend(ids)
+            if cursor is None:
+                break
+        return found
+
+    def due_page(
+        self, before: int, cursor: dict[str, Any] | None, limit: int
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        """One page of ``due``, and the cursor of the next one (None: no more)."""
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "IndexName": REFRESH_INDEX,
             "KeyConditionExpression": "refresh_shard = :s AND refresh_due_at <= :t",
             "ExpressionAttributeValues": to_item({":s": REFRESH_SHARD, ":t": before}),
+            "Limit": limit,
         }
-        while len(found) < limit:
-            page = dynamodb_client().query(**kwargs)
-            for item in page.get("Items", []):
-                found.append(from_item(item)["pk"].removeprefix(TOKEN_PK_PREFIX))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return found[:limit]
+        if cursor:
+            kwargs["ExclusiveStartKey"] = cursor
+        page = dynamodb_client().query(**kwargs)
+        ids = [str(from_item(item)["pk"]).removeprefix(TOKEN_PK_PREFIX) for item in page.get("Items", [])]
+        following = page.get("LastEvaluatedKey")
+        return ids, (dict(following) if following else None)
 
 
 def _token_fields(tokens: TokenSet) -> dict[str, Any]:

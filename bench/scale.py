@@ -1,0 +1,299 @@
+"""``make bench-scale``: scheduled work for thousands of integrations on one stack (not a test; not in CI).
+
+Runs the Lambda-like local runner (real handlers in ``ENVIRONMENTS`` execution-environment processes, real SQS and
+DynamoDB in moto, the fake CRMs answering every request after 150-300 ms, as the CRMs' hosts do from AWS, each
+account's rate limit enforced) with ``AMO + BITRIX`` integrations, of which 2 % are portals that fail every request
+(``failing``) or answer only after the client's timeout (``stalling``). Writes ``bench/scale-results.json``:
+
+- ``sweep_coverage``: healthy integrations whose sweep listed its window to the end in one run of the recovery
+  schedule, over the healthy active integrations (the failing ones are counted apart, in ``sweep_failed_isolated``:
+  each must end as a failed job in the jobs DLQ while every other completes); ``sweep_run_seconds`` beside the
+  schedule's period;
+- ``projected_sweep_period_s``: the period one sweep of 10,000 and 100,000 integrations takes at the template's
+  default ``ScheduledJobsConcurrency``, from the measured mean job time (every job, the failing ones included);
+- ``token_calls_per_day``: token-endpoint calls a day for 10,000 amoCRM and 10,000 Bitrix24 integrations, before
+  (the refresher sized to the access token, a 15-minute sweep forcing each portal's hourly refresh) and after (the
+  upkeep sized to the refresh token, the idle-portal rule), from a day simulated in 15-minute steps on the same
+  rules the code applies (``reconcile.idle_rule_applies``, the token lifetimes and margins);
+- ``backfills_in_parallel``: 20 backfills started at once (20 conversations each), and how many had listed their
+  period and how many had imported conversations within one minute;
+- ``limit_violations``: 429 / 503 answers the fakes gave (the shared budgets must keep them at 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+AMO = int(os.environ.get("BENCH_AMO", "1000"))
+BITRIX = int(os.environ.get("BENCH_BITRIX", "1000"))
+ENVIRONMENTS = int(os.environ.get("BENCH_ENVIRONMENTS", "20"))
+BROKEN_SHARE = 0.02
+LATENCY = (0.15, 0.30)
+SWEEP_PERIOD_S = 900  # the template's default SweepSchedule
+BACKFILLS = 20
+DAY = 86_400
+
+
+def log(message: str) -> None:
+    print(message, file=sys.__stdout__, flush=True)
+
+
+def template_default(parameter: str) -> int:
+    from leadbridge_local.template import load_template
+
+    return int(load_template()["Parameters"][parameter]["Default"])
+
+
+def seed(runner: Any) -> tuple[list[Any], set[str], set[str]]:
+    """The integrations, connected; every 10th has a conversation no webhook announced. Returns them, and the
+    integration ids of the failing and the stalling portals."""
+    from leadbridge.integration import Integration, SessionField, TrafficTarget
+    from leadbridge_local.seed import connect_amocrm, connect_bitrix24, install_integration
+
+    now = int(time.time())
+    integrations: list[Any] = []
+    for n in range(AMO):
+        integration = Integration(
+            integration_id=f"amo-{n:05d}",
+            crm="amocrm",
+            crm_domain=f"scale{n:05d}.amocrm.ru",
+            client_id=f"client-{n:05d}",
+            client_secret=f"client-secret-{n:05d}-scale",
+            session_field=SessionField(field_id=778899, entity="lead"),
+            default_target=TrafficTarget(campaign_id=1001),
+        )
+        install_integration(runner, integration)
+        connect_amocrm(runner, integration, 30_000_000 + n)
+        if n % 10 == 0:
+            runner.amocrm.add_talk(
+                integration.account_name, 900_000 + n, lead_id=9_000_000 + n, contact_id=90_000_000 + n,
+                origin="telegram", created_at=now - 600, lead={}, contact={"name": "Ann"},
+            )  # fmt: skip
+        integrations.append(integration)
+    for n in range(BITRIX):
+        integration = Integration(
+            integration_id=f"b24-{n:05d}",
+            crm="bitrix24",
+            crm_domain=f"scale{n:05d}.bitrix24.ru",
+            client_id=f"local.scale{n:05d}",
+            client_secret=f"client-secret-{n:05d}-scale",
+            traffic_type="source",
+            default_target=TrafficTarget(source_id=501, site_id=601),
+        )
+        install_integration(runner, integration, application_token=f"app-token-{n:05d}")
+        connect_bitrix24(runner, integration, f"member{n:05d}")
+        if n % 10 == 0:
+            created = datetime.fromtimestamp(now - 600, UTC).isoformat(timespec="seconds")
+            runner.bitrix24.add_open_lines_lead(integration.crm_domain, 500_000 + n, created=created)
+        integrations.append(integration)
+    broken = max(2, round(len(integrations) * BROKEN_SHARE))
+    # Spread over both CRMs: every (len / broken)-th integration, alternately failing and stalling.
+    step = len(integrations) // broken
+    chosen = [integrations[i * step + 7] for i in range(broken)]
+    failing = {i.integration_id for i in chosen[0::2]}
+    stalling = {i.integration_id for i in chosen[1::2]}
+    for integration in chosen:
+        hosts = (
+            runner.crm_server.failing_hosts
+            if integration.integration_id in failing
+            else runner.crm_server.stalling_hosts
+        )
+        hosts.add(integration.crm_domain)
+    return integrations, failing, stalling
+
+
+def sweep_figures(runner: Any, integrations: list[Any], failing: set[str], stalling: set[str]) -> dict[str, Any]:
+    from leadbridge.store.integrations import DynamoIntegrations
+
+    statuses = DynamoIntegrations(runner.stack.ref("IntegrationsTable"))
+    violations_before = runner.amocrm.counts["limit_violations"] + runner.bitrix24.counts["limit_violations"]
+    planned_at = int(time.time())
+    started = time.monotonic()
+    jobs = runner.run_schedule("recovery", timeout=900)
+    elapsed = time.monotonic() - started
+    broken = failing | stalling
+    healthy = [i for i in integrations if i.integration_id not in broken]
+    completed = failed_isolated = 0
+    for integration in integrations:
+        status = statuses.status(integration.integration_id)
+        swept = int(status.get("sweep_finished_at") or 0) >= planned_at
+        if integration.integration_id in broken:
+            failed_isolated += (not swept) and status.get("last_job_failure", {}).get("kind") == "sweep"
+        else:
+            completed += swept
+    dead = runner.take_messages("JobsDeadLetterQueue")
+    dead_ids = {json.loads(m["Body"]).get("integration_id") for m in dead}
+    durations = runner.invocation_seconds.get("ScheduledJobsFunction", [])
+    mean_job = statistics.fmean(durations)
+    concurrency = template_default("ScheduledJobsConcurrency")
+
+    def period(n: int) -> float:
+        return round(n * mean_job / concurrency, 1)
+
+    return {
+        "integrations": len(integrations),
+        "environments": ENVIRONMENTS,
+        "crm_latency_s": list(LATENCY),
+        "sweep_run_seconds": round(elapsed, 1),
+        "sweep_schedule_period_s": SWEEP_PERIOD_S,
+        "sweep_job_records": jobs,
+        "sweep_coverage": round(completed / len(healthy), 4),
+        "sweep_completed": completed,
+        "sweep_healthy": len(healthy),
+        "sweep_failed_isolated": {
+            "broken_portals": len(broken),
+            "ended_as_failed_jobs": int(failed_isolated),
+            "in_jobs_dlq": len(dead_ids & broken),
+            "healthy_in_jobs_dlq": len(dead_ids - broken),
+        },
+        "job_seconds_mean": round(mean_job, 3),
+        "job_seconds_p50": round(statistics.median(durations), 3),
+        "job_seconds_p99": round(sorted(durations)[int(0.99 * (len(durations) - 1))], 3),
+        "scheduled_jobs_concurrency": concurrency,
+        "projected_sweep_period_s": {"10000": period(10_000), "100000": period(100_000)},
+        "concurrency_for_100000_within_period": int(-(-100_000 * mean_job // SWEEP_PERIOD_S)),
+        "limit_violations": runner.amocrm.counts["limit_violations"]
+        + runner.bitrix24.counts["limit_violations"]
+        - violations_before,
+    }
+
+
+def backfill_figures(runner: Any, integrations: list[Any], broken: set[str]) -> dict[str, Any]:
+    from leadbridge.store.backfills import DynamoBackfills
+
+    now = int(time.time())
+    chosen = [i for i in integrations if i.crm == "amocrm" and i.integration_id not in broken][: BACKFILLS // 2]
+    chosen += [i for i in integrations if i.crm == "bitrix24" and i.integration_id not in broken][: BACKFILLS // 2]
+    for k, integration in enumerate(chosen):
+        for m in range(20):  # 20 conversations of the last month each, none ever announced
+            created_at = now - (m + 2) * DAY
+            if integration.crm == "amocrm":
+                runner.amocrm.add_talk(
+                    integration.account_name, 700_000 + k * 100 + m, lead_id=7_000_000 + k * 100 + m,
+                    contact_id=70_000_000 + k * 100 + m, origin="telegram", created_at=created_at, lead={},
+                    contact={"name": "Ann"},
+                )  # fmt: skip
+            else:
+                created = datetime.fromtimestamp(created_at, UTC).isoformat(timespec="seconds")
+                runner.bitrix24.add_open_lines_lead(integration.crm_domain, 600_000 + k * 100 + m, created=created)
+    period = {
+        "from": datetime.fromtimestamp(now - 30 * DAY, UTC).isoformat(),
+        "to": datetime.fromtimestamp(now, UTC).isoformat(),
+    }
+    for integration in chosen:
+        answer = runner.post(
+            f"/integrations/{integration.integration_id}/backfill", json.dumps(period), content_type="application/json"
+        )
+        assert answer.status_code == 202, answer.text
+    started = time.monotonic()
+    steps = threading.Thread(target=runner.run_schedule, args=("backfill",), kwargs={"timeout": 300}, daemon=True)
+    steps.start()
+    listed: dict[str, float] = {}
+    imported: dict[str, float] = {}
+    store = DynamoBackfills(runner.stack.ref("IntegrationsTable"))  # the item GET .../backfill reads, read directly
+    while time.monotonic() - started < 60 and len(imported) < len(chosen):
+        for integration in chosen:
+            job = store.get(integration.integration_id)
+            at = time.monotonic() - started
+            if job is not None and job.total > 0:
+                listed.setdefault(integration.integration_id, at)
+            if job is not None and job.done + job.already_known > 0:
+                imported.setdefault(integration.integration_id, at)
+        time.sleep(1.0)
+    steps.join(300)
+
+    def until_all(found: dict[str, float]) -> float | None:
+        return round(max(found.values()), 1) if len(found) == len(chosen) else None
+
+    return {
+        "backfills_in_parallel": {
+            "started": len(chosen),
+            "listing_within_60s": len(listed),
+            "importing_within_60s": len(imported),
+            "seconds_until_all_listing": until_all(listed),
+            "seconds_until_all_importing": until_all(imported),
+        }
+    }
+
+
+def token_calls_per_day() -> dict[str, Any]:
+    """A day in 15-minute sweep steps for one integration with no traffic of its own (the case the schedule alone
+    pays for), on the code's rules; times 10,000."""
+    from leadbridge.amocrm.oauth import IDLE_REFRESH_AFTER_SECONDS as AMO_IDLE
+    from leadbridge.bitrix24.oauth import IDLE_REFRESH_AFTER_SECONDS as BITRIX_IDLE
+    from leadbridge.oauth.token_provider import FRESHNESS_MARGIN_SECONDS as MARGIN
+    from leadbridge.reconcile import idle_rule_applies
+
+    idle_minutes = template_default("BitrixIdleSweepMinutes")
+
+    def per_day(access_life: int, before: bool, crm: str) -> float:
+        """Token calls a day, averaged over 30 simulated days (after a day of warm-up)."""
+        calls, expires_at, last_sweep, refreshed_at = 0, access_life, 0, 0
+        for step in range(0, 31 * DAY, SWEEP_PERIOD_S):
+            counting = step >= DAY
+            if before and crm == "amocrm" and step >= refreshed_at + access_life - 3 * 3600:
+                expires_at, refreshed_at = step + access_life, step  # the old refresher, 3 h ahead of expiry
+                calls += counting
+            live = expires_at - MARGIN > step
+            if (
+                not before
+                and crm == "bitrix24"
+                and not live
+                and idle_rule_applies(step, last_sweep, False, idle_minutes * 60)
+            ):
+                continue  # idle portal, token lapsed, swept recently: waits for its idle interval
+            if not live:  # the sweep's request refreshes on demand
+                expires_at, refreshed_at = step + access_life, step
+                calls += counting
+            last_sweep = step
+        return calls / 30
+
+    amo_before, amo_after = per_day(DAY, True, "amocrm"), per_day(DAY, False, "amocrm")
+    b24_before, b24_after = per_day(3600, True, "bitrix24"), per_day(3600, False, "bitrix24")
+    return {
+        "token_calls_per_day": {
+            "amocrm_10000": {"before": round(amo_before * 10_000), "after": round(amo_after * 10_000)},
+            "bitrix24_10000": {"before": round(b24_before * 10_000), "after": round(b24_after * 10_000)},
+            "note": (
+                "integrations with no traffic of their own; the proactive upkeep adds one call per idle grant every "
+                f"{AMO_IDLE // DAY} (amoCRM) / {BITRIX_IDLE // DAY} (Bitrix24) days when nothing else used it"
+            ),
+        }
+    }
+
+
+def main() -> int:
+    started = time.monotonic()
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - function logs are not part of the figures
+    os.environ["LEADBRIDGE_FUNCTION_LOG"] = os.devnull
+    from leadbridge_local.runner import LocalRunner
+
+    results: dict[str, Any] = {}
+    with LocalRunner(environments=ENVIRONMENTS) as runner:
+        log(f"seeding {AMO} amoCRM and {BITRIX} Bitrix24 integrations ...")
+        integrations, failing, stalling = seed(runner)
+        runner.crm_server.latency = LATENCY
+        log(f"seeded in {time.monotonic() - started:.0f} s; one recovery run over all of them ...")
+        results |= sweep_figures(runner, integrations, failing, stalling)
+        log(f"swept in {results['sweep_run_seconds']} s; 20 backfills at once ...")
+        results |= backfill_figures(runner, integrations, failing | stalling)
+    results |= token_calls_per_day()
+    results["bench_seconds"] = round(time.monotonic() - started, 1)
+    sys.stdout = sys.__stdout__
+    out = REPO / "bench" / "scale-results.json"
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
