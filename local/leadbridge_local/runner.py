@@ -7,8 +7,7 @@
   affinity per message group), several groups at once up to the event source's maximum concurrency; messages it
   reports as failed come back after a (compressed) visibility timeout, and after ``maxReceiveCount`` SQS moves them
   to the DLQ by the queue's own redrive policy. ``environments=0`` runs the worker in this process (debugging).
-- Schedules: ``run_schedule(plan)`` fires one of the scheduler's schedules and drains the jobs it plans;
-  ``run_scheduled(logical_id)`` invokes a scheduled function with a bare schedule event.
+- Schedules: ``run_schedule(plan)`` fires one of the scheduler's schedules and drains the jobs it plans.
 - TTL: DynamoDB's Time to Live, which moto lacks, deletes expired items in the background on the runner's clock;
   ``expire_ttl()`` runs it at once (tests advance ``clock`` first).
 """
@@ -40,9 +39,9 @@ from leadbridge_local.fakes.amojo import FakeAmojo
 from leadbridge_local.fakes.base import FakeClock
 from leadbridge_local.fakes.bitrix24 import FakeBitrix24
 from leadbridge_local.fakes.server import FakeCrmServer
-from leadbridge_local.lambda_events import LambdaContextStub, http_api_event, match_route, schedule_event, sqs_event
+from leadbridge_local.lambda_events import LambdaContextStub, http_api_event, match_route, sqs_event
 from leadbridge_local.loopback import HttpRequest, HttpResponse, LoopbackServer
-from leadbridge_local.template import REPO_ROOT, http_routes, resources_of_type
+from leadbridge_local.template import REPO_ROOT, http_routes
 from leadbridge_local.ttl_sweeper import TtlSweeper
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -406,9 +405,6 @@ class LocalRunner:
     def take_leads(self) -> list[dict[str, Any]]:
         return [json.loads(m["Body"]) for m in self.take_messages("LeadsQueue")]
 
-    def run_scheduled(self, logical_id: str) -> Any:
-        return self.invoke(logical_id, schedule_event(f"arn:aws:scheduler:local:schedule/{logical_id}"))
-
     def run_schedule(
         self,
         plan: str,
@@ -431,11 +427,3 @@ class LocalRunner:
             context_factory=context_factory,
             environments=environments,
         )
-
-    def scheduled_functions(self) -> list[str]:
-        functions = resources_of_type(self.stack.template, "AWS::Serverless::Function")
-        return [
-            name
-            for name, spec in functions.items()
-            if any(e["Type"] in {"Schedule", "ScheduleV2"} for e in spec["Properties"].get("Events", {}).values())
-        ]

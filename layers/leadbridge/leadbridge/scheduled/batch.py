@@ -8,6 +8,7 @@ under the invocation's deadline less ``SAFETY_SECONDS``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict
 from typing import Any, Protocol
@@ -57,7 +58,7 @@ class JobsBatch:
                 failed.append({"itemIdentifier": record["messageId"]})
         return {"batchItemFailures": failed}
 
-    def _one(self, record: dict[str, Any], time_left: Any) -> bool:
+    def _one(self, record: dict[str, Any], time_left: Callable[[], float]) -> bool:
         """False: hand the record back for a retry."""
         body = str(record.get("body", ""))
         try:
