@@ -163,6 +163,16 @@ def test_bitrix_lead_and_deal_are_enqueued() -> None:
     ]
 
 
+def test_a_renamed_portal_is_known_by_its_member_and_token() -> None:
+    """An admin may rename the portal at any time: ``member_id`` stays, events come with the new ``auth[domain]``
+    (Bitrix24 never resends a refused one). The worker learns the new address from the old one's REST redirect."""
+    inbox = Inbox()
+    assert accept_bitrix24(Table(B24), inbox, "b24", SECRET, bitrix_body(domain="renamed.bitrix24.ru")).status == 200
+    assert inbox.sent[0].payload["domain"] == "renamed.bitrix24.ru"
+    unconnected = Table(replace(B24, account_id=None))
+    assert accept_bitrix24(unconnected, Inbox(), "b24", SECRET, bitrix_body(domain="renamed.bitrix24.ru")).status == 403
+
+
 def test_bitrix_application_delivery_tokens_never_reach_the_queue() -> None:
     inbox = Inbox()
     body = bitrix_body(**{"auth[access_token]": "AT-should-not-leak", "auth[refresh_token]": "RT-should-not-leak"})
@@ -175,7 +185,7 @@ def test_bitrix_application_delivery_tokens_never_reach_the_queue() -> None:
     [
         (bitrix_body(token="forged"), 403),
         (bitrix_body(member="other"), 403),
-        (bitrix_body(domain="evil.bitrix24.ru"), 403),
+        (bitrix_body(member="other", domain="evil.bitrix24.ru"), 403),
         (b"event=ONCRMLEADADD", 400),
         (bitrix_body("ONCRMINVOICEADD"), 200),
     ],

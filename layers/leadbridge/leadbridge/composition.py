@@ -79,7 +79,7 @@ def lead_worker(config: WorkerConfig, metrics: Metrics) -> WorkerBatch:
             DynamoBotSessions(config.ledger_table, config.ledger_retention_days),
             chat_channel(config, tokens, budgets, integrations),
         ),
-        "bitrix24": BitrixEnricher(tokens, budgets, config.bitrix_activity_wait_seconds),
+        "bitrix24": BitrixEnricher(tokens, budgets, config.bitrix_activity_wait_seconds, moves=integrations),
     }
     status = BatchStatus(integrations)
     worker = LeadWorker(

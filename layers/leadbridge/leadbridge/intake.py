@@ -193,7 +193,9 @@ def accept_bitrix24(
         return reject(403, "bad_application_token")
     if integration.account_id and not _same(event.member_id, integration.account_id):
         return reject(403, "member_mismatch")
-    if event.domain is not None and event.domain != integration.crm_domain.lower():
+    if event.domain is not None and event.domain != integration.crm_domain.lower() and not integration.account_id:
+        # A renamed portal keeps its member_id: with the member known, the token and member authenticate it (the
+        # worker learns the new address from the old one's REST redirect). Without it, the domain must match.
         return reject(403, "domain_mismatch")
     if event.entity_type is None:
         return HookResult(status=200, body={"accepted": 0, "ignored": 1}, ignored={event.event: 1})

@@ -347,11 +347,14 @@ class Reconciler:
         return reading
 
     def _probe_blocked(self, integration: Integration) -> SweepOutcome:
-        """One read of the account: when amoCRM answers again, the integration's parked events go back in."""
-        if integration.crm != "amocrm":
-            return SweepOutcome("probe", detail="blocked (no probe for this CRM)")
+        """One cheap read (amoCRM: the account; Bitrix24: ``app.info``): when the CRM answers again, the
+        integration's parked events go back in."""
+        limiter = self.budgets.for_integration(integration)
         try:
-            AmoClient(integration, self.tokens, self.budgets.for_integration(integration)).get_account()
+            if integration.crm == "amocrm":
+                AmoClient(integration, self.tokens, limiter).get_account()
+            else:
+                BitrixClient(integration, self.tokens, limiter).probe()
         except CrmError as exc:
             logger.info(
                 "account still blocked",

@@ -139,7 +139,7 @@ class ParkingPlace(Protocol):
 
 
 # Facts about an account that an admin should see in its status (not about one lead).
-STATUS_NOTICES = frozenset({"filtered_reads_refused"})
+STATUS_NOTICES = frozenset({"filtered_reads_refused", "history_refused"})
 
 WorkOutcome = Literal["emitted", "skipped", "parked", "duplicate", "integration_gone", "kept"]
 # Entity types that feed a conversation (or act for one) and are none themselves.

@@ -49,6 +49,11 @@ class Portal:
     bucket_at: float = field(default_factory=time.time)
     operating: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     denied: set[int] = field(default_factory=set)  # entities the token's user may not read
+    history_denied: set[int] = field(default_factory=set)  # sessions the token's user may not open
+    scopes: set[str] = field(default_factory=lambda: {"crm", "imopenlines", "im", "contact_center"})
+    # A portal-wide refusal of every REST call (status, code, description), e.g. the free plan's 403.
+    refusal: tuple[int, str, str] | None = None
+    renamed_to: str | None = None  # the old address of a renamed portal answers REST with a 302 to the new one
 
     @property
     def limits(self) -> tuple[float, float]:
@@ -64,8 +69,8 @@ class FakeBitrix24(FakeCrmBase):
         self.codes: dict[str, tuple[str, str, float]] = {}  # code -> (domain, client_id, expires)
         self.access_tokens: dict[str, tuple[str, float]] = {}  # token -> (domain, expires)
         self.refresh_tokens: dict[str, tuple[str, str, bool]] = {}  # token -> (domain, client_id, used)
-        self.operating_limit = 480.0
-        self.operating_cost = 0.05
+        self.operating_limit = 480.0  # seconds of one method's execution per 10 minutes, per application
+        self.operating_cost = 0.05  # what one call of a method costs (a test raises it to reach the limit)
 
     # ------------------------------------------------------------------ seeding
     def add_portal(self, domain: str, member_id: str, enterprise: bool = False) -> Portal:
@@ -84,6 +89,20 @@ class FakeBitrix24(FakeCrmBase):
         with self.lock:
             return self._pair(domain.lower(), client_id)
 
+    def rename_portal(self, old: str, new: str) -> Portal:
+        """The admin changes the portal's address: ``member_id`` and tokens stay, the old address redirects."""
+        with self.lock:
+            portal = self.portals[old.lower()]
+            self.portals[new.lower()] = portal
+            portal.renamed_to = new.lower()
+            self.access_tokens = {
+                t: (new.lower() if d == old.lower() else d, e) for t, (d, e) in self.access_tokens.items()
+            }
+            self.refresh_tokens = {
+                t: (new.lower() if d == old.lower() else d, c, u) for t, (d, c, u) in self.refresh_tokens.items()
+            }
+            return portal
+
     def expire_access_tokens(self) -> None:
         with self.lock:
             self.access_tokens = {t: (d, 0.0) for t, (d, _) in self.access_tokens.items()}
@@ -97,8 +116,10 @@ class FakeBitrix24(FakeCrmBase):
         connector: str,
         *,
         visible_after: float = 0.0,
+        also_bound_to: tuple[tuple[str, int], ...] = (),
     ) -> None:
         portal = self.portals[domain.lower()]
+        extra_bindings = [({"lead": "1", "deal": "2"}[kind], str(entity_id)) for kind, entity_id in also_bound_to]
         with self.lock:
             portal.activities.append(
                 {
@@ -114,6 +135,7 @@ class FakeBitrix24(FakeCrmBase):
                     "COMPLETED": "N",
                     "CREATED": "2026-03-11T13:09:25+01:00",
                     "_visible_at": self.clock.now() + visible_after,
+                    "_bindings": [({"lead": "1", "deal": "2"}[owner_type], str(owner_id)), *extra_bindings],
                 }
             )
 
@@ -160,6 +182,13 @@ class FakeBitrix24(FakeCrmBase):
         match = re.fullmatch(r"/rest/([a-z0-9_.]+?)(?:\.json)?/?", request.path)
         if portal is None or match is None:
             return json_response(404, {"error": "NOT_FOUND", "error_description": "Portal or method not found"})
+        if portal.renamed_to is not None and request.host != portal.renamed_to:
+            self.count("redirects")
+            location = f"https://{portal.renamed_to}{request.path}"
+            return HttpResponse(302, b"", {"Location": location})
+        if portal.refusal is not None:
+            self.count("refused")
+            return self._error(*portal.refusal)
         params = self._params(request)
         with self.lock:
             if not self._bucket_admits(portal, request.arrived_at):
@@ -167,7 +196,7 @@ class FakeBitrix24(FakeCrmBase):
                 return self.limit_error()
             token = params.pop("auth", "")
             grant = self.access_tokens.get(token if isinstance(token, str) else "")
-            if grant is None or grant[0] != portal.domain:
+            if grant is None or grant[0] != (portal.renamed_to or portal.domain):
                 self.count("unauthorized")
                 return self._error(401, "NO_AUTH_FOUND", "Wrong authorization data")
             if grant[1] < self.clock.now():
@@ -183,6 +212,7 @@ class FakeBitrix24(FakeCrmBase):
         self.count(f"method:{method}")
         ok, value, total = self._call(portal, method, params)
         if not ok:
+            self.count(f"refused:{value[1] or value[2]}")
             status, error, description = value
             return self._error(status, error, description)
         body: dict[str, Any] = {"result": value, "time": self._time(portal, method)}
@@ -200,10 +230,13 @@ class FakeBitrix24(FakeCrmBase):
         portal.bucket += 1
         return True
 
-    def _time(self, portal: Portal, method: str) -> dict[str, Any]:
-        now = time.time()
+    def _time(self, portal: Portal, method: str, billed: bool = True) -> dict[str, Any]:
+        """The answer's ``time`` block. Each method's execution time is billed to it (``operating``, over the last
+        10 minutes); the outer ``batch`` call is not billed, its commands are (settings/performance/limits.md)."""
+        now = self.clock.now()
         spent = portal.operating.setdefault(method, [])
-        spent.append((now, self.operating_cost))
+        if billed:
+            spent.append((now, self.operating_cost))
         while spent and now - spent[0][0] > 600:
             spent.pop(0)
         return {
@@ -218,7 +251,8 @@ class FakeBitrix24(FakeCrmBase):
         }
 
     def _over_operating_limit(self, portal: Portal, method: str) -> bool:
-        return sum(cost for _, cost in portal.operating.get(method, [])) > self.operating_limit
+        now = self.clock.now()
+        return sum(cost for at, cost in portal.operating.get(method, []) if now - at <= 600) > self.operating_limit
 
     def limit_error(self) -> HttpResponse:
         return self._error(503, "QUERY_LIMIT_EXCEEDED", "Too many requests")
@@ -250,44 +284,66 @@ class FakeBitrix24(FakeCrmBase):
             return False, (429, "OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit."), None
         not_found = (400, "", "Not found")
         if method in {"crm.lead.get", "crm.deal.get", "crm.contact.get"}:
-            raw_id = str(params.get("id") or params.get("ID") or "")
-            if not raw_id.isdigit():
+            if "crm" not in portal.scopes:
+                return False, (403, "insufficient_scope", ""), None
+            entity_id = php_intval(params.get("id", params.get("ID")))  # the CRM casts whatever it is given
+            if entity_id <= 0:
                 return False, (400, "", "ID is not defined or invalid."), None
-            recorded = self._recorded(method, raw_id)
+            recorded = self._recorded(method, str(entity_id))
             if recorded is not None:
                 return True, recorded, None
-            if int(raw_id) in portal.denied:
-                return False, (403, "ACCESS_DENIED", "Access denied!"), None
+            if entity_id in portal.denied:
+                return False, (400, "", "Access denied."), None
             store = {"crm.lead.get": portal.leads, "crm.deal.get": portal.deals, "crm.contact.get": portal.contacts}[
                 method
             ]
-            entity = store.get(int(raw_id))
+            entity = store.get(entity_id)
             return (True, entity, None) if entity is not None else (False, not_found, None)
+        if method == "app.info":
+            return True, {"ID": 1, "CODE": "leadbridge", "STATUS": "L", "INSTALLED": True}, None
         if method == "crm.activity.list":
             filters = params.get("filter") or {}
+            if not isinstance(filters, dict):
+                filters = {}
             owner_type, owner_id = str(filters.get("OWNER_TYPE_ID", "")), str(filters.get("OWNER_ID", ""))
-            recorded = self._recorded(method, f"{owner_type}-{owner_id}")
+            bindings = _bindings_filter(filters.get("BINDINGS"))
+            recorded_key = f"{owner_type}-{owner_id}" if not bindings else "-".join(bindings[0])
+            recorded = self._recorded(method, recorded_key)
             if recorded is not None:
                 return True, recorded, len(recorded)
             now = self.clock.now()
             found = [
                 {k: v for k, v in a.items() if not k.startswith("_")}
                 for a in portal.activities
-                if a["OWNER_TYPE_ID"] == owner_type
-                and a["OWNER_ID"] == owner_id
+                if (not owner_type or a["OWNER_TYPE_ID"] == owner_type)
+                and (not owner_id or a["OWNER_ID"] == owner_id)
+                and (not bindings or any(_bound(a, pair) for pair in bindings))
                 and a["PROVIDER_ID"] == filters.get("PROVIDER_ID", a["PROVIDER_ID"])
                 and a["_visible_at"] <= now
             ]
-            return True, found, len(found)
+            descending = str(as_map(params.get("order")).get("ID", "ASC")).upper() == "DESC"
+            found.sort(key=lambda a: int(a["ID"]), reverse=descending)
+            return True, found[:50], len(found)
         if method == "imopenlines.session.history.get":
-            session = str(params.get("SESSION_ID") or "")
-            if not session.isdigit():
-                return False, (400, "MISSING_REQUIRED_PARAM", "SESSION_ID or CHAT_ID is required"), None
-            recorded = self._recorded(method, session)
+            if "imopenlines" not in portal.scopes:
+                return False, (403, "insufficient_scope", ""), None
+            session = php_intval(params.get("SESSION_ID"))
+            if session <= 0:
+                return False, (400, "MISSING_REQUIRED_PARAM", "Session ID or Chat ID must be provided"), None
+            if session in portal.history_denied:
+                message = "You cannot open this conversation as you do not have sufficient rights"
+                return False, (403, "ACCESS_DENIED", message), None
+            recorded = self._recorded(method, str(session))
             if recorded is not None:
                 return True, recorded, None
-            history = portal.histories.get(int(session))
-            return (True, history, None) if history else (False, (400, "INVALID_SESSION_ID", "Session not found"), None)
+            history = portal.histories.get(session)
+            if not history:
+                return (
+                    False,
+                    (400, "INVALID_SESSION_ID", "Unable to determine session ID from provided parameters"),
+                    None,
+                )
+            return True, {"sessionId": session, **history}, None
         if method in {"crm.lead.list", "crm.deal.list"}:
             return True, *self._list(portal.leads if method == "crm.lead.list" else portal.deals, params)
         return False, (404, "ERROR_METHOD_NOT_FOUND", "Method not found!"), None
@@ -339,15 +395,17 @@ class FakeBitrix24(FakeCrmBase):
                     "error_description": "Method not allowed in batch",
                 }
                 continue
-            resolved = re.sub(r"\$result\[([^\]]+)\]((?:\[[^\]]*\])*)", lambda m: _reference(results, m), query)
+            # Parsed first, then each value's ``$result[...]`` resolved as the platform does (batch_reference).
+            resolved = batch_reference(_nest(parse_qsl(query, keep_blank_values=True)), results)
             self.count(f"method:{method}")
-            ok, value, total = self._call(portal, method, _nest(parse_qsl(resolved, keep_blank_values=True)))
-            times[key] = self._time(portal, method)
+            ok, value, total = self._call(portal, method, resolved)
             if ok:
+                times[key] = self._time(portal, method)
                 results[key] = value
                 if total is not None:
                     totals[key] = total
             else:
+                self.count(f"refused:{value[1] or value[2]}")
                 errors[key] = {"error": value[1], "error_description": value[2]}
                 if halt:
                     break
@@ -360,7 +418,7 @@ class FakeBitrix24(FakeCrmBase):
                 "result_next": [],
                 "result_time": times or [],
             },
-            "time": self._time(portal, "batch"),
+            "time": self._time(portal, "batch", billed=False),
         }
         return json_response(200, body)
 
@@ -451,13 +509,87 @@ def _instant(value: str) -> float | None:
         return None
 
 
-def _reference(results: dict[str, Any], match: re.Match[str]) -> str:
-    value: Any = results.get(match[1])
-    for part in re.findall(r"\[([^\]]*)\]", match[2]):
-        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        elif isinstance(value, dict):
-            value = value.get(part)
-        else:
-            value = None
-    return "" if value is None or isinstance(value, dict | list) else str(value)
+REFERENCE = re.compile(r"\$result\[([^\]]+)\]((?:\[[^\]]*\])*)")
+
+
+def batch_reference(params: Any, results: dict[str, Any]) -> Any:
+    """``$result[cmd][key]...`` in a batch command's parameters, resolved as Bitrix24's REST core does.
+
+    The path is walked from the batch's results while each key is set (PHP ``isset``: a null or missing key stops
+    the walk) and the deepest value reached is used: ``$result[e][CONTACT_ID]`` with ``CONTACT_ID: null`` gives the
+    whole lead, and a failed command gives every result so far. A parameter that is one whole reference passes that
+    value as it is (an array included); a reference inside a longer string is replaced by its text (an array by its
+    values joined with commas).
+    """
+    if isinstance(params, dict):
+        return {k: batch_reference(v, results) for k, v in params.items()}
+    if isinstance(params, list):
+        return [batch_reference(v, results) for v in params]
+    if not isinstance(params, str) or "$result" not in params:
+        return params
+    whole = REFERENCE.fullmatch(params)
+    if whole is not None:
+        return _walk(results, whole)
+    return REFERENCE.sub(lambda m: _as_text(_walk(results, m)), params)
+
+
+def _walk(results: dict[str, Any], match: re.Match[str]) -> Any:
+    value: Any = results
+    for raw in [match[1], *re.findall(r"\[([^\]]*)\]", match[2])]:
+        part = raw.strip("'\"")
+        node = as_map(value) if isinstance(value, dict | list) else None
+        if node is None or node.get(part) is None:
+            break
+        value = node[part]
+    return value
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ",".join(_as_text(v) for v in value.values())
+    if isinstance(value, list):
+        return ",".join(_as_text(v) for v in value)
+    if value is True:
+        return "1"
+    if value is None or value is False:
+        return ""
+    return str(value)
+
+
+def php_intval(value: Any) -> int:
+    """PHP's ``intval``: an array is 1 when it is not empty, a string its leading integer, anything else 0."""
+    if isinstance(value, dict | list):
+        return 1 if value else 0
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    found = re.match(r"\s*([+-]?\d+)", str(value or ""))
+    return int(found[1]) if found else 0
+
+
+def as_map(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {str(k): v for k, v in value.items()}
+    if isinstance(value, list):
+        return {str(i): v for i, v in enumerate(value)}
+    return {}
+
+
+def _bindings_filter(value: Any) -> list[tuple[str, str]]:
+    """``filter[BINDINGS]``: pairs of ``OWNER_TYPE_ID`` and (optionally) ``OWNER_ID``."""
+    return [
+        (str(item.get("OWNER_TYPE_ID", "")), str(item.get("OWNER_ID", "")))
+        for item in as_map(value).values()
+        if isinstance(item, dict)
+    ]
+
+
+def _bound(activity: dict[str, Any], pair: tuple[str, str]) -> bool:
+    owner_type, owner_id = pair
+    return any(
+        (not owner_type or bound_type == owner_type) and (not owner_id or bound_id == owner_id)
+        for bound_type, bound_id in activity["_bindings"]
+    )

@@ -1,7 +1,17 @@
 """One Bitrix24 lead or deal from Open Lines -> one normalized lead, from a few commands of a shared ``batch``.
 
 Per event four commands, chained with ``$result[...]`` so one request reads everything:
-the lead (or deal), its contact, its open-lines activity (the session), and the session's transcript.
+the lead (or deal), its contact, its open-lines activity (the session, found through ``BINDINGS`` as the
+crm.activity.list docs say: Open Lines binds its activity, and a deal may be bound without owning it), and the
+session's transcript.
+
+A chained read is never trusted. Bitrix24 resolves ``$result[x0_e][CONTACT_ID]`` to the deepest value that is set:
+with ``CONTACT_ID: null`` (every new Open Lines client in lead mode) it passes the whole lead as ``id``, which the
+CRM casts to 1, and contact #1 comes back. So a contact is kept only when its ``ID`` is the entity's
+``CONTACT_ID``, and a transcript only when its ``sessionId`` is the activity's session.
+
+Each command may be refused on its own inside the 200 answer (``result_error``): ``refusals.py`` says what each
+refusal means, and none of them is taken for "there is nothing to read".
 Leads that did not come from Open Lines (forms, calls, manual entry) are skipped. When the lead says it came from
 Open Lines but Bitrix24 has not written the activity yet (it does so after the lead), the event waits; after a
 bounded wait it is emitted with what there is, and the ledger says so.
@@ -18,7 +28,7 @@ from leadbridge.bitrix24.client import BatchResult
 from leadbridge.bitrix24.connectors import channel_for_connector, connector_from_imol, connector_from_source_id
 from leadbridge.bitrix24.transcript import session_marker, transcript
 from leadbridge.crm_values import as_dict, as_id, as_text, dicts, iso_time
-from leadbridge.http.errors import BadRequest, NotFound
+from leadbridge.http.errors import CrmError, InsufficientRights, NotFound
 from leadbridge.integration import Integration
 from leadbridge.lead import Contact, NormalizedLead, SourceEntity, Utm, lead_id_for
 from leadbridge.phones import clean_emails, phones_e164
@@ -43,11 +53,19 @@ class ActivityMissing:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryRefused:
+    """The transcript (and with it the site session) was refused to the token's user; it may be granted later."""
+
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
 class BitrixLead:
     lead: NormalizedLead
     connector_known: bool
     activity_missing: bool
     also_claims: tuple[str, ...]  # the conversation's other ledger keys (see ``conversation_keys``)
+    history_refused: str | None = None  # emitted without its transcript because it was refused (the code)
 
 
 def conversation_keys(message: InboxMessage, entity: dict[str, Any], activity: dict[str, Any] | None) -> list[str]:
@@ -75,7 +93,7 @@ def commands(message: InboxMessage, prefix: str) -> dict[str, str]:
         f"{prefix}e": f"crm.{entity}.get?id={entity_id}",
         f"{prefix}c": f"crm.contact.get?id=$result[{prefix}e][CONTACT_ID]",
         f"{prefix}a": (
-            f"crm.activity.list?filter[OWNER_TYPE_ID]={owner}&filter[OWNER_ID]={entity_id}"
+            f"crm.activity.list?filter[BINDINGS][0][OWNER_TYPE_ID]={owner}&filter[BINDINGS][0][OWNER_ID]={entity_id}"
             f"&filter[PROVIDER_ID]=IMOPENLINES_SESSION&order[ID]=ASC&{ACTIVITY_SELECT}"
         ),
         f"{prefix}h": f"imopenlines.session.history.get?SESSION_ID=$result[{prefix}a][0][ASSOCIATED_ENTITY_ID]",
@@ -84,23 +102,19 @@ def commands(message: InboxMessage, prefix: str) -> dict[str, str]:
 
 def build_bitrix_lead(
     message: InboxMessage, integration: Integration, batch: BatchResult, prefix: str, give_up_waiting: bool
-) -> BitrixLead | NotFromOpenLines | ActivityMissing:
+) -> BitrixLead | NotFromOpenLines | ActivityMissing | HistoryRefused:
+    """Raises what a refused read means (``refusals.py``): a limit, a blocked portal or missing rights wait."""
     entity = _result(batch, f"{prefix}e")
     if not isinstance(entity, dict):
-        error = as_dict(batch.errors.get(f"{prefix}e"))
-        description = str(error.get("error_description", ""))[:100]
-        if description.lower().startswith("not found") or not error:
+        refused = batch.refusal(f"{prefix}e")
+        if refused is None or isinstance(refused, NotFound):
             raise NotFound(f"Bitrix24 {message.entity_type} {message.entity_id} not found")
-        code = str(error.get("error") or description)[:60]
-        raise BadRequest(f"Bitrix24 {message.entity_type} read failed ({code})")
-    contact = _result(batch, f"{prefix}c")
-    contact = contact if isinstance(contact, dict) else None
-    activities = _result(batch, f"{prefix}a")
-    activity = (
-        activities[0] if isinstance(activities, list) and activities and isinstance(activities[0], dict) else None
-    )
-    history = _result(batch, f"{prefix}h")
-    history = history if isinstance(history, dict) else None
+        raise refused
+    activity = _activity(batch, prefix)
+    contact = _contact_of(entity, batch, prefix)
+    history, history_refused = _history_of(activity, batch, prefix)
+    if history_refused is not None and not give_up_waiting:
+        return HistoryRefused(code=history_refused)
 
     connector = _connector(activity, entity, contact)
     keys = conversation_keys(message, entity, activity)
@@ -136,11 +150,60 @@ def build_bitrix_lead(
         connector_known=known,
         activity_missing=activity is None,
         also_claims=tuple(k for k in keys if k != message.lead_key),
+        history_refused=history_refused,
     )
 
 
 def _result(batch: BatchResult, key: str) -> Any:
     return batch.results.get(key)
+
+
+def _raise_unless_gone(batch: BatchResult, key: str) -> None:
+    refused = batch.refusal(key)
+    if refused is not None and not isinstance(refused, NotFound):
+        raise refused
+
+
+def _activity(batch: BatchResult, prefix: str) -> dict[str, Any] | None:
+    """The conversation's open-lines activity, the first one bound to the entity; a refused read raises."""
+    _raise_unless_gone(batch, f"{prefix}a")
+    activities = _result(batch, f"{prefix}a")
+    if isinstance(activities, dict):  # a PHP list can arrive as a map
+        activities = list(activities.values())
+    if isinstance(activities, list) and activities and isinstance(activities[0], dict):
+        return activities[0]
+    return None
+
+
+def _contact_of(entity: dict[str, Any], batch: BatchResult, prefix: str) -> dict[str, Any] | None:
+    """The entity's own contact, or None: whatever else the chained read returned (contact #1) is dropped."""
+    contact_id = as_id(entity.get("CONTACT_ID"))
+    if contact_id is None:
+        return None
+    contact = _result(batch, f"{prefix}c")
+    if isinstance(contact, dict) and as_id(contact.get("ID")) == contact_id:
+        return contact
+    _raise_unless_gone(batch, f"{prefix}c")  # a contact deleted since is no contact; a refusal is not that
+    return None
+
+
+def _history_of(
+    activity: dict[str, Any] | None, batch: BatchResult, prefix: str
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(the session's transcript, the code it was refused with). A transcript of another session is dropped: when
+    the activity was not read, ``SESSION_ID`` resolves to every result so far and the CRM reads session 1."""
+    session = as_id((activity or {}).get("ASSOCIATED_ENTITY_ID"))
+    if session is None:
+        return None, None
+    history = _result(batch, f"{prefix}h")
+    if isinstance(history, dict) and as_id(history.get("sessionId")) == session:
+        return history, None
+    refused: CrmError | None = batch.refusal(f"{prefix}h")
+    if isinstance(refused, InsufficientRights):
+        return None, refused.code or "access_denied"
+    if refused is not None and refused.retryable:  # a limit or a blocked portal: the whole event waits
+        raise refused
+    return None, None
 
 
 def _connector(activity: dict[str, Any] | None, entity: dict[str, Any], contact: dict[str, Any] | None) -> str | None:

@@ -83,6 +83,12 @@ class DynamoIntegrations:
             ExpressionAttributeValues={":a": {"S": account_id}, ":d": {"S": crm_domain}},
         )
 
+    def record_portal_moved(self, integration_id: str, account_id: str, old_domain: str, new_domain: str) -> None:
+        """A Bitrix24 portal's old address redirected its REST to a new one: the settings take the new domain, and
+        the status says so (``portal_moved``: from, to) for the admin who renamed it."""
+        self.record_account(integration_id, account_id, new_domain)
+        self._update_status("SET portal_moved = :m", {":m": {"from": old_domain, "to": new_domain}}, integration_id)
+
     def consume_state(self, integration_id: str, nonce: str, expires_at: int) -> bool:
         """Record an OAuth state's nonce as used; False when it already was (a replay)."""
         try:
