@@ -219,3 +219,23 @@ def test_a_deal_bound_to_the_session_it_does_not_own_has_its_chat(runner: LocalR
     [lead] = leads_of(runner, integration)
     assert lead["source_entity"] == {"type": "deal", "id": "6701"}
     assert lead["chat"]["messages"][0]["text"] == "Из чата"
+
+
+def test_an_unpaid_application_is_blocked_not_dead(runner: LocalRunner) -> None:
+    """``PAYMENT_REQUIRED`` on refresh: the grant lives, and works again once the subscription is paid."""
+    integration, secret, member, token = new_bitrix_integration(runner)
+    portal = runner.bitrix24.portals[integration.crm_domain]
+    runner.bitrix24.add_open_lines_lead(integration.crm_domain, 6801)
+    portal.unpaid = True
+    runner.bitrix24.expire_access_tokens()
+    post_lead(runner, integration, secret, member, token, 6801)
+    runner.drain()
+    assert dead_letters_of(runner, integration) == []
+    status = statuses(runner).status(integration.integration_id)
+    assert status["connection_state"] == "blocked"
+    assert "PAYMENT_REQUIRED" in status["last_error"]
+    portal.unpaid = False
+    runner.run_schedule("recovery")
+    assert statuses(runner).status(integration.integration_id)["connection_state"] == "connected"
+    runner.drain()
+    assert [lead["source_entity"]["id"] for lead in leads_of(runner, integration)] == ["6801"]

@@ -30,7 +30,7 @@ from aws_lambda_powertools import Logger
 from leadbridge.amocrm.client import AmoClient
 from leadbridge.amocrm.drift import DriftMark, DriftReading, due
 from leadbridge.bitrix24.client import BitrixClient
-from leadbridge.crm_values import as_id
+from leadbridge.crm_values import as_id, iso_time
 from leadbridge.http.errors import CrmError, NotFound
 from leadbridge.http.ratelimit import Budgets
 from leadbridge.integration import Integration
@@ -57,6 +57,9 @@ AMO_MAX_PAGES = 20  # per job: 2,000 messages; the window goes on from its posit
 PAGE_RESERVE_SECONDS = 15.0  # no new page (or talk read) with less than this left: the position must be written
 SWEEP_LEASE_SECONDS = 15 * 60  # longer than a job may run: two jobs never sweep one integration at once
 BITRIX_IDLE_SWEEP_SECONDS = 3 * 3600  # default of the idle portals' sweep interval (BITRIX_IDLE_SWEEP_MINUTES)
+# A portal may read the ``>=DATE_CREATE`` filter in its own time zone whatever offset the stamp names (UTC-12 to
+# UTC+14): the filter is opened this much earlier, and each row's own ``DATE_CREATE`` (which names its offset) decides.
+BITRIX_ZONE_SLACK_SECONDS = 14 * 3600
 
 
 class Ledger(Protocol):
@@ -153,9 +156,14 @@ def sweep_bitrix24(
                 save(position, tally.report(integration.integration_id, complete=False))
                 return tally.report(integration.integration_id, complete=False)
             pace()
-            page = bitrix_created_page(client, entity, position.since, None, position.after.get(entity, 0))
+            since = position.since - BITRIX_ZONE_SLACK_SECONDS
+            page = bitrix_created_page(client, entity, since, None, position.after.get(entity, 0))
             pages += 1
-            found = [bitrix_entity_message(integration, member_id, entity, row, now, source="sweep") for row in page]
+            found = [
+                bitrix_entity_message(integration, member_id, entity, row, now, source="sweep")
+                for row in page
+                if _created_since(row, position.since)
+            ]
             _enqueue_missing(ledger, inbox, found, tally)
             if len(page) < BITRIX_PAGE:
                 position = replace(position, done=(*position.done, entity))
@@ -165,6 +173,11 @@ def sweep_bitrix24(
             if len(position.done) < len(EVENTS):  # the last page of the window needs no position: it is finished
                 save(position, tally.report(integration.integration_id, complete=False))
     return tally.report(integration.integration_id, complete=True)
+
+
+def _created_since(row: dict[str, Any], since: int) -> bool:
+    created = iso_time(row.get("DATE_CREATE"))
+    return created is None or created.timestamp() >= since  # an unreadable date is listed: the ledger dedups
 
 
 def sweep_amocrm(

@@ -20,7 +20,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -54,6 +54,8 @@ class Portal:
     # A portal-wide refusal of every REST call (status, code, description), e.g. the free plan's 403.
     refusal: tuple[int, str, str] | None = None
     renamed_to: str | None = None  # the old address of a renamed portal answers REST with a 302 to the new one
+    filter_zone: timezone | None = None  # a portal that reads list filters' stamps in its own zone, offsets ignored
+    unpaid: bool = False  # the application's subscription lapsed: refreshes answer PAYMENT_REQUIRED, tokens kept
 
     @property
     def limits(self) -> tuple[float, float]:
@@ -345,16 +347,21 @@ class FakeBitrix24(FakeCrmBase):
                 )
             return True, {"sessionId": session, **history}, None
         if method in {"crm.lead.list", "crm.deal.list"}:
-            return True, *self._list(portal.leads if method == "crm.lead.list" else portal.deals, params)
+            return True, *self._list(
+                portal.leads if method == "crm.lead.list" else portal.deals, params, portal.filter_zone
+            )
         return False, (404, "ERROR_METHOD_NOT_FOUND", "Method not found!"), None
 
     @staticmethod
-    def _list(store: dict[int, dict[str, Any]], params: dict[str, Any]) -> tuple[list[dict[str, Any]], int | None]:
-        """Pages of 50 in ID order; ``>=DATE_CREATE`` / ``<DATE_CREATE`` compare instants (any offset), ``>ID`` pages
-        on by id; ``start=-1`` answers without the total (the count is what makes big lists slow)."""
+    def _list(
+        store: dict[int, dict[str, Any]], params: dict[str, Any], zone: timezone | None = None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Pages of 50 in ID order; ``>=DATE_CREATE`` / ``<DATE_CREATE`` compare instants (any offset, or, with
+        ``zone``, the stamp's wall time read in the portal's zone), ``>ID`` pages on by id; ``start=-1`` answers
+        without the total (the count is what makes big lists slow)."""
         filters = params.get("filter") or {}
-        since = _instant(str(filters.get(">=DATE_CREATE") or ""))
-        before = _instant(str(filters.get("<DATE_CREATE") or ""))
+        since = _instant(str(filters.get(">=DATE_CREATE") or ""), zone)
+        before = _instant(str(filters.get("<DATE_CREATE") or ""), zone)
         after_id = int(str(filters.get(">ID") or 0) or 0)
 
         def created(entity: dict[str, Any]) -> float | None:
@@ -453,6 +460,9 @@ class FakeBitrix24(FakeCrmBase):
                 if found is None or found[2] or found[1] != client_id:
                     self.count("refresh_rejected")
                     return json_response(400, {"error": "invalid_grant", "error_description": "Invalid refresh token"})
+                portal = self.portals.get(found[0])
+                if portal is not None and portal.unpaid:
+                    return json_response(400, {"error": "PAYMENT_REQUIRED", "error_description": "Payment required"})
                 self.refresh_tokens[args["refresh_token"]] = (found[0], found[1], True)
                 return json_response(200, self._pair(found[0], client_id))
         return json_response(400, {"error": "invalid_request", "error_description": "Unknown grant_type"})
@@ -502,11 +512,14 @@ def _nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return root
 
 
-def _instant(value: str) -> float | None:
+def _instant(value: str, zone: timezone | None = None) -> float | None:
     try:
-        return datetime.fromisoformat(value).timestamp() if value else None
+        stamp = datetime.fromisoformat(value) if value else None
     except ValueError:
         return None
+    if stamp is None:
+        return None
+    return (stamp.replace(tzinfo=zone) if zone is not None else stamp).timestamp()
 
 
 REFERENCE = re.compile(r"\$result\[([^\]]+)\]((?:\[[^\]]*\])*)")

@@ -17,7 +17,7 @@ import httpx
 
 from leadbridge.crm_values import positive_int
 from leadbridge.http.client import request
-from leadbridge.http.errors import BadRequest, CrmUnavailable, GrantRevoked
+from leadbridge.http.errors import AccountBlocked, BadRequest, CrmUnavailable, GrantRevoked
 from leadbridge.integration import Integration
 from leadbridge.store.tokens import StoredToken, TokenSet
 
@@ -25,7 +25,10 @@ DEFAULT_TOKEN_SERVER = "oauth.bitrix.info"  # noqa: S105 - a host name
 # reference/bitrix24.md §5.5: the .com (west) and .ru (east) authorization servers.
 TOKEN_SERVERS = frozenset({"oauth.bitrix.info", "oauth.bitrix24.tech"})
 IDLE_REFRESH_AFTER_SECONDS = 150 * 86400  # well inside the refresh token's 180 days
-DEAD_GRANT_ERRORS = frozenset({"invalid_grant", "invalid_client", "payment_required", "wrong_client"})
+DEAD_GRANT_ERRORS = frozenset({"invalid_grant", "invalid_client", "wrong_client"})
+# The application's subscription lapsed: the grant lives and works again once paid, so the portal is blocked (its
+# events wait and the scheduled probe retries the refresh), never moved to re-authorization.
+UNPAID_ERRORS = frozenset({"payment_required"})
 
 
 def authorize_url(integration: Integration, state: str) -> str:
@@ -109,6 +112,8 @@ class BitrixOAuth:
         error = str(data.get("error") or "").lower()[:100]
         if error in DEAD_GRANT_ERRORS:  # wrong_client comes with HTTP 200
             raise GrantRevoked(f"Bitrix24 refused the grant ({error})", status=response.status_code, code=error)
+        if error in UNPAID_ERRORS:
+            raise AccountBlocked("Bitrix24: the application must be paid for (PAYMENT_REQUIRED)", code=error)
         if response.status_code >= 500 or response.status_code == 429:
             raise CrmUnavailable("Bitrix24 token server failed", status=response.status_code)
         if response.status_code == 200 and not error and "access_token" not in data:
