@@ -6,8 +6,9 @@ from __future__ import annotations
 import base64
 import json
 import time
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 
@@ -260,8 +261,9 @@ def test_two_salesbot_runs_on_one_lead_are_both_continued_without_the_inbox_dela
     integration, secret, _ = new_amo_integration(runner, session_field=None)
     lead_id = 8_701
     inbox = runner.queue_depth("InboxQueue")
-    for continue_id in ("run-1", "run-2"):
-        body = salesbot_body(runner, integration, lead_id, continue_id=continue_id)
+    issued = time.time()
+    for run, continue_id in enumerate(("run-1", "run-2")):  # two runs: two tokens (one use per token)
+        body = salesbot_body(runner, integration, lead_id, continue_id=continue_id, issued_at=issued + run)
         assert post_salesbot(runner, integration, secret, body).json()["accepted"] == 1
     assert runner.queue_depth("BotContinueQueue") == 2
     assert runner.queue_depth("InboxQueue") == inbox
@@ -296,3 +298,115 @@ def test_a_contact_token_plants_nothing_on_a_lead_and_a_replayed_token_is_refuse
     runner.drain(timeout=60)
     continues = [path for path, _ in runner.amocrm.accounts[integration.account_name].bot_continues]
     assert continues.count("/api/v4/salesbot/321/continue/once") == 1
+
+
+VENDOR = Path(__file__).resolve().parents[1] / "vendor" / "amocrm"
+
+
+def vendor_body(name: str) -> dict[str, Any]:
+    document = json.loads((VENDOR / name).read_text(encoding="utf-8"))
+    assert document["url"].startswith("https://www.amocrm.ru/developers/")
+    body: dict[str, Any] = document["body"]
+    return body
+
+
+def as_form(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+    for key, value in items:
+        name = f"{prefix}[{key}]" if prefix else str(key)
+        if isinstance(value, dict | list):
+            pairs += as_form(value, name)  # type: ignore[arg-type]
+        else:
+            pairs.append((name, str(value)))
+    return pairs
+
+
+def test_the_documented_stage_action_body_without_an_account_is_taken(runner: LocalRunner) -> None:
+    """The vendor's own example of «API: отправить webhook» has no account block, and it is sent once: the URL's
+    secret names the integration, whose account stands in. An item without an id is skipped, not the body."""
+    integration, secret, account = new_amo_integration(runner, session_field=None, amo_trigger_leads="any_lead")
+    path = f"/hooks/amocrm/{integration.integration_id}/{secret}/dp"
+    for talk, form in ((8_801, False), (8_802, True)):
+        add_amo_talks(runner, integration, [talk], created_at=int(time.time()) - 60)
+        body = vendor_body("dp-webhook-status.json")
+        body["leads"]["status"][0]["id"] = talk * 10
+        body["leads"]["status"].append({"status_id": 142})  # an item without a lead id
+        if form:
+            answer = runner.post(path, urlencode(as_form(body)).encode())
+        else:
+            answer = runner.post(path, json.dumps(body), content_type="application/json")
+        assert (answer.status_code, answer.json()) == (200, {"accepted": 1, "ignored": 1}), answer.text
+    other = vendor_body("dp-webhook-status.json") | {"account": {"id": "1", "subdomain": "somebody-else"}}
+    assert runner.post(path, json.dumps(other), content_type="application/json").status_code == 403
+    runner.drain(timeout=60)
+    post_amo_talks(runner, integration, secret, account, [8_801, 8_802])
+    runner.drain(timeout=60)
+    assert sorted(lead["source_entity"]["id"] for lead in ours(runner, integration)) == ["8801", "8802"]
+    for talk in (8_801, 8_802):
+        assert "lead_appeared_in_status" in notes_of(runner, integration, talk * 10)[0]
+
+
+def test_a_salesbot_token_with_a_numeric_entity_type_keeps_its_session(runner: LocalRunner) -> None:
+    """amoCRM's own library reads ``entity_type`` as a number (2: leads); the fake signs it so, with the claims
+    the library requires (``client_uuid``, ``bot_type``), which makes the token longer than 500 characters. The
+    JSON form keeps it whole, as the bracket form does."""
+    integration, secret, _ = new_amo_integration(runner, session_field=None)
+    account = str(_account_id(runner, integration))
+    sessions = DynamoBotSessions(runner.stack.ref("LeadLedgerTable"), 90)
+    body = salesbot_body(runner, integration, 8_901, data={"leadbridge_session": "2814407701"})
+    token = json.loads(body)["token"]
+    assert json.loads(_unb64(token.split(".")[1]))["entity_type"] == 2
+    assert len(token) > 500
+    answer = post_salesbot(runner, integration, secret, body)
+    assert (answer.status_code, answer.json()["session"]) == (200, True), answer.text
+    assert set(sessions.for_leads(account, ["8901"])) == {"8901"}
+    flat = urlencode(as_form(json.loads(salesbot_body(runner, integration, 8_902, issued_at=time.time() + 1))))
+    form = runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/salesbot", flat.encode())
+    assert form.status_code == 200, form.text
+
+
+def test_a_salesbot_token_replayed_with_another_continue_url_is_refused(runner: LocalRunner) -> None:
+    integration, secret, _ = new_amo_integration(runner, session_field=None)
+    account = str(_account_id(runner, integration))
+    sessions = DynamoBotSessions(runner.stack.ref("LeadLedgerTable"), 90)
+    genuine = json.loads(salesbot_body(runner, integration, 9_001, data={"leadbridge_session": ""}))
+    continues = runner.queue_depth("BotContinueQueue")
+    assert post_salesbot(runner, integration, secret, json.dumps(genuine).encode()).status_code == 200
+    replayed = genuine | {
+        "return_url": genuine["return_url"].rsplit("/", 1)[0] + "/bbb",
+        "data": {**genuine["data"], "leadbridge_session": "6666666666"},
+    }
+    answer = post_salesbot(runner, integration, secret, json.dumps(replayed).encode())
+    assert (answer.status_code, answer.json()) == (401, {"error": "bot_token_replayed"})
+    assert sessions.for_leads(account, ["9001"]) == {}
+    assert runner.queue_depth("BotContinueQueue") == continues + 1  # the genuine run's continue only
+
+
+def test_an_authentic_delivery_of_long_cyrillic_messages_is_taken(runner: LocalRunner) -> None:
+    """Three 4,000-character Cyrillic messages in one delivery (over 64 KiB url-encoded) and a NUL in one: taken,
+    never refused before authentication nor as a whole."""
+    integration, secret, account = new_amo_integration(runner)
+    talk = 9_101
+    text = "Здравствуйте, " + "ж" * 3_986
+    sample = parse_qsl(sample_body("amo_hook", "message_incoming.json").decode(), keep_blank_values=True)
+    pairs: list[tuple[str, str]] = [(k, v) for k, v in sample if not k.startswith("message[")]
+    for index in range(3):
+        for key, value in sample:
+            if not key.startswith("message[add][0]"):
+                continue
+            field = key.removeprefix("message[add][0]")
+            replaced = {
+                "[id]": f"msg-{talk}-{index}",
+                "[talk_id]": str(talk),
+                "[text]": text if index else text[:20] + "\x00" + text[21:],
+            }.get(field, value)
+            pairs.append((f"message[add][{index}]{field}", replaced))
+    pairs = [(k, str(account) if k == "account[id]" else v) for k, v in pairs]
+    pairs = [(k, integration.account_name if k == "account[subdomain]" else v) for k, v in pairs]
+    body = urlencode(pairs).encode()
+    assert len(body) > 64 * 1024
+    answer = runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["accepted"] == 3
+    assert runner.post(f"/hooks/amocrm/{integration.integration_id}/not-the-secret/", body).status_code == 403

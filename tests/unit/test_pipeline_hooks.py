@@ -135,8 +135,9 @@ def test_the_stage_action_send_webhook_becomes_the_same_triggers() -> None:
     assert chat.ignored == {"action_mail_in": 1}
     as_json = json.dumps({"leads": {"status": [{"id": 9, "status_id": 1}]}, "account": {"id": 7}}).encode()
     assert [t.lead_id for t in parse_trigger(as_json, "application/json").triggers] == ["9"]  # the docs' JSON
-    with pytest.raises(MalformedTrigger):
-        parse_trigger(b"leads[status][0][name]=x&account[id]=7", "")
+    no_id = parse_trigger(b"leads[status][0][name]=x&leads[status][1][id]=8&account[id]=7", "")
+    assert [t.lead_id for t in no_id.triggers] == ["8"]  # sent once: the item without an id is skipped, counted
+    assert no_id.ignored == {"malformed_item": 1}
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 type FormValue = str | FormNode
 type FormNode = dict[str, FormValue]
 
-MAX_BODY_BYTES = 256 * 1024
+MAX_BODY_BYTES = 1024 * 1024
 MAX_FIELDS = 2_000
 MAX_DEPTH = 16
 
@@ -33,9 +33,10 @@ def parse_form(body: bytes | str) -> FormNode:
         raise FormDataError("body is not a urlencoded UTF-8 form") from exc
     root: FormNode = {}
     for key, value in pairs:
-        if "\x00" in key or "\x00" in value:
-            raise FormDataError("NUL byte in form")
-        _assign(root, split_key(key), value)
+        if "\x00" in key:
+            raise FormDataError("NUL byte in a form key")
+        # A NUL inside a chat message's text is the sender's data, not a broken form: it is replaced, not refused.
+        _assign(root, split_key(key), value.replace("\x00", "\ufffd"))
     return root
 
 

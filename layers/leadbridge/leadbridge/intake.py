@@ -53,8 +53,10 @@ class HookResult:
     dropped: dict[str, int] = field(default_factory=dict)  # items a CRM sent that could not be used, by why
 
 
-# amoCRM sends a handful of talks per webhook, Bitrix24 one event; a body over these is not a CRM's.
-MAX_WEBHOOK_BYTES = 64 * 1024
+# amoCRM sends a handful of talks and messages per webhook (a message's text is up to 4,096 characters: ~24 KB of
+# url-encoded Cyrillic each), Bitrix24 one event. The guard before authentication only bounds what a stranger can
+# make us read; a genuine delivery is never near it. What is odd inside is dropped and counted after authentication.
+MAX_WEBHOOK_BYTES = 1024 * 1024
 MAX_EVENTS_PER_WEBHOOK = 100  # enqueued from one body (10 batch writes); the rest is dropped and counted
 
 

@@ -220,7 +220,7 @@ class FakeAmoCRM(FakeCrmBase):
         continue_id: str = "123",
         issued_at: float | None = None,
         lifetime: int = 300,
-        entity_type: str = "leads",
+        entity_type: int | str = 2,
     ) -> bytes:
         """The body of a Salesbot ``widget_request`` as amoCRM posts it: a JWT signed HS512 with the integration's
         client secret (reference E.3), the step's data, and the bot's continue URL."""
@@ -228,14 +228,16 @@ class FakeAmoCRM(FakeCrmBase):
         now = int(issued_at if issued_at is not None else self.clock.now())
         claims = {
             "iss": f"https://{subdomain}.amocrm.ru",
-            "aud": "https://leadbridge.example",
+            "aud": "https://leadbridge.example/oauth2/callback",  # the integration's redirect URI
             "iat": now,
             "nbf": now,
             "exp": now + lifetime,
             "account_id": account.account_id,
             "subdomain": subdomain,
-            "entity_type": entity_type,  # the documented claims, no more (no jti)
+            "entity_type": entity_type,  # a number, as amoCRM's own library reads it (2: leads)
             "entity_id": lead_id,
+            "client_uuid": str(uuid.UUID(int=account.account_id)),  # required by amoCRM's library; no jti
+            "bot_type": "salesbot",
         }
         body = {
             "token": sign_bot_token(claims, client_secret),

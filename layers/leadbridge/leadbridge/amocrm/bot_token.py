@@ -20,6 +20,9 @@ from typing import Any, NamedTuple
 LEEWAY_SECONDS = 60
 MAX_TOKEN_BYTES = 4096
 MAX_EPOCH_SECONDS = 10**11  # year 5138: a time past this is no time
+# amoCRM's own PHP library reads ``entity_type`` as a number (the element types: 1 contacts, 2 leads, 3 companies,
+# 12 customers); the string form names the same ones.
+ENTITY_TYPES = {"1": "contacts", "2": "leads", "3": "companies", "12": "customers"}
 
 
 class InvalidBotToken(ValueError):
@@ -32,7 +35,7 @@ class BotClaims(NamedTuple):
     entity_type: str | None
     entity_id: str | None
     expires_at: int
-    token_id: str  # a digest of the signed token (amoCRM's claims carry no jti)
+    token_id: str  # one per token: its ``jti`` when it has one, else a digest of what its signature signs
 
 
 def _b64decode(part: str) -> bytes:
@@ -80,11 +83,27 @@ def verify_bot_token(token: object, secret: str | None, now: float) -> BotClaims
     return BotClaims(
         account_id=_id(claims.get("account_id")),
         subdomain=claims["subdomain"][:100] if isinstance(claims.get("subdomain"), str) else None,
-        entity_type=claims["entity_type"][:30] if isinstance(claims.get("entity_type"), str) else None,
+        entity_type=_entity_type(claims.get("entity_type")),
         entity_id=_id(claims.get("entity_id")),
         expires_at=expires_at,
-        token_id=hashlib.sha256(f"{header_part}.{body_part}".encode()).hexdigest()[:40],
+        token_id=_token_id(claims.get("jti"), header_part, body_part),
     )
+
+
+def _entity_type(value: object) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return ENTITY_TYPES.get(str(value))
+    if isinstance(value, str):
+        return ENTITY_TYPES.get(value, value[:30])
+    return None
+
+
+def _token_id(jti: object, header_part: str, body_part: str) -> str:
+    if isinstance(jti, str) and 0 < len(jti) <= 200:
+        return hashlib.sha256(f"jti|{jti}".encode()).hexdigest()[:40]
+    return hashlib.sha256(f"{header_part}.{body_part}".encode()).hexdigest()[:40]
 
 
 def _json(raw: bytes) -> dict[str, Any]:

@@ -11,7 +11,6 @@ A forged, altered or expired request changes nothing.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from datetime import datetime
@@ -64,9 +63,12 @@ def accept_trigger(
         parsed = trigger_from_tree(tree)
     except MalformedTrigger:
         return reject(400, "malformed_trigger")
-    mismatch = amo_account_mismatch(integration, parsed.subdomain, parsed.account_id)
-    if mismatch is not None:
-        return mismatch
+    # The stage action's documented body has no account block: the URL's secret already named the integration, so
+    # its own account stands in for a missing one (a present one must still match).
+    if parsed.subdomain is not None or parsed.account_id is not None or integration.account_id is None:
+        mismatch = amo_account_mismatch(integration, parsed.subdomain, parsed.account_id)
+        if mismatch is not None:
+            return mismatch
     if not parsed.triggers:
         ignored = sum(parsed.ignored.values()) or 1
         return HookResult(status=200, body={"accepted": 0, "ignored": ignored}, ignored=parsed.ignored)
@@ -122,9 +124,9 @@ def accept_salesbot(
         return reject(400, "no_entity")
     if return_url is not None and not continue_url_allowed(integration, return_url):
         return reject(400, "bad_return_url")
-    # One use per token and bot run: a captured request sent again is refused; a second run of a bot on the lead
-    # in the same second (the same claims, so the same token) has its own continue URL.
-    use = hashlib.sha256(f"{claims.token_id}|{return_url or ''}".encode()).hexdigest()[:40]
+    # One use per token (its jti, or what its signature signs): the continue URL is the sender's to choose, so a
+    # captured request replayed with another one is refused all the same.
+    use = claims.token_id
     if not sessions.first_use(account, use, claims.expires_at):
         return reject(401, "bot_token_replayed")
     session_id = next((v for f in SESSION_FIELDS if (v := text(data, f)) and SESSION.match(v)), None)

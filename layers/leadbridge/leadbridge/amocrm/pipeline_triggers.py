@@ -33,6 +33,7 @@ STAGE_ACTIONS = {"status": "15", "chat": "19"}  # the stage action's keys that a
 OTHER_STAGE_ACTIONS = {"call_in", "mail_in", "site_visit", "period"}
 LEFT_THE_STAGE = "went_from_trigger"
 MAX_TRIGGERS = 50  # leads in one stage-action body
+MAX_JSON_VALUE_CHARS = 4096  # a Salesbot's signed token is 500+ characters; the body's own size is capped before
 
 
 class PipelineTrigger(NamedTuple):
@@ -114,12 +115,14 @@ def _stage_action(tree: FormNode) -> ParsedTrigger:
     leads = tree.get("leads")
     for action, items in leads.items() if isinstance(leads, dict) else []:
         if not isinstance(items, dict):
-            raise MalformedTrigger("a stage action without items")
+            ignored["malformed_item"] = ignored.get("malformed_item", 0) + 1
+            continue
         kind = STAGE_ACTIONS.get(action)
         for item in items.values():
             lead_id = _digits(text(item, "id")) if isinstance(item, dict) else None
-            if lead_id is None:
-                raise MalformedTrigger("a stage action item without a lead id")
+            if lead_id is None:  # sent once: the body's other leads still count
+                ignored["malformed_item"] = ignored.get("malformed_item", 0) + 1
+                continue
             if kind is None:
                 reason = f"action_{action}" if action in OTHER_STAGE_ACTIONS else "action_unknown"
                 ignored[reason] = ignored.get(reason, 0) + 1
@@ -178,7 +181,7 @@ def _as_form(value: dict[str, Any] | list[Any], depth: int) -> FormNode:
         elif isinstance(item, bool):
             node[str(key)] = "1" if item else "0"
         elif isinstance(item, int | str):
-            node[str(key)] = str(item)[:500]
+            node[str(key)] = str(item)[:MAX_JSON_VALUE_CHARS]
     return node
 
 
