@@ -6,6 +6,7 @@ from leadbridge.store.integrations import DynamoIntegrations
 from leadbridge.store.ledger import DynamoLedger
 from leadbridge.store.tokens import DynamoTokens
 from leadbridge_local.demo_setup import DEMO_AMO, install_demo_integrations
+from leadbridge_local.loopback import HttpResponse
 from leadbridge_local.runner import LocalRunner
 from tests.conftest import load_event
 from tests.integration.helpers import new_amo_integration, sample_body, talk_fields
@@ -246,3 +247,50 @@ def test_missing_rights_show_in_the_status_and_park_nothing_in_a_loop(runner: Lo
     runner.drain(timeout=120)
     assert [lead["source_entity"]["id"] for lead in runner.take_leads() if lead["integration_id"] == ours] == ["540"]
     assert service(runner).status(integration.integration_id).connection == "connected"
+
+
+def test_an_unreadable_403_is_missing_rights_when_the_account_answers(runner: LocalRunner) -> None:
+    """A lead read refused with a body that names nothing (``{"detail": "Forbidden"}``) while the account itself
+    answers: missing rights, named in the status, and no blocked <-> connected loop through the sweep's probe."""
+    integration, secret, account_id = new_amo_integration(runner)
+    sub = integration.account_name
+    runner.amocrm.add_talk(
+        sub, 550, lead_id=5500, contact_id=55000, origin="telegram", created_at=1773223766, lead={}, contact={}
+    )
+    refusal = HttpResponse(403, b'{"detail": "Forbidden"}', {"Content-Type": "application/json"})
+    runner.amocrm.accounts[sub].opaque_refusals = {"/api/v4/leads": refusal}
+    body = sample_body("amo_hook", "talk_add.json", **talk_fields("add", 550, 5500, 55000, sub, account_id))
+    assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body).status_code == 200
+    runner.drain(timeout=120)
+    status = service(runner).status(integration.integration_id)
+    assert status.connection == "insufficient_rights"
+    assert status.last_error is not None
+    assert "GET /api/v4/leads" in status.last_error
+    refused = runner.amocrm.counts["opaque_refusals"]
+    for _ in range(2):
+        runner.run_schedule("recovery")
+        runner.drain(timeout=60)
+    assert service(runner).status(integration.integration_id).connection == "insufficient_rights"
+    assert runner.amocrm.counts["opaque_refusals"] == refused  # nothing re-read the lead in a loop
+
+
+def test_a_lone_surrogate_in_a_crm_answer_is_cleaned_where_it_is_read(runner: LocalRunner) -> None:
+    integration, secret, account_id = new_amo_integration(runner)
+    sub = integration.account_name
+    runner.amocrm.add_talk(
+        sub,
+        560,
+        lead_id=5600,
+        contact_id=56000,
+        origin="telegram",
+        created_at=1773223766,
+        lead={},
+        contact={"name": "Ann \ud83d"},
+    )
+    body = sample_body("amo_hook", "talk_add.json", **talk_fields("add", 560, 5600, 56000, sub, account_id))
+    assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body).status_code == 200
+    runner.drain(timeout=60)
+    ours = integration.integration_id
+    [lead] = [lead for lead in runner.take_leads() if lead["integration_id"] == ours]
+    assert lead["contact"]["name"] == "Ann \ufffd"
+    assert [m for m in runner.take_messages("InboxDeadLetterQueue") if ours in m["Body"]] == []

@@ -7,6 +7,7 @@ or 10^15 seconds, is not when a conversation started.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -87,3 +88,19 @@ def iso_time(value: object) -> datetime | None:
         return plausible(datetime.fromisoformat(text))
     except ValueError:
         return None
+
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(value: Any) -> Any:
+    """A CRM's parsed JSON with every lone surrogate (``"\\ud83d"`` with no pair, which JSON allows and no UTF-8
+    text can hold) replaced by U+FFFD, keys included: text from a CRM is made valid where it is read, so nothing
+    downstream (the lead's serialization, a queue) meets it."""
+    if isinstance(value, str):
+        return LONE_SURROGATE.sub("\ufffd", value) if LONE_SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {without_lone_surrogates(k): without_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_lone_surrogates(v) for v in value]
+    return value

@@ -15,7 +15,11 @@ from leadbridge_local.loopback import HttpRequest, HttpResponse
 
 
 def json_response(status: int, payload: Any, content_type: str = "application/json") -> HttpResponse:
-    return HttpResponse(status, json.dumps(payload, ensure_ascii=False).encode(), {"Content-Type": content_type})
+    try:
+        body = json.dumps(payload, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate in stored text: a PHP server escapes it (``"\ud83d"``), as JSON may
+        body = json.dumps(payload).encode()
+    return HttpResponse(status, body, {"Content-Type": content_type})
 
 
 @dataclass

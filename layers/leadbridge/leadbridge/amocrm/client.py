@@ -3,9 +3,10 @@
 - 7 requests/s per integration, a budget shared by every process (``SharedLimiter``); a 429 backs everyone off by
   ``retry_after`` and is retried here while the wait is short, else raised so the inbox message comes back later;
 - 401 goes through the token store (another process may have rotated the token), then one retry;
-- 403 has two meanings told apart by the body: «Недостаточно прав» (a problem+json naming missing rights, as
-  documented for talks) raises ``InsufficientRights``; anything else (an HTML page, "account blocked") and 402 (not
-  paid) raise ``AccountBlocked``: the worker stops calling that account and marks the integration;
+- 403 has two meanings: «Недостаточно прав» (a problem+json naming missing rights, as documented for talks)
+  raises ``InsufficientRights``; any other 403 is told apart by reading the account: if it answers, the refusal
+  was about this read's rights (``InsufficientRights``), and only if it too is refused is the account blocked
+  (``AccountBlocked``, as for 402, not paid): the worker stops calling that account and marks the integration;
 - 204 on an entity read means "no such entity" (amoCRM's way), as does 404.
 """
 
@@ -17,13 +18,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from leadbridge.amocrm.continue_url import continue_url_allowed
-from leadbridge.crm_values import as_dict, as_id, dicts
+from leadbridge.crm_values import as_dict, as_id, dicts, without_lone_surrogates
 from leadbridge.http.client import request
 from leadbridge.http.errors import (
     AccessTokenRejected,
     AccountBlocked,
     BadRequest,
     BadResponse,
+    CrmError,
     CrmUnavailable,
     InsufficientRights,
     NotFound,
@@ -53,7 +55,7 @@ class AmoClient:
         return self._entity(f"/api/v4/contacts/{contact_id}", None)
 
     def get_account(self) -> dict[str, Any]:
-        return self._entity("/api/v4/account", None)
+        return self._entity(ACCOUNT_PATH, None)
 
     def amojo_account_id(self) -> str:
         """The account's id in the Chats API (``GET /api/v4/account?with=amojo_id``)."""
@@ -146,6 +148,15 @@ class AmoClient:
         ]
         self._call("POST", "/api/v4/leads/notes", params=None, json_body=body)
 
+    def _account_answers(self, refused_path: str) -> bool:
+        if refused_path == ACCOUNT_PATH:
+            return False
+        try:
+            self._call("GET", ACCOUNT_PATH, params=None, json_body=None)
+        except CrmError:
+            return False
+        return True
+
     def _entity(self, path: str, params: dict[str, str] | None) -> dict[str, Any]:
         data = self._call("GET", path, params=params, json_body=None)
         if data is None:
@@ -175,7 +186,7 @@ class AmoClient:
             status = response.status_code
             if status == 200:
                 try:
-                    payload = response.json()
+                    payload = without_lone_surrogates(response.json())
                 except ValueError as exc:  # an HTML page from a proxy, a truncated body
                     raise BadResponse(f"amoCRM answered {path.rsplit('/', 2)[-2]} with 200 and no JSON") from exc
                 return payload if isinstance(payload, dict) else {"_items": payload}
@@ -199,7 +210,9 @@ class AmoClient:
                 if wait > MAX_INLINE_WAIT_SECONDS or attempt == MAX_ATTEMPTS:
                     raise RateLimited("amoCRM rate limit", retry_after=wait, status=429)
                 continue
-            if status == 403 and _missing_rights(response):
+            if status == 403 and (_missing_rights(response) or self._account_answers(path)):
+                # A 403 we cannot read (``{"detail": "Forbidden"}``, an IP allowlist's page) while the account
+                # itself answers is about this read's rights, not a block: a block would loop probe <-> worker.
                 raise InsufficientRights(
                     f"amoCRM refused {method} {_kind(path)}: the authorizing user lacks the rights (403)",
                     refused=f"{method} {_kind(path)}",
@@ -218,6 +231,7 @@ class AmoClient:
         raise CrmUnavailable("amoCRM: attempts exhausted")
 
 
+ACCOUNT_PATH = "/api/v4/account"
 MISSING_RIGHTS = ("недостаточно прав", "insufficient rights", "not enough rights", "permission", "access denied")
 
 

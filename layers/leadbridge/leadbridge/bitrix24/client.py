@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from leadbridge.bitrix24.refusals import OPERATING, TOKEN_ERRORS, OperatingTimes, error_code, is_portal_wide, refusal
+from leadbridge.crm_values import without_lone_surrogates
 from leadbridge.http.client import request
 from leadbridge.http.errors import AccessTokenRejected, BadRequest, CrmError, CrmUnavailable, RateLimited
 from leadbridge.http.public_host import NonPublicHost, require_public
@@ -214,7 +215,7 @@ def _redirected_portal(location: str) -> str:
 
 def _json(response: httpx.Response) -> dict[str, Any]:
     try:
-        data = response.json()
+        data = without_lone_surrogates(response.json())
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
