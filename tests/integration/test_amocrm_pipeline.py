@@ -258,7 +258,7 @@ def test_an_unreadable_403_is_missing_rights_when_the_account_answers(runner: Lo
         sub, 550, lead_id=5500, contact_id=55000, origin="telegram", created_at=1773223766, lead={}, contact={}
     )
     refusal = HttpResponse(403, b'{"detail": "Forbidden"}', {"Content-Type": "application/json"})
-    runner.amocrm.accounts[sub].opaque_refusals = {"/api/v4/leads": refusal}
+    runner.amocrm.accounts[sub].canned_answers = {"/api/v4/leads": refusal}
     body = sample_body("amo_hook", "talk_add.json", **talk_fields("add", 550, 5500, 55000, sub, account_id))
     assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{secret}/", body).status_code == 200
     runner.drain(timeout=120)
@@ -266,12 +266,12 @@ def test_an_unreadable_403_is_missing_rights_when_the_account_answers(runner: Lo
     assert status.connection == "insufficient_rights"
     assert status.last_error is not None
     assert "GET /api/v4/leads" in status.last_error
-    refused = runner.amocrm.counts["opaque_refusals"]
+    refused = runner.amocrm.counts["canned_answers"]
     for _ in range(2):
         runner.run_schedule("recovery")
         runner.drain(timeout=60)
     assert service(runner).status(integration.integration_id).connection == "insufficient_rights"
-    assert runner.amocrm.counts["opaque_refusals"] == refused  # nothing re-read the lead in a loop
+    assert runner.amocrm.counts["canned_answers"] == refused  # nothing re-read the lead in a loop
 
 
 def test_a_lone_surrogate_in_a_crm_answer_is_cleaned_where_it_is_read(runner: LocalRunner) -> None:

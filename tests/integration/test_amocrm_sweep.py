@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from leadbridge.store.integrations import DynamoIntegrations
+from leadbridge_local.loopback import HttpResponse
 from leadbridge_local.runner import LocalRunner
 from tests.integration.helpers import add_amo_talks, integration_status, last_sweep, new_amo_integration, post_amo_talks
 
@@ -68,3 +69,29 @@ def test_drift_check_counts_unsorted_chats_that_never_became_a_lead(runner: Loca
     runner.run_schedule("recovery")  # checked an hour at most: not again in this run
     assert integration_status(runner, integration.integration_id)["drift_mark_at"] == checked_at
     runner.take_leads()
+
+
+def test_a_talk_that_cannot_be_read_is_skipped_and_the_window_moves_on(runner: LocalRunner) -> None:
+    """One lost talk refused («Недостаточно прав») and one answering 200 with an HTML page: each is skipped and
+    counted, the others come out, and the window finishes (the next run starts after it, not at the same talk)."""
+    integration, _, _ = new_amo_integration(runner, amo_note_enabled=False)
+    lost = [7_001, 7_002, 7_003, 7_004]
+    add_amo_talks(runner, integration, lost, created_at=int(time.time()) - 600)
+    fake = runner.amocrm.accounts[integration.account_name]
+    fake.denied_paths = {"/api/v4/talks/7002"}
+    fake.canned_answers = {"/api/v4/talks/7003": HttpResponse(200, b"<html>maintenance</html>", {})}
+    report = sweep_report(runner, integration.integration_id)
+    assert (report["listed"], report["enqueued"], report["unreadable"], report["complete"]) == (4, 2, 2, True)
+    runner.drain(timeout=60)
+    leads = [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]
+    assert sorted(int(lead["source_entity"]["id"]) for lead in leads) == [7_001, 7_004]
+    assert integration_status(runner, integration.integration_id).get("failed_runs_sweep", 0) == 0
+
+
+def test_an_events_log_refused_to_the_grant_says_so_in_the_status(runner: LocalRunner) -> None:
+    integration, _, _ = new_amo_integration(runner, amo_note_enabled=False)
+    runner.amocrm.accounts[integration.account_name].denied_paths = {"/api/v4/events"}
+    runner.run_schedule("recovery")
+    status = integration_status(runner, integration.integration_id)
+    assert status["connection_state"] == "insufficient_rights"
+    assert "/api/v4/events" in status["last_error"]

@@ -255,3 +255,22 @@ def test_a_stored_backfill_with_an_impossible_period_stops_no_other(runner: Loca
     assert (job.last_error or "").startswith("invalid period")
     assert progress(runner, fine)["done"] + progress(runner, fine)["already_known"] >= 0
     assert progress(runner, fine)["total"] >= 1  # the fine one listed in the same run
+
+
+def test_a_talk_refused_to_the_user_does_not_stop_a_backfill(runner: LocalRunner) -> None:
+    """One talk of the period answers 403 «Недостаточно прав»: it is skipped and counted, the rest come in."""
+    integration, _, _ = new_amo_integration(runner, amo_note_enabled=False)
+    start, _end, body = sample_period()
+    talks = list(range(7_201, 7_206))
+    for i, talk in enumerate(talks):
+        add_amo_talks(runner, integration, [talk], created_at=start + DAY + i * DAY)
+    runner.amocrm.accounts[integration.account_name].denied_paths = {"/api/v4/talks/7202"}
+    assert start_backfill(runner, integration, body).status_code == 202
+    for _ in range(3):
+        runner.run_schedule("backfill")
+        if progress(runner, integration)["state"] == "done":
+            break
+    finished = progress(runner, integration)
+    assert (finished["state"], finished["total"], finished["done"], finished["errors"]) == ("done", 5, 4, 1)
+    runner.drain(timeout=60)
+    assert sorted(int(lead["source_entity"]["id"]) for lead in ours(runner, integration)) == [7_201, *talks[2:]]

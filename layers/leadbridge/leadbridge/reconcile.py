@@ -31,7 +31,7 @@ from leadbridge.amocrm.client import AmoClient
 from leadbridge.amocrm.drift import DriftMark, DriftReading, due
 from leadbridge.bitrix24.client import BitrixClient
 from leadbridge.crm_values import as_id, iso_time
-from leadbridge.http.errors import CrmError, NotFound
+from leadbridge.http.errors import BadRequest, BadResponse, CrmError, InsufficientRights, NotFound
 from leadbridge.http.ratelimit import Budgets
 from leadbridge.integration import Integration
 from leadbridge.oauth.token_provider import TokenProvider
@@ -107,6 +107,7 @@ class SweepReport:
     already_known: int
     enqueued: int
     complete: bool
+    unreadable: int = 0  # talks the token may not read (or that answered no JSON): skipped, the window goes on
 
 
 @dataclass(slots=True)
@@ -114,9 +115,10 @@ class _Tally:
     listed: int = 0
     known: int = 0
     enqueued: int = 0
+    unreadable: int = 0
 
     def report(self, integration_id: str, complete: bool) -> SweepReport:
-        return SweepReport(integration_id, self.listed, self.known, self.enqueued, complete)
+        return SweepReport(integration_id, self.listed, self.known, self.enqueued, complete, unreadable=self.unreadable)
 
 
 def new_window(watermark: int | None, now: float, settle: int = 0) -> SweepPosition:
@@ -222,6 +224,14 @@ def sweep_amocrm(
                 talk = client.get_talk(talk_id)
             except NotFound:
                 continue
+            except (InsufficientRights, BadResponse, BadRequest) as exc:  # this talk only: skipped and counted
+                logger.info("sweep talk unreadable", extra={"talk_id": talk_id, "error": type(exc).__name__})
+                tally.unreadable += 1
+                continue
+            except CrmError:  # the talks read so far are kept; the page is read again next time (the ledger dedups)
+                if missing:
+                    inbox.send_many(missing)
+                raise
             missing.append(amo_talk_message(integration, account_id, talk_id, talk, now, source="sweep"))
         if missing:
             inbox.send_many(missing)

@@ -48,8 +48,8 @@ class Account:
     bot_continues: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (path, body) of continue calls
     blocked: bool = False
     denied_paths: set[str] = field(default_factory=set)  # path prefixes the authorizing user has no rights to
-    # path prefix -> a 403 that names nothing (``{"detail": "Forbidden"}``, an IP allowlist's page)
-    opaque_refusals: dict[str, HttpResponse] = field(default_factory=dict)
+    # path prefix -> what is answered instead: a 403 naming nothing (``{"detail": "Forbidden"}``), a 200 HTML page
+    canned_answers: dict[str, HttpResponse] = field(default_factory=dict)
     filters_ignored: bool = False
     amojo_id: str = ""  # the account's id in the Chats API (GET /api/v4/account?with=amojo_id)
     violations: deque[float] = field(default_factory=deque)
@@ -327,9 +327,9 @@ class FakeAmoCRM(FakeCrmBase):
         if any(request.path.startswith(prefix) for prefix in account.denied_paths):
             self.count("rights_refused")  # documented for talks: 403 «Недостаточно прав»
             return _problem(403, "Forbidden", "Недостаточно прав")
-        for prefix, refusal in account.opaque_refusals.items():
+        for prefix, refusal in account.canned_answers.items():
             if request.path.startswith(prefix):
-                self.count("opaque_refusals")
+                self.count("canned_answers")
                 return refusal
         return self.injected_fault() or self._route(request, account)
 

@@ -25,13 +25,16 @@ from leadbridge.amocrm.client import AmoClient
 from leadbridge.backfill.job import BackfillJob, InvalidPeriod, checked_period
 from leadbridge.backfill.sources import AmoListing, BitrixListing, Listing
 from leadbridge.bitrix24.client import BitrixClient
-from leadbridge.http.errors import BadRequest, BadResponse, CrmError, NotFound
+from leadbridge.http.errors import BadRequest, BadResponse, CrmError, InsufficientRights, NotFound
 from leadbridge.http.ratelimit import Budgets, SharedLimiter
 from leadbridge.integration import Integration
 from leadbridge.oauth.token_provider import TokenProvider
 from leadbridge.queues import InboxMessage, InboxWriteError
 from leadbridge.store.backfills import DynamoBackfills
 
+# What one item's read may meet that says nothing of the others: gone, refused to this user, or a page that is no
+# answer. A limit, an outage or a dead grant stops the step instead (the next step reads the item again).
+UNREADABLE = (NotFound, BadRequest, BadResponse, InsufficientRights)
 logger = Logger(child=True)
 
 IMPORT_CHUNK = 10  # pending conversations read per step (one ledger read for all of them)
@@ -183,7 +186,7 @@ class BackfillRunner:
                 _take(pace, cost)
                 try:
                     message = listing.message(job, key, self.clock())
-                except (NotFound, BadRequest, BadResponse) as exc:
+                except UNREADABLE as exc:  # this item only: the period goes on without it, counted
                     logger.info("backfill item unreadable", extra={"key": key, "error": type(exc).__name__})
                     message, counts = None, {"errors": 1}
                 else:

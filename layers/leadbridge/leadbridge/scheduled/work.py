@@ -66,6 +66,9 @@ class ScheduledWork:
                 return self._backfill(job, time_left)
             return self._sweep(job, time_left)
         except NEEDS_A_PERSON as exc:
+            if isinstance(exc, InsufficientRights):  # e.g. the events log refused to a non-admin grant: say so
+                self.integrations.set_connection_state(job.integration_id, "insufficient_rights", str(exc))
+                self.count("CrmInsufficientRights")
             return JobReport(job.kind, job.integration_id, "skipped", f"needs a person: {type(exc).__name__}")
         except CrmError as exc:
             raise JobFailed(f"{type(exc).__name__}: {exc}"[:300]) from exc
