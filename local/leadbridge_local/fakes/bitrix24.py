@@ -137,7 +137,7 @@ class FakeBitrix24(FakeCrmBase):
                     "COMPLETED": "N",
                     "CREATED": "2026-03-11T13:09:25+01:00",
                     "_visible_at": self.clock.now() + visible_after,
-                    "_bindings": [({"lead": "1", "deal": "2"}[owner_type], str(owner_id)), *extra_bindings],
+                    "_bindings": extra_bindings,  # besides its owner, which is always bound
                 }
             )
 
@@ -604,5 +604,5 @@ def _bound(activity: dict[str, Any], pair: tuple[str, str]) -> bool:
     owner_type, owner_id = pair
     return any(
         (not owner_type or bound_type == owner_type) and (not owner_id or bound_id == owner_id)
-        for bound_type, bound_id in activity["_bindings"]
+        for bound_type, bound_id in [(activity["OWNER_TYPE_ID"], activity["OWNER_ID"]), *activity["_bindings"]]
     )
