@@ -77,7 +77,7 @@ def test_nothing_lost_nothing_doubled_under_faults(runner: LocalRunner) -> None:
     recent = (datetime.now(UTC) - timedelta(minutes=3)).isoformat(timespec="seconds")
     for lead_id in (*B24_DELIVERED, *B24_LOST_AT_SENDER, *B24_POISON):
         seed_lead(runner, b24.crm_domain, lead_id, created=recent)
-    runner.bitrix24.portals[b24.crm_domain].denied.update(B24_POISON)
+    runner.bitrix24.portals[b24.crm_domain].broken.update(B24_POISON)  # an error no wait mends
 
     saved_faults = (runner.amocrm.faults, runner.bitrix24.faults)
     runner.amocrm.faults = Faults(ratio=1 / 3, seed=3, stall_seconds=1.5)

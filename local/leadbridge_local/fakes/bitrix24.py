@@ -50,6 +50,7 @@ class Portal:
     operating: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     denied: set[int] = field(default_factory=set)  # entities the token's user may not read
     history_denied: set[int] = field(default_factory=set)  # sessions the token's user may not open
+    broken: set[int] = field(default_factory=set)  # entities whose read fails with an error no retry mends
     scopes: set[str] = field(default_factory=lambda: {"crm", "imopenlines", "im", "contact_center"})
     # A portal-wide refusal of every REST call (status, code, description), e.g. the free plan's 403.
     refusal: tuple[int, str, str] | None = None
@@ -296,6 +297,8 @@ class FakeBitrix24(FakeCrmBase):
                 return True, recorded, None
             if entity_id in portal.denied:
                 return False, (400, "", "Access denied."), None
+            if entity_id in portal.broken:
+                return False, (400, "ERROR_CORE", "Could not read the entity"), None
             store = {"crm.lead.get": portal.leads, "crm.deal.get": portal.deals, "crm.contact.get": portal.contacts}[
                 method
             ]
