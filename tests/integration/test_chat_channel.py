@@ -198,3 +198,42 @@ def test_a_second_integration_on_the_same_account_cannot_take_the_channel(runner
     assert api(runner, "DELETE", f"/integrations/{first.integration_id}/chat-channel").status_code == 202
     runner.drain(timeout=60)
     assert connect(runner, second) == scope  # free once the first one's disconnect is done: now the second's
+
+
+def test_deactivating_an_integration_frees_its_account_for_another(runner: LocalRunner) -> None:
+    from dataclasses import replace
+
+    from leadbridge_local.seed import connect_amocrm, install_integration
+
+    first, _, account = new_amo_integration(runner, session_field=None)
+    second = replace(first, integration_id=f"{first.integration_id}-2", client_id=f"{first.client_id}-2")
+    install_integration(runner, second)
+    connect_amocrm(runner, second, account)
+    connect(runner, first)
+    assert api(runner, "DELETE", f"/integrations/{first.integration_id}").status_code == 204
+    answer = api(runner, "POST", f"/integrations/{second.integration_id}/chat-channel", {"title": "Чат"})
+    assert answer.status_code == 202, answer.text  # not a 409 naming the deactivated one
+    runner.drain(timeout=60)
+    assert status_of(runner, second)["state"] == "connected"
+
+
+def test_a_failed_connect_holds_the_account_for_nobody(runner: LocalRunner) -> None:
+    from dataclasses import replace
+
+    from leadbridge_local.seed import connect_amocrm, install_integration
+
+    first, _, account = new_amo_integration(runner, session_field=None)
+    second = replace(first, integration_id=f"{first.integration_id}-2", client_id=f"{first.client_id}-2")
+    install_integration(runner, second)
+    connect_amocrm(runner, second, account)
+    runner.amocrm.accounts[first.account_name].denied_paths = {"/api/v4/account"}  # the amojo id cannot be read
+    answer = api(runner, "POST", f"/integrations/{first.integration_id}/chat-channel", {"title": "Чат"})
+    assert answer.status_code == 202
+    runner.drain(timeout=60)
+    assert status_of(runner, first)["state"] == "failed"
+    runner.amocrm.accounts[first.account_name].denied_paths = set()
+    assert (
+        api(runner, "POST", f"/integrations/{second.integration_id}/chat-channel", {"title": "Чат"}).status_code == 202
+    )
+    runner.drain(timeout=60)
+    assert status_of(runner, second)["state"] == "connected"

@@ -226,3 +226,29 @@ def test_a_portal_domain_that_resolves_to_our_own_network_is_refused(
     assert response.status_code == 400
     assert "непубличный" in response.text
     assert DynamoTokens(runner.stack.ref("IntegrationsTable")).read(integration.integration_id) is None
+
+
+def test_a_second_integration_on_one_amocrm_account_is_refused_until_the_first_is_deactivated(
+    runner: LocalRunner,
+) -> None:
+    """Two active integrations on one account would share its talks' leads (whichever hook came first): the second
+    connect is refused with a page that names the first; once the first is deactivated, the second connects."""
+    from dataclasses import replace
+
+    import httpx
+
+    first = fresh(runner, "amocrm")
+    assert runner.get("/oauth2/callback", amo_params(runner, first)).status_code == 200
+    second = replace(first, integration_id=first.integration_id + "-b", client_id=(first.client_id or "") + "-b")
+    install_integration(runner, second)
+    runner.amocrm.register_client(
+        second.client_id or "", second.client_secret or "", runner.base_url + "/oauth2/callback"
+    )
+    refused = runner.get("/oauth2/callback", amo_params(runner, second))
+    assert refused.status_code == 409
+    assert first.integration_id in refused.text
+    assert_nothing_stored(runner, second)
+
+    assert httpx.delete(f"{runner.base_url}/integrations/{first.integration_id}", timeout=30).status_code == 204
+    accepted = runner.get("/oauth2/callback", amo_params(runner, second))
+    assert accepted.status_code == 200, accepted.text

@@ -27,6 +27,7 @@ from leadbridge.scheduled.planner import Expander
 from leadbridge.scheduled.queue import JobDeadLetters, JobsQueue
 from leadbridge.scheduled.work import ScheduledWork
 from leadbridge.secret_values import secret_string, secret_string_fresh
+from leadbridge.store.account_claims import DynamoAccountClaims
 from leadbridge.store.backfills import DynamoBackfills
 from leadbridge.store.bot_sessions import DynamoBotSessions
 from leadbridge.store.chat_scopes import DynamoChatScopes
@@ -105,6 +106,7 @@ def oauth_callback(config: OAuthConfig) -> OAuthCallback:
         bitrix24=BitrixOAuth(),
         parking=parking(config.integrations_table, config.inbox_queue_url),
         budgets=Budgets(DynamoLimitState(config.limits_table)),
+        account_claims=DynamoAccountClaims(config.integrations_table),
     )
 
 
@@ -119,6 +121,7 @@ def integrations_service(config: ApiConfig) -> IntegrationsService:
         backfills=DynamoBackfills(config.integrations_table),
         inbox=InboxQueue(config.inbox_queue_url),
         chat_scopes=DynamoChatScopes(config.integrations_table),
+        account_claims=DynamoAccountClaims(config.integrations_table),
     )
 
 

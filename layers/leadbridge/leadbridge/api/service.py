@@ -32,6 +32,7 @@ from leadbridge.oauth.state import StateSigner
 from leadbridge.parking import Parking
 from leadbridge.queues import InboxMessage, InboxQueue, received_stamp
 from leadbridge.site_script import site_script
+from leadbridge.store.account_claims import DynamoAccountClaims
 from leadbridge.store.backfills import DynamoBackfills
 from leadbridge.store.chat_scopes import DynamoChatScopes
 from leadbridge.store.integrations import DynamoIntegrations
@@ -60,8 +61,10 @@ class IntegrationsService:
         backfills: DynamoBackfills,
         inbox: InboxQueue,
         chat_scopes: DynamoChatScopes,
+        account_claims: DynamoAccountClaims,
     ) -> None:
         self.chat_scopes = chat_scopes
+        self.account_claims = account_claims
         self.backfills = backfills
         self.inbox = inbox
         self.integrations = integrations
@@ -96,6 +99,8 @@ class IntegrationsService:
         )
         if existing is not None and existing.crm != integration.crm:
             raise ValueError("an integration's CRM cannot change; create a new integration")
+        if existing is not None and existing.account_id and integration.account_id is None:
+            self._release_account(existing)  # another account now: the old one's claims are free
         if isinstance(settings, AmoCrmSettings):
             session = settings.session_field
             integration = replace(
@@ -125,6 +130,20 @@ class IntegrationsService:
         self.integrations.put(replace(integration, active=False))
         self.tokens.delete(integration_id)
         self.integrations.set_connection_state(integration_id, "disconnected", "deactivated through the API")
+        self._release_account(integration)
+
+    def _release_account(self, integration: Integration) -> None:
+        """The integration no longer speaks for its CRM account: another one may connect it and its chat channel.
+        (The channel itself stays connected in amojo until the account's next integration connects it again.)"""
+        if integration.crm != "amocrm" or not integration.account_id:
+            return
+        self.account_claims.release("amocrm", integration.account_id, integration.integration_id)
+        self.chat_scopes.release_account(integration.account_id, integration.integration_id)
+        if self.integrations.status(integration.integration_id).get("chat_channel_state") in {
+            "connected",
+            "connecting",
+        }:
+            self.integrations.set_chat_channel(integration.integration_id, "disconnected")
 
     def issue_webhook_secret(self, integration_id: str, request_base_url: str) -> WebhookSecretIssued:
         integration = self._require(integration_id)

@@ -143,6 +143,7 @@ class ChatChannel:
             credentials = self._credentials()
         except ChannelUnusable as exc:
             self.integrations.set_chat_channel(integration.integration_id, "failed", error=str(exc))
+            self._release_claim(integration)
             return
         limiter = self.budgets.for_integration(integration)
         rest = AmoClient(integration, self.tokens, limiter)
@@ -157,6 +158,7 @@ class ChatChannel:
             self.integrations.set_chat_channel(
                 integration.integration_id, "failed", error=f"{type(exc).__name__}: {exc}"
             )
+            self._release_claim(integration)  # a failed connect holds the account for nobody
             return
         finally:
             self.requests_made += rest.requests_made + amojo.requests_made
@@ -182,6 +184,9 @@ class ChatChannel:
         if isinstance(scope_id, str) and scope_id:
             self.scopes.delete(scope_id)
         self.integrations.set_chat_channel(integration.integration_id, "disconnected")
+        self._release_claim(integration)
+
+    def _release_claim(self, integration: Integration) -> None:
         if integration.account_id:
             self.scopes.release_account(integration.account_id, integration.integration_id)
 

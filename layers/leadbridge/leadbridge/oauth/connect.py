@@ -20,6 +20,7 @@ from leadbridge.integration import Integration
 from leadbridge.oauth.pages import RESTART, STATE_MESSAGES, Page, connected, failed
 from leadbridge.oauth.state import StateError, StateSigner
 from leadbridge.parking import Parking
+from leadbridge.store.account_claims import DynamoAccountClaims
 from leadbridge.store.integrations import DynamoIntegrations
 from leadbridge.store.tokens import DynamoTokens, TokenSet
 
@@ -39,7 +40,9 @@ class OAuthCallback:
         bitrix24: BitrixOAuth,
         parking: Parking,
         budgets: Budgets,
+        account_claims: DynamoAccountClaims | None = None,
     ) -> None:
+        self.account_claims = account_claims
         self.parking = parking
         self.budgets = budgets  # the callback's own CRM read takes the account's shared budget like any other
         self.integrations = integrations
@@ -101,6 +104,15 @@ class OAuthCallback:
         account_id, _ = account_identity(host, tokens.access_token, self.budgets.for_integration(integration))
         if integration.account_id and integration.account_id != account_id:
             return failed(403, "account_mismatch", "Это другой аккаунт amoCRM, чем был подключён раньше. " + RESTART)
+        if self.account_claims is not None:
+            holder = self.account_claims.claim("amocrm", account_id, integration.integration_id, self.integrations.get)
+            if holder is not None:  # two integrations on one account would share (and race for) its leads
+                return failed(
+                    409,
+                    "account_held",
+                    f"Этот аккаунт amoCRM уже подключён к интеграции {holder}. Отключите её (DELETE "
+                    f"/integrations/{holder}) или используйте её. " + RESTART,
+                )
         self._store(integration, account_id, host, tokens)
         return connected("amoCRM", integration.name or integration.crm_domain)
 
