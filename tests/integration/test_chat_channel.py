@@ -237,3 +237,25 @@ def test_a_failed_connect_holds_the_account_for_nobody(runner: LocalRunner) -> N
     )
     runner.drain(timeout=60)
     assert status_of(runner, second)["state"] == "connected"
+
+
+def test_a_late_reply_is_taken_once_and_a_refused_queue_write_leaves_it_untaken(runner: LocalRunner) -> None:
+    """A genuine hook delivered half an hour late is a delivery (a day's window, a repeat still refused). When the
+    replies queue refuses it (503), it is not marked taken, so the same hook sent again goes through."""
+    integration, _, _ = new_amo_integration(runner, session_field=None)
+    scope = connect(runner, integration)
+    messages = visitor_messages()[:1]
+    path = f"/integrations/{integration.integration_id}/chat-channel/messages"
+    assert api(runner, "POST", path, {"messages": messages}).status_code == 202
+    runner.drain(timeout=60)
+    runner.take_leads()
+    body, signature = runner.amojo.reply(scope, messages[0]["conversation_id"], "поздно", int(time.time()) - 1_800)
+    runner.stack.moto.fail_sends_to("chat-replies.fifo", ratio=1.0)
+    try:
+        assert post_reply(runner, scope, body, signature).status_code == 503
+    finally:
+        runner.stack.moto.fail_sends_to("chat-replies.fifo", ratio=0)
+    assert post_reply(runner, scope, body, signature).json() == {"accepted": 1, "ignored": 0}
+    assert post_reply(runner, scope, body, signature).json() == {"accepted": 0, "ignored": 1}
+    [reply] = [json.loads(m["Body"]) for m in runner.take_messages("ChatRepliesQueue")]
+    assert reply["text"] == "поздно"

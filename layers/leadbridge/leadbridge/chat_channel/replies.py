@@ -11,6 +11,7 @@ message id for as long as the window lets it pass).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -23,7 +24,9 @@ from leadbridge.crm_values import as_dict
 from leadbridge.queues import InboxWriteError
 
 MAX_HOOK_BYTES = 64 * 1024
-MAX_AGE_SECONDS = 600  # amojo sends a hook as the manager answers: ten minutes late is no delivery but a replay
+# amojo sends a hook as the manager answers, but a genuine one may come late (its queue, our outage): a day's window,
+# with every reply taken once (kept by message id for the whole window), so a replay within it is still refused.
+MAX_AGE_SECONDS = 24 * 3600
 MAX_SKEW_SECONDS = 300
 
 
@@ -37,6 +40,8 @@ class RepliesQueue(Protocol):
 
 class TakenReplies(Protocol):
     def first_delivery(self, scope_id: str, message_id: str, keep_until: int) -> bool: ...
+
+    def forget(self, scope_id: str, message_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,5 +127,8 @@ def accept_reply_hook(
     try:
         replies.send(reply, group=reply["conversation_id"], deduplication_id=reply["message_id"])
     except InboxWriteError:  # amojo never resends: the log line and the 5xx alarm are all that is left
+        if taken is not None:
+            with contextlib.suppress(Exception):  # the 503 stands whatever this cleanup meets
+                taken.forget(scope_id, reply["message_id"])  # not taken: a retry of it is no repeat
         return ReplyHookResult(503, {"error": "queue_unavailable"}, "queue_unavailable")
     return ReplyHookResult(200, {"accepted": 1, "ignored": 0}, accepted=1)

@@ -7,7 +7,7 @@ after 5 minutes, so the hook keeps its own record: one item per reply in the led
 
 from __future__ import annotations
 
-from leadbridge.store.dynamo import put_if_absent
+from leadbridge.store.dynamo import dynamodb_client, put_if_absent
 
 
 def reply_key(scope_id: str, message_id: str) -> str:
@@ -22,4 +22,10 @@ class DynamoReplyHooks:
         """Record the reply as taken; False when it was taken before (a repeat)."""
         return put_if_absent(
             self.table_name, {"lead_key": reply_key(scope_id, message_id), "ttl": keep_until}, "lead_key"
+        )
+
+    def forget(self, scope_id: str, message_id: str) -> None:
+        """The reply was not taken after all (the queue refused it): a later delivery of it is no repeat."""
+        dynamodb_client().delete_item(
+            TableName=self.table_name, Key={"lead_key": {"S": reply_key(scope_id, message_id)}}
         )
