@@ -327,10 +327,12 @@ class LocalMotoServer:
         self.server.shutdown()
         self.thread.join()
 
-    def throttle_dynamodb(self, table: str, ratio: float, operations: tuple[str, ...] = (), seed: int = 13) -> None:
+    def throttle_dynamodb(
+        self, table: str, ratio: float, operations: tuple[str, ...] = (), seed: int = 13, containing: str = ""
+    ) -> None:
         """Fault tests: answer a share of DynamoDB requests naming ``table`` (of ``operations``, e.g. ``UpdateItem``;
-        all when empty) with ``ProvisionedThroughputExceededException``, as a hot partition or an exhausted
-        on-demand limit does. ``ratio`` 0 turns it off."""
+        all when empty; whose body has ``containing``) with ``ProvisionedThroughputExceededException``, as a hot
+        partition or an exhausted on-demand limit does. ``ratio`` 0 turns it off."""
         rng = random.Random(seed)  # noqa: S311 - not for security
 
         def throttled(environ: dict[str, Any], body: bytes) -> bool:
@@ -339,7 +341,7 @@ class LocalMotoServer:
                 return False
             if operations and target.removeprefix("DynamoDB_20120810.") not in operations:
                 return False
-            return table.encode() in body and rng.random() < ratio
+            return table.encode() in body and containing.encode() in body and rng.random() < ratio
 
         self.app.throttle = throttled if ratio > 0 else None
 

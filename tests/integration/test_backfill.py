@@ -30,10 +30,15 @@ DAY = 86_400
 
 
 def sample_period() -> tuple[int, int, dict[str, Any]]:
+    """The sample's 30-day period, moved whole days forward when the calendar has left it outside the ledger's
+    memory (90 days by default: a backfill may not reach further back)."""
     body: dict[str, Any] = json.loads(load_event("integrations_api", "post_backfill.json")["body"])
     start = int(datetime.fromisoformat(body["from"]).timestamp())
     end = int(datetime.fromisoformat(body["to"]).timestamp())
     assert end - start == 30 * DAY
+    shift = max(0, (int(time.time()) - 60 * DAY - start) // DAY) * DAY
+    start, end = start + shift, end + shift
+    body = {"from": datetime.fromtimestamp(start, UTC).isoformat(), "to": datetime.fromtimestamp(end, UTC).isoformat()}
     return start, end, body
 
 
@@ -231,7 +236,8 @@ def test_a_backfill_restarted_while_its_run_lists_imports_every_conversation_onc
     assert store.pending(new, 100) == []
     job = store.get(integration.integration_id)
     assert job is not None
-    assert (job.backfill_id, job.total, job.done) == (new.backfill_id, 0, 30)  # total is the runner's to count
+    # total grows with the pending items it counts (in their transactions), never apart from them
+    assert (job.backfill_id, job.total, job.done) == (new.backfill_id, 30, 30)
 
 
 def test_a_stored_backfill_with_an_impossible_period_stops_no_other(runner: LocalRunner) -> None:
@@ -274,3 +280,71 @@ def test_a_talk_refused_to_the_user_does_not_stop_a_backfill(runner: LocalRunner
     assert (finished["state"], finished["total"], finished["done"], finished["errors"]) == ("done", 5, 4, 1)
     runner.drain(timeout=60)
     assert sorted(int(lead["source_entity"]["id"]) for lead in ours(runner, integration)) == [7_201, *talks[2:]]
+
+
+def test_a_period_older_than_the_ledgers_memory_is_refused_saying_why(runner: LocalRunner) -> None:
+    """The ledger forgets after LedgerRetentionDays (90 by default): a backfill reaching further back would emit
+    conversations again that went out long ago, so it is refused with how to get it."""
+    integration, _, _ = new_amo_integration(runner, amo_note_enabled=False)
+    now = int(time.time())
+    old = {
+        "from": datetime.fromtimestamp(now - 120 * DAY, UTC).isoformat(),
+        "to": datetime.fromtimestamp(now - 100 * DAY, UTC).isoformat(),
+    }
+    answer = start_backfill(runner, integration, old)
+    assert answer.status_code == 422, answer.text
+    assert "LedgerRetentionDays" in answer.text
+    recent = {
+        "from": datetime.fromtimestamp(now - 80 * DAY, UTC).isoformat(),
+        "to": datetime.fromtimestamp(now - 60 * DAY, UTC).isoformat(),
+    }
+    assert start_backfill(runner, integration, recent).status_code == 202
+
+
+def test_a_step_that_dies_after_listing_leaves_the_total_right(runner: LocalRunner) -> None:
+    """The pending items and the job's total are written together: a step that dies before it moves the cursor
+    (here: every write of the cursor refused) leaves a total that counts what is pending, never 0."""
+    integration, _, _ = new_amo_integration(runner, amo_note_enabled=False)
+    start, _end, body = sample_period()
+    talks = list(range(7_301, 7_305))
+    for i, talk in enumerate(talks):
+        add_amo_talks(runner, integration, [talk], created_at=start + DAY + i * DAY)
+    assert start_backfill(runner, integration, body).status_code == 202
+    table = runner.stack.ref("IntegrationsTable")
+    moto = runner.stack.moto
+    moto.throttle_dynamodb(table, ratio=1.0, operations=("UpdateItem",), containing="listing_done")
+    try:
+        runner.run_schedule("backfill")  # the step's job fails each time it is retried, then is dead-lettered
+    finally:
+        moto.throttle_dynamodb(table, ratio=0)
+    crashed = progress(runner, integration)
+    assert (crashed["state"], crashed["total"], crashed["done"]) == ("running", 4, 0)
+    for _ in range(3):
+        runner.run_schedule("backfill")
+        if progress(runner, integration)["state"] == "done":
+            break
+    finished = progress(runner, integration)
+    assert (finished["state"], finished["total"], finished["done"]) == ("done", 4, 4)
+
+
+def test_pending_reads_past_a_page_of_another_backfills_leftovers(runner: LocalRunner) -> None:
+    """DynamoDB applies Limit before the filter: 20 leftovers of an older backfill sorted first make the first page
+    come back empty with more behind it. pending() follows the pages; empty means none is left."""
+    from leadbridge.backfill.job import BackfillJob
+    from leadbridge.store.backfills import DynamoBackfills, pending_pk
+
+    integration, _, _ = new_amo_integration(runner)
+    table = runner.stack.ref("IntegrationsTable")
+    store = DynamoBackfills(table)
+    now = int(time.time())
+    job = BackfillJob.new(integration.integration_id, "amocrm", now - 30 * DAY, now, now)
+    assert store.start(job)
+    dynamodb = runner.stack.client("dynamodb")
+    for n in range(20):
+        item = {"pk": {"S": pending_pk(integration.integration_id)}, "sk": {"S": f"a-old:{n:02}"}}
+        dynamodb.put_item(TableName=table, Item={**item, "backfill_id": {"S": "older"}})
+    assert store.add_pending(job, ["talk:1", "talk:2"], now) == 2
+    assert store.pending(job, 5) == ["talk:1", "talk:2"]
+    for key in ("talk:1", "talk:2"):
+        assert store.settle(job, key, {"done": 1})
+    assert store.pending(job, 5) == []

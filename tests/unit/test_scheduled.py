@@ -136,3 +136,18 @@ def test_a_failing_sweep_backs_off_doubling_up_to_its_cap() -> None:
     assert waits[:4] == [1800, 3600, 7200, 14400]
     assert waits == sorted(waits)
     assert max(waits) == MAX_BACKOFF_SECONDS
+
+
+def test_an_events_page_names_each_talk_once_in_order() -> None:
+    """40,000 talk ids in one listing: each once, in first-seen order (a list's ``in`` made this quadratic)."""
+
+    from leadbridge.recovered_events import amo_talks_page
+
+    class Events:
+        def list_events(self, *_: Any) -> tuple[list[dict[str, Any]], bool]:
+            ids = [*range(40_000), *range(0, 40_000, 7)]
+            return [{"value_after": [{"message": {"talk_id": n + 1}}]} for n in ids], False
+
+    talk_ids, more = amo_talks_page(Events(), 0, 1, 1)  # type: ignore[arg-type]
+    assert talk_ids == [str(n + 1) for n in range(40_000)]
+    assert more is False

@@ -122,6 +122,7 @@ def integrations_service(config: ApiConfig) -> IntegrationsService:
         inbox=InboxQueue(config.inbox_queue_url),
         chat_scopes=DynamoChatScopes(config.integrations_table),
         account_claims=DynamoAccountClaims(config.integrations_table),
+        ledger_retention_days=config.ledger_retention_days,
     )
 
 

@@ -144,6 +144,7 @@ class ApiConfig(NamedTuple):
     state_secret_arn: str
     inbox_queue_url: str
     public_base_url: str
+    ledger_retention_days: int = 90
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ApiConfig:
@@ -152,6 +153,7 @@ class ApiConfig(NamedTuple):
             state_secret_arn=_require(env, "STATE_SECRET_ARN"),
             inbox_queue_url=_require(env, "INBOX_QUEUE_URL"),
             public_base_url=_optional(env, "PUBLIC_BASE_URL").rstrip("/"),
+            ledger_retention_days=_int(env, "LEDGER_RETENTION_DAYS", 90),
         )
 
 

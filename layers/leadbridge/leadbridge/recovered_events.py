@@ -26,13 +26,13 @@ def amo_talks_page(client: AmoClient, since: int, until: int, page: int) -> tupl
     """The talks with an incoming chat message in ``[since, until]``: one page (100 messages) of the events log,
     and whether there is a next page."""
     events, more = client.list_events(AMO_EVENT_TYPES, since, until, page)
-    talk_ids: list[str] = []
+    talk_ids: dict[str, None] = {}  # ordered and deduplicated in one pass (a list's ``in`` made this quadratic)
     for event in events:
         for value in dicts(event.get("value_after")):
             talk_id = as_id(as_dict(value.get("message")).get("talk_id"))
-            if talk_id and talk_id not in talk_ids:
-                talk_ids.append(talk_id)
-    return talk_ids, more
+            if talk_id:
+                talk_ids.setdefault(talk_id, None)
+    return list(talk_ids), more
 
 
 def amo_talk_message(

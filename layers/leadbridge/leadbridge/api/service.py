@@ -62,9 +62,11 @@ class IntegrationsService:
         inbox: InboxQueue,
         chat_scopes: DynamoChatScopes,
         account_claims: DynamoAccountClaims,
+        ledger_retention_days: int = 90,
     ) -> None:
         self.chat_scopes = chat_scopes
         self.account_claims = account_claims
+        self.ledger_retention_days = ledger_retention_days
         self.backfills = backfills
         self.inbox = inbox
         self.integrations = integrations
@@ -174,7 +176,14 @@ class IntegrationsService:
     def start_backfill(self, integration_id: str, request: BackfillRequest) -> BackfillProgress:
         """Import the period's conversations the ledger has not seen (the backfill function runs it)."""
         period = int(request.period_from.timestamp()), int(request.period_to.timestamp())
-        job = begin_backfill(self.integrations, self.backfills, integration_id, *period, now=int(time.time()))
+        job = begin_backfill(
+            self.integrations,
+            self.backfills,
+            integration_id,
+            *period,
+            now=int(time.time()),
+            ledger_memory_days=self.ledger_retention_days,
+        )
         if job is None:
             raise NotFoundError(integration_id)
         return progress_view(job)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Protocol
 
-from leadbridge.backfill.job import BackfillJob, checked_period
+from leadbridge.backfill.job import BackfillJob, InvalidPeriod, checked_period
 from leadbridge.integration import Integration
 
 
@@ -21,15 +22,33 @@ class Backfills(Protocol):
 
 
 def begin_backfill(
-    integrations: Integrations, backfills: Backfills, integration_id: str, period_from: int, period_to: int, now: int
+    integrations: Integrations,
+    backfills: Backfills,
+    integration_id: str,
+    period_from: int,
+    period_to: int,
+    now: int,
+    ledger_memory_days: int,
 ) -> BackfillJob | None:
-    """The new backfill (None: no such integration); raises ``InvalidPeriod`` or ``BackfillConflict``."""
+    """The new backfill (None: no such integration); raises ``InvalidPeriod`` or ``BackfillConflict``.
+
+    A backfill knows what was emitted already from the ledger, which forgets after ``ledger_memory_days``
+    (``LedgerRetentionDays``): a period reaching further back would emit its older conversations again, so it is
+    refused, saying how to get it."""
     integration = integrations.get(integration_id)
     if integration is None:
         return None
     if not integration.active:
         raise BackfillConflict("the integration is not active")
-    job = BackfillJob.new(integration_id, integration.crm, *checked_period(period_from, period_to, now), now=now)
+    period = checked_period(period_from, period_to, now)
+    remembered_from = now - ledger_memory_days * 86_400
+    if period[0] < remembered_from:
+        since = datetime.fromtimestamp(remembered_from, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise InvalidPeriod(
+            f"the ledger remembers {ledger_memory_days} days: conversations before {since} may have been emitted "
+            "already and would come out again; start the period after it, or raise LedgerRetentionDays"
+        )
+    job = BackfillJob.new(integration_id, integration.crm, *period, now=now)
     if not backfills.start(job):
         raise BackfillConflict("a backfill is running for this integration; cancel it first")
     return job

@@ -41,6 +41,14 @@ def stack_table(stack: str) -> str:
     return name
 
 
+def stack_ledger_memory_days(stack: str) -> int:
+    """The stack's ``LedgerRetentionDays`` (how far back a backfill may reach), its template default if unset."""
+    found = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0].get("Parameters", [])
+    given = {p.get("ParameterKey"): p.get("ParameterValue") for p in found}
+    value = given.get("LedgerRetentionDays") or ""
+    return int(value) if value.isdigit() else 90
+
+
 def instant(text: str) -> int:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
@@ -89,7 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --from and --to (or --status / --cancel)")
     try:
         started = begin_backfill(
-            DynamoIntegrations(table), backfills, args.integration, args.period_from, args.period_to, int(time.time())
+            DynamoIntegrations(table),
+            backfills,
+            args.integration,
+            args.period_from,
+            args.period_to,
+            int(time.time()),
+            ledger_memory_days=stack_ledger_memory_days(args.stack),
         )
     except (InvalidPeriod, BackfillConflict) as exc:
         print(f"not started: {exc}", file=sys.stderr)

@@ -150,9 +150,7 @@ class BackfillRunner:
                 if added is None:
                     return progress.report(stopped_by="cancelled")
                 done = cursor is None
-                if not self.backfills.advance(
-                    job, cursor=cursor or job.cursor, listing_done=done, counts={"total": added}
-                ):
+                if not self.backfills.advance(job, cursor=cursor or job.cursor, listing_done=done):  # total: counted
                     return progress.report(stopped_by="cancelled")
                 job = job.moved(cursor=cursor or job.cursor, listing_done=done, total=job.total + added)
                 progress.listed += added

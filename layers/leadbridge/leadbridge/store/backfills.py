@@ -24,7 +24,9 @@ from leadbridge.store.work_index import work_shard
 
 JOB_SK = "BACKFILL"
 PENDING_PK_PREFIX = "BACKFILL#"
-PENDING_TTL_SECONDS = 14 * 86_400
+# Pending items live as long as their backfill may: one waiting weeks for a re-connect must still find them (they are
+# deleted as they are settled, or when a newer backfill clears them); the TTL only collects what was abandoned.
+PENDING_TTL_SECONDS = 400 * 86_400
 PENDING_CHUNK = 25  # keys per transaction (of at most 100 actions): one write request per 25 conversations listed
 COUNTERS = ("total", "done", "already_known", "errors")
 
@@ -191,13 +193,20 @@ class DynamoBackfills:
     def _add_pending(self, job: BackfillJob, keys: list[str], now: int) -> bool | None:
         """True: every key written; False: some key was this backfill's already (nothing written); None: the job
         is another backfill's now."""
+        # The job's ``total`` grows in the same transaction as its pending items: a step that dies before it moves
+        # the cursor leaves a total that counts exactly what is pending (the page read again adds only new keys).
         check = {
-            "ConditionCheck": {
+            "Update": {
                 "TableName": self.table_name,
                 "Key": self._key(job.integration_id),
+                "UpdateExpression": "ADD #total :n",
                 "ConditionExpression": "backfill_id = :bf AND #state = :running",
-                "ExpressionAttributeNames": {"#state": "state"},
-                "ExpressionAttributeValues": {":bf": to_value(job.backfill_id), ":running": to_value("running")},
+                "ExpressionAttributeNames": {"#state": "state", "#total": "total"},
+                "ExpressionAttributeValues": {
+                    ":bf": to_value(job.backfill_id),
+                    ":running": to_value("running"),
+                    ":n": to_value(len(keys)),
+                },
             }
         }
         puts = [
@@ -230,19 +239,31 @@ class DynamoBackfills:
         return True
 
     def pending(self, job: BackfillJob, limit: int) -> list[str]:
-        """Up to ``limit`` conversations of this backfill still to import, in key order."""
-        response = dynamodb_client().query(
-            TableName=self.table_name,
-            KeyConditionExpression="pk = :pk",
-            FilterExpression="backfill_id = :bf",
-            ExpressionAttributeValues={
+        """Up to ``limit`` conversations of this backfill still to import, in key order; empty only when none is
+        left. (DynamoDB applies ``Limit`` before the filter: a page of another backfill's leftovers can come back
+        empty with more behind it, so the pages are followed.)"""
+        keys: list[str] = []
+        query: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk",
+            "FilterExpression": "backfill_id = :bf",
+            "ExpressionAttributeValues": {
                 ":pk": to_value(pending_pk(job.integration_id)),
                 ":bf": to_value(job.backfill_id),
             },
-            ConsistentRead=True,
-            Limit=limit,
-        )
-        return [str(from_item(i)["sk"]) for i in response.get("Items", [])]
+            "ConsistentRead": True,
+            "Limit": limit,
+        }
+        start: dict[str, Any] | None = None
+        while len(keys) < limit:
+            if start:
+                query["ExclusiveStartKey"] = start
+            response = dynamodb_client().query(**query)
+            keys += [str(from_item(i)["sk"]) for i in response.get("Items", [])]
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                break
+        return keys[:limit]
 
     def settle(self, job: BackfillJob, key: str, counts: dict[str, int]) -> bool:
         """One conversation handled: count it and forget it in one transaction, so that a stop between the two
