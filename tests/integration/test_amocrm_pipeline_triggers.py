@@ -410,3 +410,30 @@ def test_an_authentic_delivery_of_long_cyrillic_messages_is_taken(runner: LocalR
     assert answer.status_code == 200, answer.text
     assert answer.json()["accepted"] == 3
     assert runner.post(f"/hooks/amocrm/{integration.integration_id}/not-the-secret/", body).status_code == 403
+
+
+def test_a_trigger_finds_a_chat_older_than_the_contacts_newest_300_messages(runner: LocalRunner) -> None:
+    """A busy contact: the lead's chat began a day ago and 350 later messages of the contact's other chat are
+    newer. The trigger reads back to the lead's creation and joins the lead's own talk: one lead, not two."""
+    integration, secret, account = new_amo_integration(runner, session_field=None, amo_trigger_leads="any_lead")
+    now = int(time.time())
+    old_talk, busy_talk = 9_201, 9_202
+    for talk, lead_id, started in ((old_talk, 92_010, now - 86_400), (busy_talk, 92_020, now - 7_200)):
+        runner.amocrm.add_talk(
+            integration.account_name,
+            talk,
+            lead_id=lead_id,
+            contact_id=92_000,
+            origin="telegram",
+            created_at=started,
+            lead={},
+            contact={"name": "Ann"},
+        )
+    for n in range(350):
+        runner.amocrm.add_chat_message_event(integration.account_name, busy_talk, now - 7_000 + n)
+    assert post_trigger(runner, integration, secret, account, 92_010).status_code == 200
+    runner.drain(timeout=60)
+    post_amo_talks(runner, integration, secret, account, [old_talk])
+    runner.drain(timeout=60)
+    leads = ours(runner, integration)
+    assert [lead["source_entity"] for lead in leads] == [{"type": "talk", "id": str(old_talk)}]

@@ -37,7 +37,8 @@ from leadbridge.oauth.token_provider import TokenProvider
 
 MAX_INLINE_WAIT_SECONDS = 5.0
 MAX_ATTEMPTS = 4
-LEAD_CHAT_PAGES = 3  # a trigger's chat is recent: the contacts' newest 300 chat messages name it
+LEAD_CHAT_PAGES = 20  # the contacts' chat events since the lead was created, 2,000 at most (100 a page)
+LEAD_CREATED_SLACK_SECONDS = 60  # a chat's first message and the lead it created share their second, or nearly
 
 
 class AmoClient:
@@ -97,22 +98,31 @@ class AmoClient:
         return chats
 
     def lead_chat_talks(self, lead_id: str) -> list[str]:
-        """The talks of a lead's incoming chat messages, oldest first.
+        """The talks of a lead's incoming chat messages, the one whose first message is oldest first.
 
         amoCRM files chat events under the **contact** (reference A.1, "Entity quirk": the filter works correctly
         for these types only with ``filter[entity]=contact``), and labels each with the lead of its talk. So: the
-        lead's contacts (at most 10 ids a filter), their chat events, those labelled with this lead.
+        lead's contacts (at most 10 ids a filter), their chat events since the lead was created (a busy contact's
+        newest few hundred may all be later), those labelled with this lead, ordered by each talk's earliest
+        ``created_at`` rather than by the log's order.
         """
         lead = self.get_lead(lead_id)
         contacts = [c for c in (as_id(x.get("id")) for x in dicts(as_dict(lead.get("_embedded")).get("contacts"))) if c]
         if not contacts:
             return []
-        talks: list[str] = []
+        created = lead.get("created_at")
+        since = [
+            ("filter[created_at][from]", str(int(created) - LEAD_CREATED_SLACK_SECONDS))
+            for _ in [created]
+            if isinstance(created, int) and not isinstance(created, bool) and created > 0
+        ]
+        first_seen: dict[str, int] = {}
         for page in range(1, LEAD_CHAT_PAGES + 1):
             params = [
                 ("filter[type][]", "incoming_chat_message"),
                 ("filter[entity][]", "contact"),
                 *[("filter[entity_id][]", contact) for contact in contacts[:10]],
+                *since,
                 ("limit", "100"),
                 ("page", str(page)),
             ]
@@ -120,13 +130,15 @@ class AmoClient:
             for event in dicts(as_dict(data.get("_embedded")).get("events")):
                 if event.get("entity_type") != "lead" or as_id(event.get("entity_id")) != lead_id:
                     continue  # the contact's chat on another lead (or on no lead any more)
+                at = event.get("created_at")
+                moment = at if isinstance(at, int) and not isinstance(at, bool) else 2**62
                 for value in dicts(event.get("value_after")):
                     talk_id = as_id(as_dict(value.get("message")).get("talk_id"))
-                    if talk_id and talk_id not in talks:
-                        talks.append(talk_id)
+                    if talk_id:
+                        first_seen[talk_id] = min(moment, first_seen.get(talk_id, moment))
             if "next" not in as_dict(data.get("_links")):
                 break
-        return talks[::-1]  # the log is newest first
+        return sorted(first_seen, key=lambda talk: (first_seen[talk], int(talk)))
 
     def continue_bot(self, url: str, data: dict[str, Any]) -> None:
         """Let a Salesbot waiting on ``widget_request`` go on (``POST /api/v4/salesbot/{bot}/continue/{id}``); the
