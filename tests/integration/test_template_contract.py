@@ -83,6 +83,7 @@ HOOK_DYNAMODB: dict[str, dict[tuple[str, str], list[str]]] = {
     "ChatChannelHookFunction": {
         ("dynamodb:GetItem", "IntegrationsTable"): ["CHATSCOPE#*"],  # the scope index
         ("dynamodb:PutItem", "LeadLedgerTable"): ["amojo:*#reply:*"],  # the replies already taken
+        ("dynamodb:DeleteItem", "LeadLedgerTable"): ["amojo:*#reply:*"],  # one whose queue write failed
     },
 }
 DROPPED_ONLY = ["pk", "sk", "dropped_*", "last_dropped_at"]  # the amo hook's status write: its own counters only
