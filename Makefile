@@ -48,9 +48,10 @@ api: venv ## Serve the integrations API with uvicorn on the local stack (API_POR
 test: venv sam-venv ## Run the test suite (unit, integration over local AWS and fake CRMs, property tests)
 	$(PY) -m pytest
 
-lint: venv ## ruff lint and format check
+lint: venv ## ruff lint and format check, and the package's import rule (layers only look down)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m leadbridge_local.import_rule
 
 format: venv ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
@@ -74,14 +75,14 @@ schema: venv ## Regenerate the committed lead JSON Schema from the model
 
 redrive: venv ## Move a DLQ back to its queue: make redrive STACK=<stack> [QUEUE=inbox|leads] (AWS credentials from the environment)
 	@test -n "$(STACK)$(DLQ_URL)" || (echo 'usage: make redrive STACK=<stack> [QUEUE=inbox|leads]  or  DLQ_URL=... QUEUE_URL=...' >&2; exit 2)
-	$(PY) -m leadbridge.redrive $(if $(STACK),--stack $(STACK) --queue $(or $(QUEUE),inbox),--dlq-url $(DLQ_URL) --queue-url $(QUEUE_URL))
+	$(PY) -m leadbridge.flows.recovery.redrive $(if $(STACK),--stack $(STACK) --queue $(or $(QUEUE),inbox),--dlq-url $(DLQ_URL) --queue-url $(QUEUE_URL))
 
 backfill: venv ## Import a past period: make backfill STACK=<stack> INTEGRATION=<id> FROM=<iso> TO=<iso> (no STACK: local demo)
 ifeq ($(STACK),)
 	$(PY) -m leadbridge_local.backfill_demo
 else
 	@test -n "$(INTEGRATION)" || (echo 'usage: make backfill STACK=<stack> INTEGRATION=<id> FROM=<iso> TO=<iso>  (or STATUS=1 / CANCEL=1)' >&2; exit 2)
-	$(PY) -m leadbridge.backfill.cli --stack $(STACK) --integration $(INTEGRATION) $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) $(if $(STATUS),--status) $(if $(CANCEL),--cancel)
+	$(PY) -m leadbridge.flows.recovery.backfill.cli --stack $(STACK) --integration $(INTEGRATION) $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) $(if $(STATUS),--status) $(if $(CANCEL),--cancel)
 endif
 
 bench: venv build ## Benchmarks (not part of CI; on the built artifacts); writes bench/results.json
@@ -92,7 +93,7 @@ bench-scale: venv ## Scheduled work for 2,000 integrations on the local runner (
 
 reindex: venv ## Once, after upgrading an older stack: put its integrations in the scheduled-work index (STACK=<stack>)
 	@test -n "$(STACK)" || (echo 'usage: make reindex STACK=<stack>  (AWS credentials from the environment)' >&2; exit 2)
-	$(PY) -m leadbridge.scheduled.reindex --stack $(STACK)
+	$(PY) -m leadbridge.flows.scheduled.reindex --stack $(STACK)
 
 clean: ## Remove build output and caches
 	rm -rf .aws-sam out .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -112,7 +112,7 @@ def import_figures() -> dict[str, float]:
 
 
 def latency_figures(runner: Any) -> dict[str, float]:
-    from leadbridge.integration import Integration
+    from leadbridge.contract.integration import Integration
     from leadbridge_local.lambda_events import http_api_event
     from leadbridge_local.seed import install_integration
 
@@ -197,7 +197,7 @@ class SweepWhileDraining:
 
 
 def burst_figures(runner: Any) -> dict[str, float]:
-    from leadbridge.integration import Integration
+    from leadbridge.contract.integration import Integration
     from leadbridge_local.seed import connect_amocrm, connect_bitrix24, install_integration
 
     assert runner.stack.moto is not None

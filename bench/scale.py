@@ -14,7 +14,7 @@ account's rate limit enforced) with ``AMO + BITRIX`` integrations, of which 2 % 
 - ``token_calls_per_day``: token-endpoint calls a day for 10,000 amoCRM and 10,000 Bitrix24 integrations, before
   (the refresher sized to the access token, a 15-minute sweep forcing each portal's hourly refresh) and after (the
   upkeep sized to the refresh token, the idle-portal rule), from a day simulated in 15-minute steps on the same
-  rules the code applies (``reconcile.idle_rule_applies``, the token lifetimes and margins);
+  rules the code applies (``flows.recovery.sweep.idle_rule_applies``, the token lifetimes and margins);
 - ``backfills_in_parallel``: 20 backfills started at once (20 conversations each), and how many had listed their
   period and how many had imported conversations within one minute;
 - ``limit_violations``: 429 / 503 answers the fakes gave (the shared budgets must keep them at 0).
@@ -56,7 +56,7 @@ def template_default(parameter: str) -> int:
 def seed(runner: Any) -> tuple[list[Any], set[str], set[str]]:
     """The integrations, connected; every 10th has a conversation no webhook announced. Returns them, and the
     integration ids of the failing and the stalling portals."""
-    from leadbridge.integration import Integration, SessionField, TrafficTarget
+    from leadbridge.contract.integration import Integration, SessionField, TrafficTarget
     from leadbridge_local.seed import connect_amocrm, connect_bitrix24, install_integration
 
     now = int(time.time())
@@ -112,7 +112,7 @@ def seed(runner: Any) -> tuple[list[Any], set[str], set[str]]:
 
 
 def sweep_figures(runner: Any, integrations: list[Any], failing: set[str], stalling: set[str]) -> dict[str, Any]:
-    from leadbridge.store.integrations import DynamoIntegrations
+    from leadbridge.aws.store.integrations import DynamoIntegrations
 
     statuses = DynamoIntegrations(runner.stack.ref("IntegrationsTable"))
     violations_before = runner.amocrm.counts["limit_violations"] + runner.bitrix24.counts["limit_violations"]
@@ -168,7 +168,7 @@ def sweep_figures(runner: Any, integrations: list[Any], failing: set[str], stall
 
 
 def backfill_figures(runner: Any, integrations: list[Any], broken: set[str]) -> dict[str, Any]:
-    from leadbridge.store.backfills import DynamoBackfills
+    from leadbridge.aws.store.backfills import DynamoBackfills
 
     now = int(time.time())
     chosen = [i for i in integrations if i.crm == "amocrm" and i.integration_id not in broken][: BACKFILLS // 2]
@@ -228,10 +228,10 @@ def backfill_figures(runner: Any, integrations: list[Any], broken: set[str]) -> 
 def token_calls_per_day() -> dict[str, Any]:
     """A day in 15-minute sweep steps for one integration with no traffic of its own (the case the schedule alone
     pays for), on the code's rules; times 10,000."""
-    from leadbridge.amocrm.oauth import IDLE_REFRESH_AFTER_SECONDS as AMO_IDLE
-    from leadbridge.bitrix24.oauth import IDLE_REFRESH_AFTER_SECONDS as BITRIX_IDLE
-    from leadbridge.oauth.token_provider import FRESHNESS_MARGIN_SECONDS as MARGIN
-    from leadbridge.reconcile import idle_rule_applies
+    from leadbridge.crms.amocrm.oauth import IDLE_REFRESH_AFTER_SECONDS as AMO_IDLE
+    from leadbridge.crms.bitrix24.oauth import IDLE_REFRESH_AFTER_SECONDS as BITRIX_IDLE
+    from leadbridge.crms.token_provider import FRESHNESS_MARGIN_SECONDS as MARGIN
+    from leadbridge.flows.recovery.sweep import idle_rule_applies
 
     idle_minutes = template_default("BitrixIdleSweepMinutes")
 

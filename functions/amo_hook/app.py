@@ -7,15 +7,15 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadbridge.amocrm.pipeline_intake import accept_salesbot, accept_trigger
-from leadbridge.apigw import header
-from leadbridge.config import AmoHookConfig
-from leadbridge.hook_handler import Accept, handle_hook
-from leadbridge.intake import accept_amocrm
-from leadbridge.metrics import function_metrics
-from leadbridge.queues import InboxQueue
-from leadbridge.store.bot_sessions import DynamoBotSessions
-from leadbridge.store.integrations import CachedIntegrations, DynamoIntegrations
+from leadbridge.aws.apigw import header
+from leadbridge.aws.config import AmoHookConfig
+from leadbridge.aws.metrics import function_metrics
+from leadbridge.aws.queues import InboxQueue
+from leadbridge.aws.store.bot_sessions import DynamoBotSessions
+from leadbridge.aws.store.integrations import CachedIntegrations, DynamoIntegrations
+from leadbridge.flows.hooks.handler import Accept, handle_hook
+from leadbridge.flows.hooks.intake import accept_amocrm
+from leadbridge.flows.hooks.pipeline_intake import accept_salesbot, accept_trigger
 
 config = AmoHookConfig.from_env()
 integrations = CachedIntegrations(DynamoIntegrations(config.integrations_table), config.integration_cache_seconds)

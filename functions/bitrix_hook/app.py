@@ -5,12 +5,12 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadbridge.config import HookConfig
-from leadbridge.hook_handler import handle_hook
-from leadbridge.intake import accept_bitrix24
-from leadbridge.metrics import function_metrics
-from leadbridge.queues import InboxQueue
-from leadbridge.store.integrations import CachedIntegrations, DynamoIntegrations
+from leadbridge.aws.config import HookConfig
+from leadbridge.aws.metrics import function_metrics
+from leadbridge.aws.queues import InboxQueue
+from leadbridge.aws.store.integrations import CachedIntegrations, DynamoIntegrations
+from leadbridge.flows.hooks.handler import handle_hook
+from leadbridge.flows.hooks.intake import accept_bitrix24
 
 config = HookConfig.from_env()
 integrations = CachedIntegrations(DynamoIntegrations(config.integrations_table), config.integration_cache_seconds)

@@ -7,15 +7,15 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadbridge.apigw import body_bytes, header, json_response, path_param
-from leadbridge.chat_channel.credentials import ChannelNotConfigured, CredentialsSource
-from leadbridge.chat_channel.replies import accept_reply_hook
-from leadbridge.config import ChatHookConfig
-from leadbridge.metrics import function_metrics
-from leadbridge.queues import RepliesQueue
-from leadbridge.secret_values import secret_string_fresh
-from leadbridge.store.chat_scopes import DynamoChatScopes
-from leadbridge.store.reply_hooks import DynamoReplyHooks
+from leadbridge.aws.apigw import body_bytes, header, json_response, path_param
+from leadbridge.aws.config import ChatHookConfig
+from leadbridge.aws.metrics import function_metrics
+from leadbridge.aws.queues import RepliesQueue
+from leadbridge.aws.secret_values import secret_string_fresh
+from leadbridge.aws.store.chat_scopes import DynamoChatScopes
+from leadbridge.aws.store.reply_hooks import DynamoReplyHooks
+from leadbridge.crms.amocrm.chat_channel.credentials import ChannelNotConfigured, CredentialsSource
+from leadbridge.flows.hooks.chat_replies import accept_reply_hook
 
 config = ChatHookConfig.from_env()
 credentials = CredentialsSource(lambda: secret_string_fresh(config.chat_channel_secret_arn))

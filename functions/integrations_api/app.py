@@ -3,9 +3,9 @@
 from aws_lambda_powertools import Logger
 from mangum import Mangum
 
-from leadbridge.api.app import create_app
+from leadbridge.aws.config import ApiConfig
 from leadbridge.composition import integrations_service
-from leadbridge.config import ApiConfig
+from leadbridge.flows.api.app import create_app
 
 logger = Logger()
 config = ApiConfig.from_env()

@@ -5,9 +5,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from leadbridge.aws.config import WorkerConfig
+from leadbridge.aws.metrics import function_metrics
 from leadbridge.composition import lead_worker
-from leadbridge.config import WorkerConfig
-from leadbridge.metrics import function_metrics
 
 logger = Logger()
 metrics = function_metrics()

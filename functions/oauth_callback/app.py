@@ -6,11 +6,11 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadbridge.apigw import html_response, json_response, path_param, public_base_url, query_params
+from leadbridge.aws.apigw import html_response, json_response, path_param, public_base_url, query_params
+from leadbridge.aws.config import OAuthConfig
+from leadbridge.aws.metrics import function_metrics
 from leadbridge.composition import oauth_callback
-from leadbridge.config import OAuthConfig
-from leadbridge.metrics import function_metrics
-from leadbridge.oauth.disabled_hook import handle_disabled_hook
+from leadbridge.flows.connect.disabled_hook import handle_disabled_hook
 
 logger = Logger()
 metrics = function_metrics()

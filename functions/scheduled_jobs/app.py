@@ -5,9 +5,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from leadbridge.aws.config import JobsConfig
+from leadbridge.aws.metrics import function_metrics
 from leadbridge.composition import scheduled_jobs
-from leadbridge.config import JobsConfig
-from leadbridge.metrics import function_metrics
 
 logger = Logger()
 metrics = function_metrics()

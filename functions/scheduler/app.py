@@ -6,10 +6,10 @@ from typing import Any, cast
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadbridge.config import SchedulerConfig
-from leadbridge.scheduled.jobs import PLANS, Plan
-from leadbridge.scheduled.planner import plan
-from leadbridge.scheduled.queue import JobsQueue
+from leadbridge.aws.config import SchedulerConfig
+from leadbridge.flows.scheduled.jobs import PLANS, Plan
+from leadbridge.flows.scheduled.planner import plan
+from leadbridge.flows.scheduled.queue import JobsQueue
 
 logger = Logger()
 jobs = JobsQueue(SchedulerConfig.from_env().jobs_queue_url)

@@ -11,9 +11,9 @@ import sys
 
 import uvicorn
 
-from leadbridge.api.app import create_app
+from leadbridge.aws.config import ApiConfig
 from leadbridge.composition import integrations_service
-from leadbridge.config import ApiConfig
+from leadbridge.flows.api.app import create_app
 from leadbridge_local.console import progress
 from leadbridge_local.runner import LocalRunner
 

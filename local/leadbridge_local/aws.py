@@ -394,8 +394,8 @@ def local_aws(public_base_url: str = "http://127.0.0.1", stack_name: str = "lead
 
 def forget_clients() -> None:
     """The layer keeps one boto3 client per process; a new local endpoint needs new clients."""
-    from leadbridge.queues import sqs_client  # noqa: PLC0415 - only the local harness resets them
-    from leadbridge.store.dynamo import dynamodb_client  # noqa: PLC0415
+    from leadbridge.aws.queues import sqs_client  # noqa: PLC0415 - only the local harness resets them
+    from leadbridge.aws.store.dynamo import dynamodb_client  # noqa: PLC0415
 
     sqs_client.cache_clear()
     dynamodb_client.cache_clear()

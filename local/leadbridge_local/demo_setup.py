@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from leadbridge.integration import Integration, SessionField, TrafficTarget
+from leadbridge.contract.integration import Integration, SessionField, TrafficTarget
 from leadbridge_local.runner import LocalRunner
 from leadbridge_local.seed import connect_through_oauth, install_integration
 

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from leadbridge.formdata import FormDataError, parse_form, text
+from leadbridge.crms.formdata import FormDataError, parse_form, text
 from leadbridge_local.console import capture_function_logs, progress
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from leadbridge.integration import Integration
+from leadbridge.contract.integration import Integration
 from leadbridge_local.runner import LocalRunner
 from leadbridge_local.seed import connect_amocrm, connect_bitrix24, install_integration
 

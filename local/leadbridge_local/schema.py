@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from leadbridge.lead import NormalizedLead
+from leadbridge.contract.lead import NormalizedLead
 from leadbridge_local.template import REPO_ROOT
 
 SCHEMA_PATH = REPO_ROOT / "schema" / "lead-v1.schema.json"
@@ -28,7 +28,7 @@ def render() -> str:
 
 
 def render_openapi() -> str:
-    from leadbridge.api.app import create_app  # noqa: PLC0415 - FastAPI only for this document
+    from leadbridge.flows.api.app import create_app  # noqa: PLC0415 - FastAPI only for this document
 
     def no_service() -> Any:
         raise RuntimeError("not needed to describe the API")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from leadbridge.bitrix24.oauth import bitrix_token_set
-from leadbridge.integration import Integration
-from leadbridge.store.integrations import DynamoIntegrations
-from leadbridge.store.tokens import DynamoTokens, TokenSet
-from leadbridge.webhook_secret import hash_secret, new_secret
+from leadbridge.aws.store.integrations import DynamoIntegrations
+from leadbridge.aws.store.tokens import DynamoTokens, TokenSet
+from leadbridge.contract.integration import Integration
+from leadbridge.contract.webhook_secret import hash_secret, new_secret
+from leadbridge.crms.bitrix24.oauth import bitrix_token_set
 from leadbridge_local.fakes.base import remember_secret
 from leadbridge_local.runner import LocalRunner
 
@@ -64,9 +64,9 @@ def connect_through_oauth(runner: LocalRunner, integration: Integration, account
     """
     from urllib.parse import parse_qs, urlsplit  # noqa: PLC0415
 
-    from leadbridge.oauth.authorize import authorize_url  # noqa: PLC0415
-    from leadbridge.oauth.state import StateSigner  # noqa: PLC0415
-    from leadbridge.secret_values import secret_string  # noqa: PLC0415
+    from leadbridge.aws.secret_values import secret_string  # noqa: PLC0415
+    from leadbridge.flows.connect.authorize import authorize_url  # noqa: PLC0415
+    from leadbridge.flows.connect.state import StateSigner  # noqa: PLC0415
 
     signer = StateSigner(lambda: secret_string(runner.stack.ref("StateSigningSecret")))
     state = parse_qs(urlsplit(authorize_url(integration, signer)).query)["state"][0]

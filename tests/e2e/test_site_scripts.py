@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from leadbridge.integration import Integration
-from leadbridge.site_script import site_script
+from leadbridge.contract.integration import Integration
+from leadbridge.flows.api.site_script import site_script
 from leadbridge_local.loopback import HttpRequest, HttpResponse, LoopbackServer
 
 PAGES = Path(__file__).parent / "pages"

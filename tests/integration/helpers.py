@@ -9,8 +9,8 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from leadbridge.integration import Integration, SessionField, TrafficTarget
-from leadbridge.store.integrations import DynamoIntegrations
+from leadbridge.aws.store.integrations import DynamoIntegrations
+from leadbridge.contract.integration import Integration, SessionField, TrafficTarget
 from leadbridge_local.runner import LocalRunner
 from leadbridge_local.seed import connect_amocrm, install_integration
 from tests.conftest import load_event

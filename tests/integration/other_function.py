@@ -7,12 +7,12 @@ import os
 import time
 from multiprocessing.connection import Connection
 
-from leadbridge.amocrm.client import AmoClient
+from leadbridge.aws.store.limits import DynamoLimitState
+from leadbridge.aws.store.tokens import DynamoTokens
+from leadbridge.contract.integration import Integration
+from leadbridge.crms.amocrm.client import AmoClient
+from leadbridge.crms.token_provider import TokenProvider
 from leadbridge.http.ratelimit import Budgets
-from leadbridge.integration import Integration
-from leadbridge.oauth.token_provider import TokenProvider
-from leadbridge.store.limits import DynamoLimitState
-from leadbridge.store.tokens import DynamoTokens
 
 
 def call_the_account(integration: Integration, env: dict[str, str], seconds: float, out: Connection) -> None:

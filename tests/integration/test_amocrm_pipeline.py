@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from leadbridge.store.integrations import DynamoIntegrations
-from leadbridge.store.ledger import DynamoLedger
-from leadbridge.store.tokens import DynamoTokens
+from leadbridge.aws.store.integrations import DynamoIntegrations
+from leadbridge.aws.store.ledger import DynamoLedger
+from leadbridge.aws.store.tokens import DynamoTokens
 from leadbridge_local.demo_setup import DEMO_AMO, install_demo_integrations
 from leadbridge_local.loopback import HttpResponse
 from leadbridge_local.runner import LocalRunner

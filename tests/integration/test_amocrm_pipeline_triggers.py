@@ -12,10 +12,10 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 
-from leadbridge.amocrm.bot_token import sign_bot_token
-from leadbridge.integration import Integration
-from leadbridge.lead import lead_id_for
-from leadbridge.store.bot_sessions import DynamoBotSessions
+from leadbridge.aws.store.bot_sessions import DynamoBotSessions
+from leadbridge.contract.integration import Integration
+from leadbridge.contract.lead import lead_id_for
+from leadbridge.crms.amocrm.bot_token import sign_bot_token
 from leadbridge_local.runner import LocalRunner
 from tests.conftest import load_event
 from tests.integration.helpers import add_amo_talks, new_amo_integration, post_amo_talks, sample_body

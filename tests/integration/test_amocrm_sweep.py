@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from leadbridge.store.integrations import DynamoIntegrations
+from leadbridge.aws.store.integrations import DynamoIntegrations
 from leadbridge_local.loopback import HttpResponse
 from leadbridge_local.runner import LocalRunner
 from tests.integration.helpers import add_amo_talks, integration_status, last_sweep, new_amo_integration, post_amo_talks

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from leadbridge.integration import Integration
+from leadbridge.contract.integration import Integration
 from leadbridge_local.runner import LocalRunner
 from tests.conftest import load_event
 from tests.integration.helpers import (
@@ -213,8 +213,8 @@ def test_backfill_period_is_checked(runner: LocalRunner) -> None:
 def test_a_backfill_restarted_while_its_run_lists_imports_every_conversation_once(runner: LocalRunner) -> None:
     """Cancelled and started again while a run of the old one was still listing: the old run's late writes can
     neither leave items behind nor hide keys from the new backfill, which imports all of them."""
-    from leadbridge.backfill.job import BackfillJob
-    from leadbridge.store.backfills import DynamoBackfills
+    from leadbridge.aws.store.backfills import DynamoBackfills
+    from leadbridge.contract.backfill_job import BackfillJob
 
     integration, _, _ = new_amo_integration(runner)
     store = DynamoBackfills(runner.stack.ref("IntegrationsTable"))
@@ -243,8 +243,8 @@ def test_a_backfill_restarted_while_its_run_lists_imports_every_conversation_onc
 def test_a_stored_backfill_with_an_impossible_period_stops_no_other(runner: LocalRunner) -> None:
     """A job stored before periods were checked (year 0 in UTC) is cancelled with its reason; the other
     integration's backfill still runs in the same pass."""
-    from leadbridge.backfill.job import BackfillJob
-    from leadbridge.store.backfills import DynamoBackfills
+    from leadbridge.aws.store.backfills import DynamoBackfills
+    from leadbridge.contract.backfill_job import BackfillJob
 
     broken, _, _ = new_amo_integration(runner)
     fine, _secret, _account = new_amo_integration(runner)
@@ -330,8 +330,8 @@ def test_a_step_that_dies_after_listing_leaves_the_total_right(runner: LocalRunn
 def test_pending_reads_past_a_page_of_another_backfills_leftovers(runner: LocalRunner) -> None:
     """DynamoDB applies Limit before the filter: 20 leftovers of an older backfill sorted first make the first page
     come back empty with more behind it. pending() follows the pages; empty means none is left."""
-    from leadbridge.backfill.job import BackfillJob
-    from leadbridge.store.backfills import DynamoBackfills, pending_pk
+    from leadbridge.aws.store.backfills import DynamoBackfills, pending_pk
+    from leadbridge.contract.backfill_job import BackfillJob
 
     integration, _, _ = new_amo_integration(runner)
     table = runner.stack.ref("IntegrationsTable")

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from leadbridge.integration import Integration
-from leadbridge.store.integrations import DynamoIntegrations
-from leadbridge.store.ledger import DynamoLedger
+from leadbridge.aws.store.integrations import DynamoIntegrations
+from leadbridge.aws.store.ledger import DynamoLedger
+from leadbridge.contract.integration import Integration
 from leadbridge_local.runner import LocalRunner
 from tests.integration.helpers import bitrix_fields, new_bitrix_integration, sample_body
 

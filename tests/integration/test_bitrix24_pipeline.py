@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from leadbridge.store.ledger import DynamoLedger
+from leadbridge.aws.store.ledger import DynamoLedger
 from leadbridge_local.demo_setup import DEMO_B24, install_demo_integrations
 from leadbridge_local.runner import LocalRunner
 from tests.conftest import load_event

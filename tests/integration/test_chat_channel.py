@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
-from leadbridge.chat_channel.signing import hook_signature
-from leadbridge.integration import Integration
-from leadbridge.lead import lead_id_for
+from leadbridge.contract.integration import Integration
+from leadbridge.contract.lead import lead_id_for
+from leadbridge.crms.amocrm.chat_channel.signing import hook_signature
 from leadbridge_local.runner import LocalRunner
 from tests.conftest import load_event
 from tests.integration.helpers import new_amo_integration, sample_body, talk_fields

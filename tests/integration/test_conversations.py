@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from leadbridge.api.service import IntegrationsService
+from leadbridge.aws.config import ApiConfig
 from leadbridge.composition import integrations_service
-from leadbridge.config import ApiConfig
+from leadbridge.flows.api.service import IntegrationsService
 from leadbridge_local.runner import LocalRunner
 from tests.integration.helpers import (
     bitrix_fields,
@@ -79,7 +79,7 @@ def test_a_bitrix24_lead_converted_to_a_deal_is_one_conversation(runner: LocalRu
 
 
 def leads_of_key(integration_id: str, member: str, lead: int) -> str:
-    from leadbridge.lead import lead_id_for
+    from leadbridge.contract.lead import lead_id_for
 
     return lead_id_for(f"bitrix24:{member}:lead:{lead}")
 

@@ -12,8 +12,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from leadbridge.intake import MAX_EVENTS_PER_WEBHOOK
-from leadbridge.store.ledger import DynamoLedger
+from leadbridge.aws.store.ledger import DynamoLedger
+from leadbridge.flows.hooks.intake import MAX_EVENTS_PER_WEBHOOK
 from leadbridge_local.loopback import HttpResponse
 from leadbridge_local.runner import LocalRunner
 from leadbridge_local.seed import connect_through_oauth
@@ -133,9 +133,9 @@ def test_bitrix24_member_id_that_is_not_ascii_is_refused_not_a_crash(runner: Loc
 def test_validation_errors_never_echo_write_only_secrets(runner: LocalRunner) -> None:
     from fastapi.testclient import TestClient
 
-    from leadbridge.api.app import create_app
+    from leadbridge.aws.config import ApiConfig
     from leadbridge.composition import integrations_service
-    from leadbridge.config import ApiConfig
+    from leadbridge.flows.api.app import create_app
 
     config = ApiConfig(
         runner.stack.ref("IntegrationsTable"),
@@ -174,7 +174,7 @@ def test_validation_errors_never_echo_write_only_secrets(runner: LocalRunner) ->
 def test_a_bitrix24_portal_must_be_a_public_dns_name(runner: LocalRunner, domain: str) -> None:
     from pydantic import ValidationError
 
-    from leadbridge.api.settings import Bitrix24Settings
+    from leadbridge.flows.api.settings import Bitrix24Settings
 
     with pytest.raises(ValidationError):
         Bitrix24Settings(crm="bitrix24", crm_domain=domain, client_id="x")
@@ -202,7 +202,7 @@ def test_a_malformed_token_answer_gives_the_callback_its_error_page(runner: Loca
 
 
 def test_bitrix24_token_servers_are_an_exact_list(runner: LocalRunner) -> None:
-    from leadbridge.bitrix24.oauth import token_server
+    from leadbridge.crms.bitrix24.oauth import token_server
 
     assert token_server("oauth.bitrix.info") == "oauth.bitrix.info"
     assert token_server("oauth.bitrix24.tech") == "oauth.bitrix24.tech"
@@ -212,8 +212,8 @@ def test_bitrix24_token_servers_are_an_exact_list(runner: LocalRunner) -> None:
 
 
 def test_a_client_endpoint_off_the_portal_never_gets_the_access_token(runner: LocalRunner) -> None:
-    from leadbridge.bitrix24.client import rest_base
-    from leadbridge.integration import Integration
+    from leadbridge.contract.integration import Integration
+    from leadbridge.crms.bitrix24.client import rest_base
 
     portal = Integration(integration_id="x", crm="bitrix24", crm_domain="a.bitrix24.ru")
     assert rest_base(portal, "https://a.bitrix24.ru/rest/") == "https://a.bitrix24.ru/rest/"
@@ -222,8 +222,8 @@ def test_a_client_endpoint_off_the_portal_never_gets_the_access_token(runner: Lo
 
 
 def test_the_disabled_hook_cannot_be_replayed_against_a_live_grant(runner: LocalRunner) -> None:
-    from leadbridge.oauth.disabled_hook import expected_signature
-    from leadbridge.store.integrations import DynamoIntegrations
+    from leadbridge.aws.store.integrations import DynamoIntegrations
+    from leadbridge.flows.connect.disabled_hook import expected_signature
 
     integration, _, account = new_amo_integration(runner)
     assert integration.client_id is not None

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from leadbridge.api.app import create_app
+from leadbridge.aws.config import ApiConfig
+from leadbridge.aws.store.integrations import DynamoIntegrations
 from leadbridge.composition import integrations_service
-from leadbridge.config import ApiConfig
-from leadbridge.store.integrations import DynamoIntegrations
+from leadbridge.flows.api.app import create_app
 from leadbridge_local.runner import LocalRunner
 from leadbridge_local.schema import OPENAPI_PATH, render_openapi
 from tests.conftest import load_event

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
+from leadbridge.aws.store.tokens import DynamoTokens, TokenSet
 from leadbridge.composition import refreshers
+from leadbridge.crms.token_provider import TokenProvider
 from leadbridge.http.errors import GrantRevoked
-from leadbridge.oauth.token_provider import TokenProvider
-from leadbridge.store.tokens import DynamoTokens, TokenSet
 from leadbridge_local.runner import LocalRunner
 from tests.integration.helpers import new_amo_integration
 

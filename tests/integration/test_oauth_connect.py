@@ -7,13 +7,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from leadbridge.integration import Integration
-from leadbridge.oauth.authorize import authorize_url
-from leadbridge.oauth.disabled_hook import expected_signature
-from leadbridge.oauth.state import StateSigner
-from leadbridge.secret_values import secret_string
-from leadbridge.store.integrations import DynamoIntegrations
-from leadbridge.store.tokens import DynamoTokens
+from leadbridge.aws.secret_values import secret_string
+from leadbridge.aws.store.integrations import DynamoIntegrations
+from leadbridge.aws.store.tokens import DynamoTokens
+from leadbridge.contract.integration import Integration
+from leadbridge.flows.connect.authorize import authorize_url
+from leadbridge.flows.connect.disabled_hook import expected_signature
+from leadbridge.flows.connect.state import StateSigner
 from leadbridge_local.runner import LocalRunner
 from leadbridge_local.seed import install_integration
 

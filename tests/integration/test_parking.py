@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from leadbridge.store.integrations import DynamoIntegrations
-from leadbridge.store.ledger import DynamoLedger
-from leadbridge.store.parked import DynamoParkedEvents
+from leadbridge.aws.store.integrations import DynamoIntegrations
+from leadbridge.aws.store.ledger import DynamoLedger
+from leadbridge.aws.store.parked import DynamoParkedEvents
 from leadbridge_local.runner import LocalRunner
 from leadbridge_local.seed import connect_through_oauth
 from tests.integration.helpers import add_amo_talks, new_amo_integration, sample_body, talk_fields

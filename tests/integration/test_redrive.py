@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from leadbridge.redrive import redrive
-from leadbridge.store.integrations import DynamoIntegrations
+from leadbridge.aws.store.integrations import DynamoIntegrations
+from leadbridge.flows.recovery.redrive import redrive
 from leadbridge_local.fakes.base import Faults
 from leadbridge_local.runner import LocalRunner
 from tests.integration.helpers import new_amo_integration, sample_body, talk_fields

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-from leadbridge.scheduled.reindex import reindex
-from leadbridge.store.integrations import DynamoIntegrations
-from leadbridge.store.work_index import WorkIndex, all_shards
+from leadbridge.aws.store.integrations import DynamoIntegrations
+from leadbridge.aws.store.work_index import WorkIndex, all_shards
+from leadbridge.flows.scheduled.reindex import reindex
 from leadbridge_local.lambda_events import LambdaContextStub
 from leadbridge_local.runner import LocalRunner
 from tests.integration.helpers import (

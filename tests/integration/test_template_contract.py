@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from leadbridge.config import ApiConfig, HookConfig, JobsConfig, OAuthConfig, SchedulerConfig, WorkerConfig
-from leadbridge.store.tokens import REFRESH_INDEX
-from leadbridge.store.work_index import WORK_INDEX
+from leadbridge.aws.config import ApiConfig, HookConfig, JobsConfig, OAuthConfig, SchedulerConfig, WorkerConfig
+from leadbridge.aws.store.tokens import REFRESH_INDEX
+from leadbridge.aws.store.work_index import WORK_INDEX
 from leadbridge_local.runner import LocalRunner
 from leadbridge_local.template import load_template, resources_of_type
 from tests.conftest import REPO

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from leadbridge.aws.store.tokens import DynamoTokens, TokenSet
 from leadbridge.composition import refreshers
-from leadbridge.integration import Integration
-from leadbridge.oauth.token_provider import TokenProvider
-from leadbridge.store.tokens import DynamoTokens, TokenSet
+from leadbridge.contract.integration import Integration
+from leadbridge.crms.token_provider import TokenProvider
 from leadbridge_local.runner import LocalRunner
 from tests.integration.helpers import new_amo_integration, new_bitrix_integration
 from tests.integration.token_race import ask_for_tokens

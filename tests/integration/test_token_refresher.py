@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from leadbridge.store.tokens import DynamoTokens, TokenSet
+from leadbridge.aws.store.tokens import DynamoTokens, TokenSet
 from leadbridge_local.runner import LocalRunner
 from tests.integration.helpers import new_amo_integration, new_bitrix_integration
 

@@ -6,8 +6,8 @@ state's nonce and a ledger record expire as designed.
 
 from __future__ import annotations
 
-from leadbridge.store.integrations import DynamoIntegrations
-from leadbridge.store.tokens import DynamoTokens
+from leadbridge.aws.store.integrations import DynamoIntegrations
+from leadbridge.aws.store.tokens import DynamoTokens
 from leadbridge_local.runner import LocalRunner
 from tests.integration.helpers import (
     bitrix_fields,

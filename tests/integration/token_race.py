@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from threading import Barrier
 
+from leadbridge.aws.store.tokens import DynamoTokens
 from leadbridge.composition import refreshers
-from leadbridge.integration import Integration
-from leadbridge.oauth.token_provider import TokenProvider
-from leadbridge.store.tokens import DynamoTokens
+from leadbridge.contract.integration import Integration
+from leadbridge.crms.token_provider import TokenProvider
 
 
 def ask_for_tokens(

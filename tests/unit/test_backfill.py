@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadbridge.amocrm.drift import CHECK_EVERY_SECONDS, DriftMark, DriftReading, due
-from leadbridge.backfill.job import EARLIEST, MAX_PERIOD_DAYS, BackfillJob, InvalidPeriod, checked_period
-from leadbridge.backfill.sources import AmoListing, BitrixListing
+from leadbridge.contract.backfill_job import EARLIEST, MAX_PERIOD_DAYS, BackfillJob, InvalidPeriod, checked_period
+from leadbridge.contract.integration import Integration
+from leadbridge.flows.recovery.backfill.sources import AmoListing, BitrixListing
+from leadbridge.flows.recovery.drift import CHECK_EVERY_SECONDS, DriftMark, DriftReading, due
 from leadbridge.http.ratelimit import AMOCRM_RATE, Budgets
-from leadbridge.integration import Integration
 from tests.unit.test_ratelimit import MemoryState
 
 NOW = 1_796_000_000

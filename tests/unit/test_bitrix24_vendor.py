@@ -15,9 +15,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadbridge.bitrix24.client import BatchResult, BitrixClient
-from leadbridge.bitrix24.enrich import BitrixLead, HistoryRefused, build_bitrix_lead, commands
-from leadbridge.bitrix24.refusals import OperatingTimes, refusal
+from leadbridge.aws.queues import InboxMessage
+from leadbridge.contract.integration import Integration, TrafficTarget
+from leadbridge.crms.bitrix24.client import BatchResult, BitrixClient
+from leadbridge.crms.bitrix24.enrich import BitrixLead, HistoryRefused, build_bitrix_lead, commands
+from leadbridge.crms.bitrix24.refusals import OperatingTimes, refusal
 from leadbridge.http.errors import (
     AccessTokenRejected,
     AccountBlocked,
@@ -27,8 +29,6 @@ from leadbridge.http.errors import (
     NotFound,
     RateLimited,
 )
-from leadbridge.integration import Integration, TrafficTarget
-from leadbridge.queues import InboxMessage
 from leadbridge_local.fakes.bitrix24 import FakeBitrix24, batch_reference, php_intval
 from leadbridge_local.loopback import HttpRequest
 

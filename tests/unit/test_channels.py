@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from leadbridge.amocrm.origins import ORIGINS, channel_for_origin
-from leadbridge.bitrix24.connectors import CONNECTORS, PATTERNS, channel_for_connector
+from leadbridge.crms.amocrm.channels import ORIGINS, channel_for_origin
+from leadbridge.crms.bitrix24.channels import CONNECTORS, PATTERNS, channel_for_connector
 from tests.conftest import REPO
 
 DOC = (REPO / "docs" / "channels.md").read_text(encoding="utf-8")

@@ -7,9 +7,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadbridge.chat_channel.credentials import ChannelCredentials
-from leadbridge.chat_channel.replies import reply_from_hook
-from leadbridge.chat_channel.signing import (
+from leadbridge.crms.amocrm.chat_channel.credentials import ChannelCredentials
+from leadbridge.crms.amocrm.chat_channel.signing import (
     content_md5,
     hook_signature,
     hook_signature_valid,
@@ -17,6 +16,7 @@ from leadbridge.chat_channel.signing import (
     request_signature_valid,
     signed_headers,
 )
+from leadbridge.flows.hooks.chat_replies import reply_from_hook
 from tests.conftest import load_event
 
 NOW = 1_796_000_000

@@ -10,17 +10,18 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leadbridge.amocrm.client import AmoClient
-from leadbridge.amocrm.enrich import build_talk_lead
-from leadbridge.bitrix24.client import BatchResult
-from leadbridge.bitrix24.enrich import BitrixLead, build_bitrix_lead
-from leadbridge.bitrix24.transcript import session_marker, transcript
+from leadbridge.aws.queues import InboxMessage
+from leadbridge.aws.store.ledger import AlreadyFinal, Claimed, HeldElsewhere, LedgerEntry, LedgerState
+from leadbridge.contract.integration import Integration, SessionField, TrafficTarget
+from leadbridge.contract.lead import MAX_LEAD_BYTES, fit_for_queue
+from leadbridge.crms.amocrm.client import AmoClient
+from leadbridge.crms.amocrm.enrich import build_talk_lead
+from leadbridge.crms.bitrix24.client import BatchResult
+from leadbridge.crms.bitrix24.enrich import BitrixLead, build_bitrix_lead
+from leadbridge.crms.bitrix24.transcript import session_marker, transcript
+from leadbridge.crms.enrichment import Emission, PoisonEvent, RetryLater, Skip
+from leadbridge.flows.worker.lead_worker import LeadWorker
 from leadbridge.http.errors import CrmError
-from leadbridge.integration import Integration, SessionField, TrafficTarget
-from leadbridge.lead import MAX_LEAD_BYTES, fit_for_queue
-from leadbridge.queues import InboxMessage
-from leadbridge.store.ledger import AlreadyFinal, Claimed, HeldElsewhere, LedgerEntry, LedgerState
-from leadbridge.worker import Emission, LeadWorker, PoisonEvent, RetryLater, Skip
 
 scalars = st.one_of(
     st.none(),

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadbridge.formdata import FormDataError, flag, items, parse_form, split_key, text
+from leadbridge.crms.formdata import FormDataError, flag, items, parse_form, split_key, text
 
 
 def test_nested_items_in_index_order_with_percent_encoded_keys() -> None:

@@ -7,10 +7,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from leadbridge.intake import accept_amocrm, accept_bitrix24
-from leadbridge.integration import Integration
-from leadbridge.queues import InboxMessage, InboxWriteError
-from leadbridge.webhook_secret import hash_secret
+from leadbridge.aws.queues import InboxMessage, InboxWriteError
+from leadbridge.contract.integration import Integration
+from leadbridge.contract.webhook_secret import hash_secret
+from leadbridge.flows.hooks.intake import accept_amocrm, accept_bitrix24
 
 SECRET = "s3cret-value-of-enough-length-000000000000"
 AMO = Integration(

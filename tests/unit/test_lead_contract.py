@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from leadbridge.lead import NormalizedLead, lead_id_for, lead_key
+from leadbridge.contract.lead import NormalizedLead, lead_id_for, lead_key
 from leadbridge_local.schema import SCHEMA_PATH, render
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,8 +7,8 @@ from urllib.parse import urlencode
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadbridge.amocrm.message_events import MAX_TEXT, parse_message_events
-from leadbridge.formdata import FormDataError, parse_form
+from leadbridge.crms.amocrm.events import MAX_TEXT, parse_message_events
+from leadbridge.crms.formdata import FormDataError, parse_form
 
 KEYS = st.sampled_from(
     [

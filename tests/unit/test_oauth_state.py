@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from leadbridge.oauth.state import StateError, StateSigner
+from leadbridge.flows.connect.state import StateError, StateSigner
 
 
 class Nonces:

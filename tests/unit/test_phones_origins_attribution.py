@@ -4,11 +4,11 @@ from dataclasses import replace
 
 import pytest
 
-from leadbridge.amocrm.origins import channel_for_origin
-from leadbridge.attribution import attribute
-from leadbridge.integration import Integration, TrafficTarget
-from leadbridge.lead import Channel, Utm
-from leadbridge.phones import clean_emails, phones_e164, to_e164
+from leadbridge.contract.attribution import attribute
+from leadbridge.contract.integration import Integration, TrafficTarget
+from leadbridge.contract.lead import Channel, Utm
+from leadbridge.contract.phones import clean_emails, phones_e164, to_e164
+from leadbridge.crms.amocrm.channels import channel_for_origin
 
 
 @pytest.mark.parametrize(

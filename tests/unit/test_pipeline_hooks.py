@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadbridge.amocrm.bot_token import InvalidBotToken, sign_bot_token, verify_bot_token
-from leadbridge.amocrm.continue_url import continue_url_allowed
-from leadbridge.amocrm.pipeline_triggers import MalformedTrigger, parse_trigger
-from leadbridge.integration import Integration
+from leadbridge.contract.integration import Integration
+from leadbridge.crms.amocrm.bot_token import InvalidBotToken, sign_bot_token, verify_bot_token
+from leadbridge.crms.amocrm.continue_url import continue_url_allowed
+from leadbridge.crms.amocrm.pipeline_triggers import MalformedTrigger, parse_trigger
 
 NOW = 1_796_000_000
 SECRET = "client-secret-of-the-integration"
@@ -177,9 +177,9 @@ def test_a_signed_token_with_a_time_that_is_no_time_is_refused_not_a_crash(exp: 
 
 
 def test_an_amojo_body_nested_thousands_deep_is_a_400() -> None:
-    from leadbridge.chat_channel.credentials import ChannelCredentials
-    from leadbridge.chat_channel.replies import accept_reply_hook
-    from leadbridge.chat_channel.signing import hook_signature
+    from leadbridge.crms.amocrm.chat_channel.credentials import ChannelCredentials
+    from leadbridge.crms.amocrm.chat_channel.signing import hook_signature
+    from leadbridge.flows.hooks.chat_replies import accept_reply_hook
 
     body = b"[" * 20_000 + b"]" * 20_000  # 40 KB: under the size cap
     channel = ChannelCredentials(channel_id="c", channel_code="leadbridge", secret=SECRET, bot_id="b")

@@ -9,11 +9,11 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadbridge.reconcile import SweepPosition
-from leadbridge.scheduled.jobs import KINDS, PLANS, InvalidJob, Job
-from leadbridge.scheduled.planner import EXPAND_PAGE, Expander, plan
-from leadbridge.scheduled.work import MAX_BACKOFF_SECONDS, backoff_seconds
-from leadbridge.store.work_index import SHARDS, all_shards, work_shard
+from leadbridge.aws.store.work_index import SHARDS, all_shards, work_shard
+from leadbridge.flows.recovery.sweep import SweepPosition
+from leadbridge.flows.scheduled.jobs import KINDS, PLANS, InvalidJob, Job
+from leadbridge.flows.scheduled.planner import EXPAND_PAGE, Expander, plan
+from leadbridge.flows.scheduled.work import MAX_BACKOFF_SECONDS, backoff_seconds
 
 ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=40)
 
@@ -141,7 +141,7 @@ def test_a_failing_sweep_backs_off_doubling_up_to_its_cap() -> None:
 def test_an_events_page_names_each_talk_once_in_order() -> None:
     """40,000 talk ids in one listing: each once, in first-seen order (a list's ``in`` made this quadratic)."""
 
-    from leadbridge.recovered_events import amo_talks_page
+    from leadbridge.crms.amocrm.recovered import amo_talks_page
 
     class Events:
         def list_events(self, *_: Any) -> tuple[list[dict[str, Any]], bool]:

@@ -4,43 +4,44 @@ from __future__ import annotations
 
 from aws_lambda_powertools import Metrics
 
-from leadbridge.amocrm.enricher import AmoEnricher
-from leadbridge.amocrm.oauth import AmoOAuth
-from leadbridge.api.service import IntegrationsService
-from leadbridge.backfill.runner import BackfillRunner
-from leadbridge.bitrix24.enricher import BitrixEnricher
-from leadbridge.bitrix24.oauth import BitrixOAuth
-from leadbridge.chat_channel.actions import ChatChannel
-from leadbridge.chat_channel.credentials import CredentialsSource
-from leadbridge.config import ApiConfig, JobsConfig, OAuthConfig, WorkerConfig
+from leadbridge.aws.config import ApiConfig, JobsConfig, OAuthConfig, WorkerConfig
+from leadbridge.aws.metrics import MetricCounter
+from leadbridge.aws.queues import DeadLetters, InboxQueue, LeadsQueue
+from leadbridge.aws.secret_values import secret_string, secret_string_fresh
+from leadbridge.aws.store.account_claims import DynamoAccountClaims
+from leadbridge.aws.store.backfills import DynamoBackfills
+from leadbridge.aws.store.bot_sessions import DynamoBotSessions
+from leadbridge.aws.store.chat_scopes import DynamoChatScopes
+from leadbridge.aws.store.integrations import BatchStatus, CachedIntegrations, DynamoIntegrations
+from leadbridge.aws.store.ledger import DynamoLedger
+from leadbridge.aws.store.limits import DynamoLimitState
+from leadbridge.aws.store.parked import DynamoParkedEvents
+from leadbridge.aws.store.site_chats import DynamoSiteChats
+from leadbridge.aws.store.talk_messages import DynamoTalkMessages
+from leadbridge.aws.store.tokens import DynamoTokens
+from leadbridge.aws.store.work_index import WorkIndex
+from leadbridge.contract.integration import Integration
+from leadbridge.crms.amocrm.chat_channel.actions import ChatChannel
+from leadbridge.crms.amocrm.chat_channel.credentials import CredentialsSource
+from leadbridge.crms.amocrm.enricher import AmoEnricher
+from leadbridge.crms.amocrm.oauth import AmoOAuth
+from leadbridge.crms.bitrix24.enricher import BitrixEnricher
+from leadbridge.crms.bitrix24.oauth import BitrixOAuth
+from leadbridge.crms.enrichment import Enricher
+from leadbridge.crms.token_provider import Refresher, TokenProvider
+from leadbridge.flows.api.service import IntegrationsService
+from leadbridge.flows.connect.callback import OAuthCallback
+from leadbridge.flows.connect.state import StateSigner
+from leadbridge.flows.recovery.backfill.runner import BackfillRunner
+from leadbridge.flows.recovery.sweep import Reconciler
+from leadbridge.flows.scheduled.batch import JobsBatch
+from leadbridge.flows.scheduled.planner import Expander
+from leadbridge.flows.scheduled.queue import JobDeadLetters, JobsQueue
+from leadbridge.flows.scheduled.work import ScheduledWork
+from leadbridge.flows.worker.batch import WorkerBatch
+from leadbridge.flows.worker.lead_worker import LeadWorker
+from leadbridge.flows.worker.parking import Parking
 from leadbridge.http.ratelimit import Budgets
-from leadbridge.integration import Integration
-from leadbridge.metrics import MetricCounter
-from leadbridge.oauth.connect import OAuthCallback
-from leadbridge.oauth.state import StateSigner
-from leadbridge.oauth.token_provider import Refresher, TokenProvider
-from leadbridge.parking import Parking
-from leadbridge.queues import DeadLetters, InboxQueue, LeadsQueue
-from leadbridge.reconcile import Reconciler
-from leadbridge.scheduled.batch import JobsBatch
-from leadbridge.scheduled.planner import Expander
-from leadbridge.scheduled.queue import JobDeadLetters, JobsQueue
-from leadbridge.scheduled.work import ScheduledWork
-from leadbridge.secret_values import secret_string, secret_string_fresh
-from leadbridge.store.account_claims import DynamoAccountClaims
-from leadbridge.store.backfills import DynamoBackfills
-from leadbridge.store.bot_sessions import DynamoBotSessions
-from leadbridge.store.chat_scopes import DynamoChatScopes
-from leadbridge.store.integrations import BatchStatus, CachedIntegrations, DynamoIntegrations
-from leadbridge.store.ledger import DynamoLedger
-from leadbridge.store.limits import DynamoLimitState
-from leadbridge.store.parked import DynamoParkedEvents
-from leadbridge.store.site_chats import DynamoSiteChats
-from leadbridge.store.talk_messages import DynamoTalkMessages
-from leadbridge.store.tokens import DynamoTokens
-from leadbridge.store.work_index import WorkIndex
-from leadbridge.worker import Enricher, LeadWorker
-from leadbridge.worker_batch import WorkerBatch
 
 
 class ReauthAlarm:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leadbridge.amocrm.bot_token import sign_bot_token
+from leadbridge.crms.amocrm.bot_token import sign_bot_token
 from leadbridge_local.fakes.base import ArrivalWindow, FakeClock, FakeCrmBase, json_response, remember_secret
 from leadbridge_local.loopback import HttpRequest, HttpResponse
 

@@ -19,7 +19,7 @@ import uuid
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from leadbridge.chat_channel.signing import hook_signature, request_signature_valid
+from leadbridge.crms.amocrm.chat_channel.signing import hook_signature, request_signature_valid
 from leadbridge_local.fakes.amocrm import FakeAmoCRM
 from leadbridge_local.fakes.base import FakeClock, FakeCrmBase, json_response, remember_secret
 from leadbridge_local.loopback import HttpRequest, HttpResponse

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from leadbridge.formdata import split_key
+from leadbridge.crms.formdata import split_key
 from leadbridge_local.fakes.base import FakeClock, FakeCrmBase, json_response, remember_secret
 from leadbridge_local.loopback import HttpRequest, HttpResponse
 

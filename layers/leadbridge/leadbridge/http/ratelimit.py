@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from leadbridge.contract.integration import Integration
 from leadbridge.http.errors import CrmUnavailable
-from leadbridge.integration import Integration
 
 LATE_START_SECONDS = 0.03  # later than this after its slot, a spaced request takes a new slot (7/6 s - 1 s: 167 ms)
 # What the amoCRM spacing leaves for the network: 8 requests sent 1/6 s apart (each at most LATE_START_SECONDS after

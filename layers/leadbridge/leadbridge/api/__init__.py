@@ -1,1 +1,0 @@
-"""The integrations API (ASGI): what the cabinet uses to set an integration up."""

@@ -1,0 +1,65 @@
+"""Analytics sessions that amoCRM's Salesbot handed over for a lead (``widget_request``), kept for the ledger's
+retention: one item per lead in the ledger table (``lead_key = amocrm:<account>:lead:<id>#session``).
+
+The Salesbot hook writes it; the worker reads it for the leads of its batch in one request and prefers it to the
+custom field. The first session given for a lead stays (a bot run again later does not re-attribute the lead).
+"""
+
+from __future__ import annotations
+
+import time
+
+from leadbridge.aws.store.dynamo import dynamodb_client, from_item, put_if_absent
+
+
+def session_key(account: str, lead_id: str) -> str:
+    return f"amocrm:{account}:lead:{lead_id}#session"
+
+
+def token_key(account: str, token_id: str) -> str:
+    return f"amocrm:{account}#bot-token:{token_id}"
+
+
+class DynamoBotSessions:
+    def __init__(self, table_name: str, retention_days: int) -> None:
+        self.table_name = table_name
+        self.retention_seconds = retention_days * 86_400
+
+    def keep(self, account: str, lead_id: str, session_id: str, talk_id: str | None = None) -> bool:
+        """Store the lead's session; False when it had one already (that one stays)."""
+        item = {
+            "lead_key": session_key(account, lead_id),
+            "session_id": session_id,
+            "talk_id": talk_id,
+            "stored_at": int(time.time()),
+            "ttl": int(time.time()) + self.retention_seconds,
+        }
+        return put_if_absent(self.table_name, item, "lead_key")
+
+    def first_use(self, account: str, token_id: str, expires_at: int) -> bool:
+        """Record a Salesbot token as used; False when it was used before (a replay). Kept until the token could
+        no longer pass its expiry check anyway."""
+        return put_if_absent(
+            self.table_name, {"lead_key": token_key(account, token_id), "ttl": expires_at + 120}, "lead_key"
+        )
+
+    def forget_use(self, account: str, token_id: str) -> None:
+        """The request could not be taken (the inbox did not answer): amoCRM may send the same token again."""
+        dynamodb_client().delete_item(TableName=self.table_name, Key={"lead_key": {"S": token_key(account, token_id)}})
+
+    def for_leads(self, account: str, lead_ids: list[str]) -> dict[str, str]:
+        """lead id -> session id, for those of ``lead_ids`` that have one (one request per 100 leads)."""
+        found: dict[str, str] = {}
+        wanted = sorted(set(lead_ids))
+        for start in range(0, len(wanted), 100):
+            keys = [{"lead_key": {"S": session_key(account, lead_id)}} for lead_id in wanted[start : start + 100]]
+            request = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = dynamodb_client().batch_get_item(RequestItems=request)  # type: ignore[arg-type]
+                for raw in response.get("Responses", {}).get(self.table_name, []):
+                    record = from_item(raw)
+                    lead_id = str(record["lead_key"]).rsplit(":", 1)[1].split("#", 1)[0]
+                    if isinstance(record.get("session_id"), str):
+                        found[lead_id] = record["session_id"]
+                request = response.get("UnprocessedKeys") or {}  # type: ignore[assignment]
+        return found

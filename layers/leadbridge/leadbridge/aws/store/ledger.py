@@ -1,0 +1,176 @@
+"""The lead ledger: one item per conversation (``crm:account:entity:id``), the dedup record and the audit trail.
+
+States: ``in_progress`` (a worker holds it, until ``lease_until``), ``waiting`` / ``failed`` (an attempt did not
+finish; the next one may claim it), ``parked`` (waiting for a person: re-authorization or an unblocked account; see
+``parking``), ``emitted`` and ``skipped`` (final: every later event of the conversation is a duplicate). Claiming is one conditional write, so two workers can never both emit a conversation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from leadbridge.aws.store.dynamo import dynamodb_client, from_item, to_item
+
+LedgerState = Literal["in_progress", "waiting", "failed", "parked", "emitted", "skipped"]
+FINAL_STATES = frozenset({"emitted", "skipped"})
+CLAIM_LEASE_SECONDS = 120  # longer than the worker's 60 s timeout
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    lead_key: str
+    state: LedgerState
+    attempts: int
+    first_seen_at: int
+    lead_id: str | None = None
+    last_error: str | None = None
+    note_state: str | None = None
+    crm_lead_id: str | None = None  # the CRM lead the emitted conversation was about (amoCRM)
+    crm_lead_created_at: int | None = None  # and when the CRM created it
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    entry: LedgerEntry
+
+
+@dataclass(frozen=True, slots=True)
+class AlreadyFinal:
+    entry: LedgerEntry
+
+
+@dataclass(frozen=True, slots=True)
+class HeldElsewhere:
+    lease_until: int
+
+
+ClaimResult = Claimed | AlreadyFinal | HeldElsewhere
+
+
+class DynamoLedger:
+    def __init__(self, table_name: str, retention_days: int) -> None:
+        self.table_name = table_name
+        self.retention_seconds = retention_days * 86400
+
+    def claim(
+        self, lead_key: str, lead_id: str, integration_id: str, source: str, now: int | None = None
+    ) -> ClaimResult:
+        now = int(now if now is not None else time.time())
+        try:
+            response = dynamodb_client().update_item(
+                TableName=self.table_name,
+                Key={"lead_key": {"S": lead_key}},
+                UpdateExpression=(
+                    "SET ledger_state = :busy, lease_until = :lease, lead_id = :lid, integration_id = :iid, "
+                    "first_seen_at = if_not_exists(first_seen_at, :now), first_source = if_not_exists(first_source, :src), "
+                    "last_attempt_at = :now, #ttl = :exp ADD attempts :one"
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(lead_key) OR ledger_state IN (:waiting, :failed, :parked) "
+                    "OR (ledger_state = :busy AND lease_until < :now)"
+                ),
+                ExpressionAttributeNames={"#ttl": "ttl"},  # a reserved word; the table's TTL attribute
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":busy": "in_progress",
+                        ":waiting": "waiting",
+                        ":failed": "failed",
+                        ":parked": "parked",
+                        ":lease": now + CLAIM_LEASE_SECONDS,
+                        ":lid": lead_id,
+                        ":iid": integration_id,
+                        ":now": now,
+                        ":src": source,
+                        ":exp": now + self.retention_seconds,
+                        ":one": 1,
+                    }
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            current = self.get(lead_key)
+            if current is None:  # vanished between the two calls (TTL): try once more
+                return self.claim(lead_key, lead_id, integration_id, source, now)
+            if current.state in FINAL_STATES:
+                return AlreadyFinal(current)
+            return HeldElsewhere(lease_until=int(self._raw(lead_key).get("lease_until", now)))
+        return Claimed(_entry(from_item(response["Attributes"])))
+
+    def finish(self, lead_key: str, state: LedgerState, **fields: Any) -> None:
+        """Record the outcome of the attempt that holds the claim."""
+        values: dict[str, Any] = {":s": state, ":now": int(time.time())}
+        sets = ["ledger_state = :s", "finished_at = :now"]
+        for name, value in fields.items():
+            if value is not None:
+                sets.append(f"{name} = :{name}")
+                values[f":{name}"] = value[:500] if isinstance(value, str) else value
+        dynamodb_client().update_item(
+            TableName=self.table_name,
+            Key={"lead_key": {"S": lead_key}},
+            UpdateExpression="SET " + ", ".join(sets) + " REMOVE lease_until",
+            ExpressionAttributeValues=to_item(values),
+        )
+
+    def set_fields(self, lead_key: str, **fields: Any) -> None:
+        values = {f":{k}": v for k, v in fields.items()}
+        dynamodb_client().update_item(
+            TableName=self.table_name,
+            Key={"lead_key": {"S": lead_key}},
+            UpdateExpression="SET " + ", ".join(f"{k} = :{k}" for k in fields),
+            ExpressionAttributeValues=to_item(values),
+        )
+
+    def get(self, lead_key: str) -> LedgerEntry | None:
+        raw = self._raw(lead_key)
+        return _entry(raw) if raw else None
+
+    def seen(self, lead_keys: list[str]) -> set[str]:
+        """Which of these conversations the ledger knows, in any state (for the reconciliation sweep)."""
+        return set(self._states(lead_keys))
+
+    def finished(self, lead_keys: list[str]) -> set[str]:
+        """Which of these conversations are final (emitted or skipped): the worker reads nothing for them."""
+        return {key for key, state in self._states(lead_keys).items() if state in FINAL_STATES}
+
+    def _states(self, lead_keys: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(lead_keys))
+        for start in range(0, len(unique), 100):
+            request: Any = {
+                self.table_name: {
+                    "Keys": [{"lead_key": {"S": k}} for k in unique[start : start + 100]],
+                    "ProjectionExpression": "lead_key, ledger_state",
+                }
+            }
+            while request:
+                response = dynamodb_client().batch_get_item(RequestItems=request)
+                for item in response["Responses"].get(self.table_name, []):
+                    found[item["lead_key"]["S"]] = item.get("ledger_state", {}).get("S", "")
+                request = response.get("UnprocessedKeys") or None
+        return found
+
+    def _raw(self, lead_key: str) -> dict[str, Any]:
+        item = dynamodb_client().get_item(
+            TableName=self.table_name, Key={"lead_key": {"S": lead_key}}, ConsistentRead=True
+        )
+        return from_item(item["Item"]) if "Item" in item else {}
+
+
+def _entry(record: dict[str, Any]) -> LedgerEntry:
+    return LedgerEntry(
+        lead_key=record["lead_key"],
+        state=record.get("ledger_state", "failed"),
+        attempts=int(record.get("attempts", 0)),
+        first_seen_at=int(record.get("first_seen_at", 0)),
+        lead_id=record.get("lead_id"),
+        last_error=record.get("last_error"),
+        note_state=record.get("note_state"),
+        crm_lead_id=record.get("crm_lead_id"),
+        crm_lead_created_at=record.get("crm_lead_created_at"),
+    )

@@ -1,0 +1,75 @@
+"""What the worker asks of a CRM's enricher, and what an enricher answers: an emission, a skip, or a wait.
+
+The contract lives with the CRMs, below the worker that drives it, so a CRM never imports a flow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from leadbridge.aws.queues import InboxMessage
+from leadbridge.aws.store.ledger import LedgerEntry
+from leadbridge.contract.integration import Integration
+from leadbridge.contract.lead import NormalizedLead
+
+
+class RetryLater(Exception):
+    def __init__(self, reason: str, delay_seconds: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay_seconds = delay_seconds
+
+
+class PoisonEvent(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Emission:
+    lead: NormalizedLead
+    after_emit: Callable[[], str] | None = None  # e.g. the amoCRM note; returns a short state for the ledger
+    notes: tuple[str, ...] = ()  # facts for the ledger ("activity_missing", "unknown_origin"...)
+    # Other ledger keys this conversation is known by (Bitrix24: the lead a deal was converted from, the open-lines
+    # session). They are claimed with the event's own key: whichever entity's event comes first emits the lead.
+    also_claims: tuple[str, ...] = ()
+    crm_lead_id: str | None = None
+    crm_lead_created_at: int | None = None
+
+
+class Enricher(Protocol):
+    def prepare(self, batch: list[tuple[InboxMessage, Integration]]) -> None:
+        """Fetch what several events of one batch can share (Bitrix24 ``batch`` calls)."""
+        ...
+
+    def build(self, message: InboxMessage, integration: Integration, entry: LedgerEntry) -> Emission | Skip: ...
+
+    def follow_up(self, message: InboxMessage, finished: LedgerEntry) -> InboxMessage | None:
+        """A later event of a finished conversation that starts a new one (else None: a duplicate)."""
+        ...
+
+    def finish_batch(self) -> list[tuple[str, str]]:
+        """What the batch left to do in bulk (amoCRM's notes); (lead key, note state) for the ledger."""
+        ...
+
+    def absorb(self, message: InboxMessage, integration: Integration) -> None:
+        """Act on an event that feeds a conversation without being one (an amoCRM chat message, a Salesbot to
+        continue)."""
+        ...
+
+
+class NotReadyYet(Exception):
+    """The CRM has not finished writing what the lead needs (Bitrix24's open-lines activity)."""
+
+    def __init__(self, reason: str, delay_seconds: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay_seconds = delay_seconds

@@ -1,0 +1,1 @@
+"""The flows that tie the CRMs to AWS: hooks, the worker, recovery, connect, the integrations API, the scheduled jobs. May import every layer below; within, only lower flows (api|scheduled > recovery|connect > worker|hooks)."""

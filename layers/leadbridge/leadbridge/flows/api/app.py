@@ -1,0 +1,212 @@
+"""The integrations API as an ASGI application (FastAPI): Mangum serves it in Lambda, uvicorn locally.
+
+Authentication is API Gateway's (IAM, SigV4) in front of it; the app itself never returns a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger
+from fastapi import Body, FastAPI, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from leadbridge.contract.backfill_job import InvalidPeriod
+from leadbridge.crms.amocrm.chat_channel.messages import (
+    ChannelConnect,
+    DeliveryReport,
+    MessagesAccepted,
+    VisitorMessages,
+)
+from leadbridge.flows.api.service import IntegrationsService, NotFoundError
+from leadbridge.flows.api.settings import (
+    AuthorizeUrl,
+    BackfillProgress,
+    BackfillRequest,
+    ChatChannelView,
+    IntegrationSettings,
+    IntegrationStatus,
+    IntegrationView,
+    ResumeResult,
+    WebhookSecretIssued,
+)
+from leadbridge.flows.recovery.backfill.begin import BackfillConflict
+from leadbridge.http.public_host import NonPublicHost
+
+logger = Logger(child=True)
+IntegrationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Chosen by the cabinet.")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such integration"}}
+
+
+def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
+    """``service_factory`` runs on the first request (the store and the state key are not needed to import)."""
+    app = FastAPI(
+        title="leadbridge integrations API",
+        version="1.0.0",
+        description="Set up amoCRM and Bitrix24 integrations: settings, webhook URL, OAuth, status, site script, "
+        "backfills.",
+    )
+    cache: list[IntegrationsService] = []
+
+    def service() -> IntegrationsService:
+        if not cache:
+            cache.append(service_factory())
+        return cache[0]
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Where and what, never the value: the input may be a write-only secret (client_secret, application_token).
+        detail = [
+            {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", ""))[:300], "type": error.get("type")}
+            for error in exc.errors()
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": "integration not found"}, status_code=404)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("integrations API failed", extra={"route": request.url.path[:100], "method": request.method})
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    @app.exception_handler(NonPublicHost)
+    async def non_public_host(request: Request, exc: NonPublicHost) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(InvalidPeriod)
+    async def invalid_period(request: Request, exc: InvalidPeriod) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(BackfillConflict)
+    async def backfill_conflict(request: Request, exc: BackfillConflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(ValueError)
+    async def conflict(request: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.get("/integrations", response_model=list[IntegrationView])
+    def list_integrations() -> list[IntegrationView]:
+        return service().list()
+
+    @app.put(
+        "/integrations/{integration_id}",
+        response_model=IntegrationView,
+        responses={201: {"model": IntegrationView}, 409: {}},
+    )
+    def put_integration(
+        integration_id: IntegrationId, settings: Annotated[IntegrationSettings, Body()], response: Response
+    ) -> IntegrationView:
+        result, created = service().put(integration_id, settings)
+        response.status_code = 201 if created else 200
+        return result
+
+    @app.get("/integrations/{integration_id}", response_model=IntegrationView, responses=NOT_FOUND)
+    def get_integration(integration_id: IntegrationId) -> IntegrationView:
+        return service().get(integration_id)
+
+    @app.delete("/integrations/{integration_id}", status_code=204, responses=NOT_FOUND)
+    def delete_integration(integration_id: IntegrationId) -> Response:
+        service().deactivate(integration_id)
+        return Response(status_code=204)
+
+    @app.post("/integrations/{integration_id}/webhook-secret", response_model=WebhookSecretIssued, responses=NOT_FOUND)
+    def issue_webhook_secret(integration_id: IntegrationId, request: Request) -> WebhookSecretIssued:
+        return service().issue_webhook_secret(integration_id, str(request.base_url))
+
+    @app.post(
+        "/integrations/{integration_id}/resume",
+        response_model=ResumeResult,
+        responses={**NOT_FOUND, 409: {"description": "A resume of this integration is running"}},
+    )
+    def resume_parked(integration_id: IntegrationId) -> ResumeResult:
+        """Send the events parked for this integration back to the pipeline (after an account was unblocked)."""
+        return service().resume(integration_id)
+
+    @app.post(
+        "/integrations/{integration_id}/backfill",
+        response_model=BackfillProgress,
+        status_code=202,
+        responses={**NOT_FOUND, 409: {"description": "A backfill is running already"}},
+    )
+    def start_backfill(integration_id: IntegrationId, period: Annotated[BackfillRequest, Body()]) -> BackfillProgress:
+        """Import every conversation of the period that no webhook brought in (a share of the CRM's limit; the
+        backfill function starts it within a minute). Progress: ``GET`` on the same path, and the status."""
+        return service().start_backfill(integration_id, period)
+
+    @app.get("/integrations/{integration_id}/backfill", response_model=BackfillProgress, responses=NOT_FOUND)
+    def get_backfill(integration_id: IntegrationId) -> BackfillProgress:
+        return service().backfill(integration_id)
+
+    @app.delete("/integrations/{integration_id}/backfill", response_model=BackfillProgress, responses=NOT_FOUND)
+    def cancel_backfill(integration_id: IntegrationId) -> BackfillProgress:
+        """Stop the running backfill; what it imported stays imported."""
+        return service().cancel_backfill(integration_id)
+
+    @app.post(
+        "/integrations/{integration_id}/chat-channel",
+        response_model=ChatChannelView,
+        status_code=202,
+        responses={**NOT_FOUND, 409: {}},
+    )
+    def connect_chat_channel(
+        integration_id: IntegrationId, request: Annotated[ChannelConnect, Body()] | None = None
+    ) -> ChatChannelView:
+        """Connect the stack's amoCRM chat channel (Chats API) to the account; the status follows it."""
+        return service().connect_chat_channel(integration_id, request or ChannelConnect())
+
+    @app.delete(
+        "/integrations/{integration_id}/chat-channel",
+        response_model=ChatChannelView,
+        status_code=202,
+        responses={**NOT_FOUND, 409: {}},
+    )
+    def disconnect_chat_channel(integration_id: IntegrationId) -> ChatChannelView:
+        return service().disconnect_chat_channel(integration_id)
+
+    @app.post(
+        "/integrations/{integration_id}/chat-channel/messages",
+        response_model=MessagesAccepted,
+        status_code=202,
+        responses={**NOT_FOUND, 409: {}},
+    )
+    def visitor_messages(
+        integration_id: IntegrationId, request: Annotated[VisitorMessages, Body()]
+    ) -> MessagesAccepted:
+        """The cabinet chat's visitor messages, to amoCRM (idempotent on message_id); a conversation's first
+        message is a new request: a lead attributed to its session."""
+        return service().accept_visitor_messages(integration_id, request)
+
+    @app.post(
+        "/integrations/{integration_id}/chat-channel/delivery",
+        response_model=MessagesAccepted,
+        status_code=202,
+        responses={**NOT_FOUND, 409: {}},
+    )
+    def delivery(integration_id: IntegrationId, report: Annotated[DeliveryReport, Body()]) -> MessagesAccepted:
+        """A manager's reply reached the visitor (or failed): amoCRM shows it on the message."""
+        return service().report_delivery(integration_id, report)
+
+    @app.get(
+        "/integrations/{integration_id}/authorize-url", response_model=AuthorizeUrl, responses={**NOT_FOUND, 409: {}}
+    )
+    def get_authorize_url(integration_id: IntegrationId) -> AuthorizeUrl:
+        return service().authorize_url(integration_id)
+
+    @app.get("/integrations/{integration_id}/status", response_model=IntegrationStatus, responses=NOT_FOUND)
+    def get_status(integration_id: IntegrationId) -> IntegrationStatus:
+        return service().status(integration_id)
+
+    @app.get(
+        "/integrations/{integration_id}/site-script",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/javascript": {}}}, **NOT_FOUND},
+    )
+    def get_site_script(integration_id: IntegrationId) -> PlainTextResponse:
+        return PlainTextResponse(service().site_script(integration_id), media_type="text/javascript")
+
+    return app

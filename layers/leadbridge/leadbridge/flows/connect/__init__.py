@@ -1,0 +1,1 @@
+"""Connecting an integration: the authorize URL, its signed state, the OAuth callback and its pages. May import flows.worker (parking)."""

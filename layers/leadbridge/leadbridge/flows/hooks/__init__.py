@@ -1,0 +1,1 @@
+"""The request path: authenticate, parse, enqueue, answer within the sender's budget. Never calls a CRM."""

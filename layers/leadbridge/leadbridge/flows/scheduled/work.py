@@ -1,0 +1,134 @@
+"""One scheduled job's work, by kind: expand a shard, sweep one integration, step one backfill, keep one grant alive.
+
+Every kind ends in a report; a job that could not do its work (the CRM failed or timed out) raises ``JobFailed``
+and is retried, then dead-lettered (``scheduled/batch.py``). What needs a person (a dead grant, a blocked account,
+missing rights) is not a failure of the job: it is skipped, and the integration's status says why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Protocol
+
+from aws_lambda_powertools import Logger
+
+from leadbridge.aws.store.integrations import DynamoIntegrations
+from leadbridge.aws.store.tokens import DynamoTokens
+from leadbridge.contract.integration import Integration
+from leadbridge.crms.token_provider import TokenProvider
+from leadbridge.flows.recovery.backfill.runner import BackfillRunner
+from leadbridge.flows.recovery.sweep import Reconciler
+from leadbridge.flows.scheduled.jobs import Job, JobFailed, JobReport
+from leadbridge.flows.scheduled.planner import TOKEN_LOOKAHEAD_SECONDS, Expander
+from leadbridge.flows.scheduled.upkeep import keep_alive
+from leadbridge.http.errors import AccountBlocked, CrmError, GrantRevoked, InsufficientRights, NotConnected
+
+logger = Logger(child=True)
+
+BACKFILL_STEP_SECONDS = 50.0  # under the backfill schedule's minute: the next step finds the lease free
+FIRST_BACKOFF_SECONDS = 30 * 60
+MAX_BACKOFF_SECONDS = 6 * 3600
+NEEDS_A_PERSON = (GrantRevoked, NotConnected, AccountBlocked, InsufficientRights)
+
+
+class Counter(Protocol):
+    def __call__(self, name: str, value: int = 1) -> None: ...
+
+
+class ScheduledWork:
+    def __init__(
+        self,
+        expander: Expander,
+        integrations: DynamoIntegrations,
+        reconciler: Reconciler,
+        backfills: BackfillRunner,
+        tokens: DynamoTokens,
+        provider: TokenProvider,
+        count: Counter,
+    ) -> None:
+        self.expander = expander
+        self.integrations = integrations
+        self.reconciler = reconciler
+        self.backfills = backfills
+        self.tokens = tokens
+        self.provider = provider
+        self.count = count
+
+    def run(self, job: Job, time_left: Callable[[], float]) -> JobReport:
+        if job.kind == "expand":
+            return self.expander.expand(job)
+        try:
+            if job.kind == "token":
+                return self._token(job)
+            if job.kind == "backfill":
+                return self._backfill(job, time_left)
+            return self._sweep(job, time_left)
+        except NEEDS_A_PERSON as exc:
+            if isinstance(exc, InsufficientRights):  # e.g. the events log refused to a non-admin grant: say so
+                self.integrations.set_connection_state(job.integration_id, "insufficient_rights", str(exc))
+                self.count("CrmInsufficientRights")
+            return JobReport(job.kind, job.integration_id, "skipped", f"needs a person: {type(exc).__name__}")
+        except CrmError as exc:
+            raise JobFailed(f"{type(exc).__name__}: {exc}"[:300]) from exc
+
+    def _active(self, job: Job) -> Integration | None:
+        integration = self.integrations.get(job.integration_id)
+        return integration if integration is not None and integration.active else None
+
+    def _sweep(self, job: Job, time_left: Callable[[], float]) -> JobReport:
+        integration = self._active(job)
+        if integration is None:
+            return JobReport("sweep", job.integration_id, "skipped", "not active")
+        status = self.integrations.status(job.integration_id)
+        if int(status.get("sweep_finished_at") or 0) > job.planned_at:
+            return JobReport("sweep", job.integration_id, "skipped", "swept since this job was planned")
+        failed_runs = int(status.get("failed_runs_sweep") or 0)
+        if failed_runs and job.planned_at < int(status.get("gave_up_sweep_at") or 0) + backoff_seconds(failed_runs):
+            return JobReport("sweep", job.integration_id, "skipped", f"backing off after {failed_runs} failed runs")
+        outcome = self.reconciler.sweep(integration, status, time_left)
+        counts: dict[str, int] = {}
+        if outcome.report is not None:
+            counts = {k: int(v) for k, v in asdict(outcome.report).items() if isinstance(v, int)}
+            self.count("SweepRecovered", outcome.report.enqueued)
+        if outcome.drift is not None:
+            counts["drift_missing"] = outcome.drift.missing
+            self.count("UnsortedChatsWithoutLead", outcome.drift.missing)
+        if outcome.report is None:
+            return JobReport("sweep", job.integration_id, "skipped", f"{outcome.kind}: {outcome.detail}", counts)
+        if outcome.report.complete:
+            return JobReport("sweep", job.integration_id, "done", "window listed", counts)
+        return JobReport("sweep", job.integration_id, "partial", "goes on from its position next run", counts)
+
+    def _backfill(self, job: Job, time_left: Callable[[], float]) -> JobReport:
+        seconds = min(BACKFILL_STEP_SECONDS, time_left())
+        report = self.backfills.run_one(job.integration_id, seconds)
+        if report is None:
+            return JobReport("backfill", job.integration_id, "skipped", "no backfill running")
+        logger.info("backfill step", extra=asdict(report))
+        self.count("BackfillImported", report.imported)
+        self.count("BackfillErrors", report.errors)
+        counts = {"listed": report.listed, "imported": report.imported, "already_known": report.already_known}
+        if report.finished:
+            return JobReport("backfill", job.integration_id, "done", "finished", counts)
+        return JobReport("backfill", job.integration_id, "partial", report.stopped_by or "", counts)
+
+    def _token(self, job: Job) -> JobReport:
+        due_before = job.planned_at + TOKEN_LOOKAHEAD_SECONDS
+        outcome = keep_alive(
+            self.tokens, self.integrations, self.provider, job.integration_id, due_before, int(time.time())
+        )
+        if outcome == "refreshed":
+            self.count("TokensRefreshed")
+            return JobReport("token", job.integration_id, "done", outcome)
+        if outcome == "dead":
+            self.count("TokensDead")
+        return JobReport("token", job.integration_id, "skipped", outcome)
+
+
+def backoff_seconds(failed_runs: int) -> int:
+    """How long a sweep that failed ``failed_runs`` runs in a row waits before its next try: a portal that is gone
+    costs a few jobs a day, not three attempts every 15 minutes (and fills no DLQ); one that comes back is swept
+    again within the backoff, at most ``MAX_BACKOFF_SECONDS``."""
+    return int(min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** max(0, failed_runs - 1)))

@@ -1,0 +1,331 @@
+"""One inbox event -> at most one lead, exactly once per conversation.
+
+For each event: claim the conversation in the ledger (a duplicate of a finished one ends here), build the lead
+through the CRM's enricher, publish it (deduplication id = lead id), record the outcome. Errors are sorted into
+"try again later" (``RetryLater``: the message comes back after a backoff, and after the queue's receive limit it
+lands in the DLQ), "wait for a person" (re-authorization, a blocked account: the event is parked out of the inbox
+and resumed when the integration is connected again, see ``parking``), "never" (``PoisonEvent``: straight to the
+DLQ with its reason) and "nothing to emit" (``Skip``: recorded in the ledger with its reason). Anything nobody
+foresaw is "never" too: the ledger says ``failed`` with the exception's type, the event goes to the DLQ at once
+with that reason, a log line names the type and where it was raised (never its message, which may hold values),
+and the integration's next event goes on; an AWS error is "try again later".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from leadbridge.aws.queues import InboxMessage
+from leadbridge.aws.store.integrations import Outcome
+from leadbridge.aws.store.ledger import AlreadyFinal, Claimed, HeldElsewhere, LedgerState
+from leadbridge.contract.integration import Integration
+from leadbridge.contract.lead import Backfill, NormalizedLead, fit_for_queue, lead_id_for
+from leadbridge.crms.enrichment import Enricher, NotReadyYet, PoisonEvent, RetryLater, Skip
+from leadbridge.http.errors import (
+    AccessTokenRejected,
+    AccountBlocked,
+    BadRequest,
+    BadResponse,
+    CrmError,
+    CrmUnavailable,
+    GrantRevoked,
+    InsufficientRights,
+    NotConnected,
+    NotFound,
+    RateLimited,
+)
+from leadbridge.http.ratelimit import backoff_seconds
+
+logger = Logger(child=True)
+
+
+class IntegrationSource(Protocol):
+    def get(self, integration_id: str) -> Integration | None: ...
+
+
+class Ledger(Protocol):
+    def claim(
+        self, lead_key: str, lead_id: str, integration_id: str, source: str, now: int | None = None
+    ) -> Claimed | AlreadyFinal | HeldElsewhere: ...
+
+    def finish(self, lead_key: str, state: LedgerState, **fields: object) -> None: ...
+
+    def set_fields(self, lead_key: str, **fields: object) -> None: ...
+
+    def finished(self, lead_keys: list[str]) -> set[str]: ...
+
+
+class LeadPublisher(Protocol):
+    def publish(self, lead_json: str, lead_id: str, integration_id: str) -> str: ...
+
+
+class StatusRecorder(Protocol):
+    def record_outcome(self, integration_id: str, outcome: Outcome, error: str | None = None) -> None: ...
+
+    def record_unknown_channel(self, integration_id: str, origin: str) -> None: ...
+
+    def record_notice(self, integration_id: str, notice: str) -> None: ...
+
+    def set_connection_state(
+        self, integration_id: str, state: Literal["blocked", "insufficient_rights"], reason: str | None = None
+    ) -> None: ...
+
+
+class Counter(Protocol):
+    def __call__(self, name: str, value: int = 1) -> None: ...
+
+
+class ParkingPlace(Protocol):
+    def waiting_for(self, integration_id: str) -> tuple[str | None, float]: ...
+
+    def park(self, message: InboxMessage, reason: str, decided_at: float) -> None: ...
+
+
+# Facts about an account that an admin should see in its status (not about one lead).
+STATUS_NOTICES = frozenset({"filtered_reads_refused", "history_refused"})
+
+WorkOutcome = Literal["emitted", "skipped", "parked", "duplicate", "integration_gone", "kept"]
+# Entity types that feed a conversation (or act for one) and are none themselves.
+SIDE_INPUTS = frozenset(
+    {"talk_message", "bot_continue", "site_chat_message", "channel_connect", "channel_disconnect", "channel_delivery"}
+)
+
+
+class LeadWorker:
+    def __init__(
+        self,
+        integrations: IntegrationSource,
+        status: StatusRecorder,
+        ledger: Ledger,
+        leads: LeadPublisher,
+        enrichers: dict[str, Enricher],
+        count: Counter,
+        parking: ParkingPlace,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.parking = parking
+        self.integrations = integrations
+        self.status = status
+        self.ledger = ledger
+        self.leads = leads
+        self.enrichers = enrichers
+        self.count = count
+        self.clock = clock
+
+    def prepare(self, messages: list[InboxMessage]) -> None:
+        """Let each CRM's enricher read what the batch's open conversations need, in as few requests as it can
+        (duplicates of finished conversations, amoCRM's update_talk storms, need nothing)."""
+        try:
+            finished = self.ledger.finished([m.lead_key for m in messages])
+        except (BotoCoreError, ClientError):
+            finished = set()
+        by_crm: dict[str, list[tuple[InboxMessage, Integration]]] = {}
+        for message in messages:
+            if message.lead_key in finished or message.entity_type in SIDE_INPUTS:
+                continue
+            integration = self.integrations.get(message.integration_id)
+            if integration is not None and integration.active and message.crm in self.enrichers:
+                by_crm.setdefault(message.crm, []).append((message, integration))
+        for crm, batch in by_crm.items():
+            try:
+                self.enrichers[crm].prepare(batch)
+            except CrmError as exc:  # each event will meet the same error on its own and be handled there
+                logger.warning("batch prefetch failed", extra={"crm": crm, "error": type(exc).__name__})
+
+    def finish_batch(self) -> None:
+        for crm, enricher in self.enrichers.items():
+            try:
+                states = enricher.finish_batch()
+            except Exception as exc:
+                logger.warning("batch follow-up failed", extra={"crm": crm, "error": type(exc).__name__})
+                continue
+            for lead_key, state in states:
+                try:
+                    self.ledger.set_fields(lead_key, note_state=state)
+                except (BotoCoreError, ClientError) as exc:  # bookkeeping after the leads are out: never fail them
+                    logger.warning("note state not recorded", extra={"crm": crm, "error": type(exc).__name__})
+
+    def handle(self, message: InboxMessage, receive_count: int = 1) -> WorkOutcome:
+        try:
+            return self._handle(message, receive_count)
+        except (RetryLater, PoisonEvent):
+            raise
+        except (BotoCoreError, ClientError) as exc:  # DynamoDB or SQS refused for a moment: not the event's fault
+            reason = f"aws_unavailable: {type(exc).__name__}"
+            logger.warning("AWS call failed", extra={"error": type(exc).__name__})
+            raise RetryLater(reason, int(backoff_seconds(receive_count, 2, 120))) from exc
+        except Exception as exc:
+            raise self._unexpected(message, exc) from exc
+
+    def _unexpected(self, message: InboxMessage, exc: Exception) -> PoisonEvent:
+        reason = f"unexpected: {type(exc).__name__}"
+        frame = exc.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        where = f"{frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}" if frame else "?"
+        logger.error("unexpected error", extra={"error": type(exc).__name__, "where": where, "crm": message.crm})
+        self.count("EventsFailedUnexpectedly")
+        try:
+            self.ledger.finish(message.lead_key, "failed", last_error=reason)
+            self.status.record_outcome(message.integration_id, "failed", reason)
+        except (BotoCoreError, ClientError):  # the DLQ message still carries the reason
+            logger.warning("could not record the failure", extra={"error": type(exc).__name__})
+        return PoisonEvent(reason)
+
+    def _handle(self, message: InboxMessage, receive_count: int) -> WorkOutcome:
+        started = self.clock()
+        integration = self.integrations.get(message.integration_id)
+        if integration is None or not integration.active:
+            self.count("EventsForGoneIntegration")
+            return "integration_gone"
+        enricher = self.enrichers.get(message.crm)
+        if enricher is None:
+            raise PoisonEvent(f"no enricher for crm {message.crm!r}")
+        if message.entity_type in SIDE_INPUTS:
+            enricher.absorb(message, integration)
+            return "kept"
+        key = message.lead_key
+        lead_id = lead_id_for(key)
+        claim = self.ledger.claim(key, lead_id, integration.integration_id, message.source)
+        if isinstance(claim, AlreadyFinal):
+            again = enricher.follow_up(message, claim.entry)
+            if again is not None and again.lead_key != key:
+                return self._handle(again, receive_count)
+            self.count("DuplicateEvents")
+            return "duplicate"
+        if isinstance(claim, HeldElsewhere):
+            raise RetryLater("conversation held by another attempt", max(5, claim.lease_until - int(self.clock())))
+        waiting, read_at = self.parking.waiting_for(integration.integration_id)
+        if waiting is not None:  # no CRM call for an integration that waits for a person
+            return self._park(message, integration, f"integration_{waiting}", read_at)
+        if claim.entry.attempts == 1:  # a redelivery or a retry is the same event, accepted once
+            self.status.record_outcome(integration.integration_id, "accepted")
+        try:
+            result = enricher.build(message, integration, claim.entry)
+        except NotFound as exc:
+            result = Skip(reason=f"crm_entity_not_found: {exc}")
+        except (GrantRevoked, NotConnected) as exc:
+            return self._park(message, integration, f"not_authorized: {exc}", started)
+        except InsufficientRights as exc:  # an admin's to fix: parked, and no probe will resume it by itself
+            self.status.set_connection_state(integration.integration_id, "insufficient_rights", str(exc))
+            self.count("CrmInsufficientRights")
+            return self._park(message, integration, f"insufficient_rights: {exc.refused}", started)
+        except AccountBlocked as exc:
+            self.status.set_connection_state(integration.integration_id, "blocked", str(exc))
+            self.count("CrmAccountBlocked")
+            return self._park(message, integration, f"account_blocked: {exc}", started)
+        except RateLimited as exc:
+            self.count("CrmRateLimited")
+            self._retry(key, integration, f"rate_limited: {exc}", max(1, int(exc.retry_after)))
+        except (CrmUnavailable, AccessTokenRejected) as exc:
+            self._retry(key, integration, f"crm_unavailable: {exc}", int(backoff_seconds(receive_count, 5, 300)))
+        except (BadRequest, BadResponse) as exc:
+            reason = f"{'bad_response' if isinstance(exc, BadResponse) else 'bad_request'}: {exc}"
+            self.ledger.finish(key, "failed", last_error=reason)
+            self.status.record_outcome(integration.integration_id, "failed", reason)
+            raise PoisonEvent(reason) from exc
+        except NotReadyYet as exc:
+            self.ledger.finish(key, "waiting", last_error=exc.reason)
+            raise RetryLater(exc.reason, exc.delay_seconds) from exc
+
+        if isinstance(result, Skip):
+            self.ledger.finish(key, "skipped", skip_reason=result.reason)
+            self.status.record_outcome(integration.integration_id, "skipped")
+            self.count("LeadsSkipped")
+            return "skipped"
+
+        joined = self._join(message, integration, result.also_claims)
+        if joined is None:
+            return "duplicate"
+        lead = fit_for_queue(imported(result.lead, message))
+        try:
+            message_id = self.leads.publish(lead.model_dump_json(), lead.lead_id, integration.integration_id)
+        except Exception:
+            self._release(joined)
+            raise
+        for claimed in (key, *joined):
+            self.ledger.finish(
+                claimed,
+                "emitted",
+                emitted_at=int(self.clock()),
+                leads_message_id=message_id,
+                facts=list(result.notes) or None,
+                crm_lead_id=result.crm_lead_id,
+                crm_lead_created_at=result.crm_lead_created_at,
+            )
+        self.status.record_outcome(integration.integration_id, "emitted")
+        if lead.channel.origin and any(fact.startswith("unknown_") for fact in result.notes):
+            self.status.record_unknown_channel(integration.integration_id, lead.channel.origin)
+        for fact in result.notes:
+            if fact in STATUS_NOTICES:
+                self.status.record_notice(integration.integration_id, fact)
+        self.count("LeadsEmitted")
+        for fact in result.notes:
+            self.count(f"Fact_{fact}")
+        if result.after_emit is not None:
+            self._after_emit(key, result.after_emit)
+        return "emitted"
+
+    def _join(self, message: InboxMessage, integration: Integration, others: tuple[str, ...]) -> list[str] | None:
+        """Claim the conversation's other keys: the claimed ones, or None when another entity's event already
+        emitted it (this event is then a duplicate, recorded as such)."""
+        claimed: list[str] = []
+        for other in sorted(set(others) - {message.lead_key}):  # one order everywhere: no two workers cross
+            result = self.ledger.claim(other, lead_id_for(other), integration.integration_id, message.source)
+            if isinstance(result, Claimed):
+                claimed.append(other)
+                continue
+            self._release(claimed)
+            if isinstance(result, AlreadyFinal):
+                self.ledger.finish(message.lead_key, "skipped", skip_reason=f"same_conversation_as {other}")
+                self.count("DuplicateEvents")
+                return None
+            raise RetryLater("the same conversation is held by another event", 5)
+        return claimed
+
+    def _release(self, keys: list[str]) -> None:
+        for key in keys:
+            self.ledger.finish(key, "failed", last_error="released: the event that claimed it did not finish")
+
+    def _park(self, message: InboxMessage, integration: Integration, reason: str, decided_at: float) -> WorkOutcome:
+        self.ledger.finish(message.lead_key, "parked", last_error=reason)
+        self.status.record_outcome(integration.integration_id, "parked", reason)
+        self.count("EventsParked")
+        self.parking.park(message, reason, decided_at)
+        return "parked"
+
+    def _retry(self, key: str, integration: Integration, reason: str, delay: int) -> None:
+        self.ledger.finish(key, "failed", last_error=reason)
+        self.status.record_outcome(integration.integration_id, "failed", reason)
+        raise RetryLater(reason, delay)
+
+    def _after_emit(self, key: str, action: Callable[[], str]) -> None:
+        """Side effects after the lead is out (the amoCRM note): best effort, recorded, never re-emitting."""
+        try:
+            state = action()
+        except CrmError as exc:
+            state = f"failed: {type(exc).__name__}"
+            logger.warning("after-emit action failed", extra={"error": type(exc).__name__})
+        self.ledger.set_fields(key, note_state=state)
+
+
+def imported(lead: NormalizedLead, message: InboxMessage) -> NormalizedLead:
+    """A conversation a backfill brought in says so in its lead (``received_at`` is then the import time)."""
+    if message.source != "backfill":
+        return lead
+    payload = message.payload
+    start, end = payload.get("backfill_from"), payload.get("backfill_to")
+    if not isinstance(start, int) or not isinstance(end, int):
+        return lead
+    period = Backfill(
+        id=str(payload.get("backfill_id") or "")[:64],
+        period_from=datetime.fromtimestamp(start, UTC),
+        period_to=datetime.fromtimestamp(end, UTC),
+    )
+    return lead.model_copy(update={"backfill": period})

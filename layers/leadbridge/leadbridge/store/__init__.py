@@ -1,1 +1,0 @@
-"""DynamoDB access: integrations and their tokens, and the lead ledger. The domain sees the interfaces only."""
