@@ -22,7 +22,7 @@ integrations = CachedIntegrations(DynamoIntegrations(config.integrations_table),
 inbox = InboxQueue(config.inbox_queue_url)
 bot_continues = InboxQueue(config.bot_continue_queue_url)
 sessions = DynamoBotSessions(config.ledger_table, config.ledger_retention_days)
-status = DynamoIntegrations(config.integrations_table)  # the one status write: webhook items that were dropped
+status = DynamoIntegrations(config.integrations_table)  # status writes: dropped items, deliveries and refusals
 logger = Logger()
 metrics = function_metrics()
 
@@ -39,4 +39,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         accept = partial(accept_salesbot, integrations, bot_continues, sessions, content_type=content_type)
     else:
         accept = partial(accept_amocrm, integrations, inbox, dropped_to=status)
-    return handle_hook(event, accept, logger, metrics)
+    return handle_hook(event, accept, logger, metrics, outcomes=status)

@@ -15,6 +15,7 @@ from leadbridge.flows.hooks.intake import accept_bitrix24
 config = HookConfig.from_env()
 integrations = CachedIntegrations(DynamoIntegrations(config.integrations_table), config.integration_cache_seconds)
 inbox = InboxQueue(config.inbox_queue_url)
+status = DynamoIntegrations(config.integrations_table)  # status writes: deliveries and refusals
 logger = Logger()
 metrics = function_metrics()
 
@@ -27,4 +28,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         lambda integration_id, secret, body: accept_bitrix24(integrations, inbox, integration_id, secret, body),
         logger,
         metrics,
+        outcomes=status,
     )

@@ -75,18 +75,32 @@ def test_every_dead_letter_queue_has_an_alarm() -> None:
 HOOK_DYNAMODB: dict[str, dict[tuple[str, str], list[str]]] = {
     "AmoHookFunction": {
         ("dynamodb:GetItem", "IntegrationsTable"): ["INTEGRATION#*"],  # settings
-        ("dynamodb:UpdateItem", "IntegrationsTable"): ["INTEGRATION#*"],  # status: the items it had to drop
+        ("dynamodb:UpdateItem", "IntegrationsTable"): ["INTEGRATION#*"],  # status: dropped, refused, taken
         ("dynamodb:PutItem", "LeadLedgerTable"): ["amocrm:*#session", "amocrm:*#bot-token:*"],  # Salesbot, signed
         ("dynamodb:DeleteItem", "LeadLedgerTable"): ["amocrm:*#bot-token:*"],  # a token whose request failed
     },
-    "BitrixHookFunction": {("dynamodb:GetItem", "IntegrationsTable"): ["INTEGRATION#*"]},
+    "BitrixHookFunction": {
+        ("dynamodb:GetItem", "IntegrationsTable"): ["INTEGRATION#*"],  # settings
+        ("dynamodb:UpdateItem", "IntegrationsTable"): ["INTEGRATION#*"],  # status: deliveries and refusals
+    },
     "ChatChannelHookFunction": {
         ("dynamodb:GetItem", "IntegrationsTable"): ["CHATSCOPE#*"],  # the scope index
         ("dynamodb:PutItem", "LeadLedgerTable"): ["amojo:*#reply:*"],  # the replies already taken
         ("dynamodb:DeleteItem", "LeadLedgerTable"): ["amojo:*#reply:*"],  # one whose queue write failed
     },
 }
-DROPPED_ONLY = ["pk", "sk", "dropped_*", "last_dropped_at"]  # the amo hook's status write: its own counters only
+# The hooks' status writes: their own counters and stamps only.
+DROPPED_ONLY = [
+    "pk",
+    "sk",
+    "dropped_*",
+    "last_dropped_at",
+    "refused_*",
+    "ignored_*",
+    "last_refusal",
+    "last_refusal_at",
+    "last_webhook_at",
+]
 
 
 def _dynamodb_grants(statement: dict[str, Any]) -> list[tuple[str, str]]:

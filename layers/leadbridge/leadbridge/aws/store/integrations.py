@@ -9,9 +9,11 @@ Settings and status are separate items so that saving settings never overwrites 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,6 +25,9 @@ from leadbridge.contract.integration import ConnectionState, Integration, Sessio
 Outcome = Literal["accepted", "emitted", "skipped", "failed", "parked"]
 SETTINGS_SK = "SETTINGS"
 STATUS_SK = "STATUS"
+
+
+SAFE_NAME = re.compile(r"[^A-Za-z0-9_]")
 
 
 def integration_pk(integration_id: str) -> str:
@@ -191,6 +196,49 @@ class DynamoIntegrations:
             adds.append(f"dropped_{reason} :d_{reason}")
             values[f":d_{reason}"] = count
         self._update_status(f"ADD {', '.join(adds)} SET last_dropped_at = :now", values, integration_id)
+
+    def record_connect(
+        self, integration_id: str, failure: str | None = None, missing_scopes: list[str] | None = None
+    ) -> None:
+        """The OAuth callback's outcome for the checklist: a failed connect keeps its reason (``last_connect_failure``
+        and ``last_error``); a good one clears it and says which needed scopes the grant lacks."""
+        now = int(time.time())
+        if failure is not None:
+            reason = f"connect failed: {failure}"[:200]
+            self._update_status(
+                "SET last_connect_failure = :f, last_error = :r, last_error_at = :now",
+                {":f": failure[:100], ":r": reason, ":now": now},
+                integration_id,
+            )
+            return
+        self._update_status(
+            "SET missing_scopes = :m REMOVE last_connect_failure", {":m": list(missing_scopes or [])}, integration_id
+        )
+
+    def record_hook(self, integration_id: str, reason: str | None, ignored: Mapping[str, int]) -> None:
+        """One delivery to the integration's hook URL, for the set-up checklist: a refusal counted by its reason
+        (``refused_<reason>``, the hook's own closed set) with ``last_refusal``, or a delivery taken
+        (``last_webhook_at``) with the events it ignored by name (``ignored_<EVENT>``, names the CRM sends,
+        cut to 40 safe characters and at most 10 a delivery). Every attribute is a counter or a stamp: a stranger
+        hammering a URL grows nothing. Stamps keep milliseconds: a refusal and a delivery in one second are ordered."""
+        now = Decimal(str(round(time.time(), 3)))
+        values: dict[str, Any] = {":now": now, ":one": 1}
+        if reason is not None:
+            key = SAFE_NAME.sub("", reason)[:40] or "other"
+            values[":why"] = key
+            self._update_status(
+                f"ADD refused_{key} :one SET last_refusal = :why, last_refusal_at = :now", values, integration_id
+            )
+            return
+        adds = []
+        for index, (name, count) in enumerate(sorted(ignored.items())[:10]):
+            key = SAFE_NAME.sub("", name.replace(".", "_").replace(":", "_"))[:40]
+            if key and count > 0:
+                adds.append(f"ignored_{key} :i{index}")
+                values[f":i{index}"] = int(count)
+        values.pop(":one")
+        expression = "SET last_webhook_at = :now" + (f" ADD {', '.join(adds)}" if adds else "")
+        self._update_status(expression, values, integration_id)
 
     def save_sweep_position(self, integration_id: str, position: Mapping[str, Any], report: Mapping[str, Any]) -> None:
         """An unfinished window: where the next sweep goes on, and what this one did (shown in the status)."""

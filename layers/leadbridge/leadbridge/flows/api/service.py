@@ -33,11 +33,14 @@ from leadbridge.flows.api.settings import (
     DriftCheck,
     IntegrationStatus,
     IntegrationView,
+    LastRefusal,
     ResumeResult,
     SessionFieldSetting,
+    SetupStepView,
     Target,
     WebhookSecretIssued,
 )
+from leadbridge.flows.api.setup import setup_checklist
 from leadbridge.flows.api.site_script import site_script
 from leadbridge.flows.connect.authorize import authorize_url
 from leadbridge.flows.connect.state import StateSigner
@@ -164,7 +167,9 @@ class IntegrationsService:
         """Send the integration's parked events back to the inbox (after an account was unblocked, or the user's
         rights granted, by hand): the admin says it is fixed, so the integration is connected again first (if it is
         not, the next event finds out and parks again)."""
-        self._require(integration_id)
+        integration = self._require(integration_id)
+        if not integration.account_id:
+            raise ValueError("the integration was never connected: connect it through OAuth first (authorize-url)")
         stored = self.tokens.read(integration_id)
         if stored is None or stored.state != "active":  # nothing parked can get through: resuming would only churn
             return ResumeResult(resumed=0, waiting_for="reauth_required")
@@ -180,6 +185,9 @@ class IntegrationsService:
 
     def start_backfill(self, integration_id: str, request: BackfillRequest) -> BackfillProgress:
         """Import the period's conversations the ledger has not seen (the backfill function runs it)."""
+        integration = self._require(integration_id)
+        if not integration.account_id:
+            raise ValueError("the integration was never connected: connect it through OAuth first (authorize-url)")
         period = int(request.period_from.timestamp()), int(request.period_to.timestamp())
         job = begin_backfill(
             self.integrations,
@@ -321,6 +329,20 @@ class IntegrationsService:
             backfill=progress_view(job) if (job := self.backfills.get(integration_id)) else None,
             drift=DriftCheck(**record["drift_last"]) if isinstance(record.get("drift_last"), dict) else None,
             chat_channel=chat_channel_view(record) if integration.crm == "amocrm" else None,
+            setup=[SetupStepView(**step._asdict()) for step in setup_checklist(integration, record, connection)],
+            last_webhook_at=int(record["last_webhook_at"]) if record.get("last_webhook_at") else None,
+            last_refusal=(
+                LastRefusal(reason=str(record["last_refusal"]), at=int(record.get("last_refusal_at") or 0))
+                if record.get("last_refusal")
+                else None
+            ),
+            refused={k.removeprefix("refused_"): int(v) for k, v in record.items() if k.startswith("refused_")},
+            ignored={k.removeprefix("ignored_"): int(v) for k, v in record.items() if k.startswith("ignored_")},
+            portal_moved=(
+                {str(k): str(v) for k, v in record["portal_moved"].items()}
+                if isinstance(record.get("portal_moved"), dict)
+                else None
+            ),
         )
 
     def site_script(self, integration_id: str) -> str:

@@ -202,6 +202,20 @@ class ChatChannelView(_Strict):
     error: str | None = Field(description="Why connecting failed (no channel configured, amojo refused...).")
 
 
+class SetupStepView(_Strict):
+    step: str = Field(
+        description="active, oauth_client, oauth_connected, rights, webhook, events, default_target, session_field "
+        "(amoCRM), first_lead"
+    )
+    state: Literal["ok", "missing", "failed"]
+    reason: str | None = Field(default=None, description="What to do, for a person; never a secret or a token.")
+
+
+class LastRefusal(_Strict):
+    reason: str = Field(description="The hook's reason, e.g. bad_secret, bad_application_token, account_mismatch.")
+    at: int
+
+
 class IntegrationStatus(_Strict):
     integration_id: str
     active: bool
@@ -244,6 +258,23 @@ class IntegrationStatus(_Strict):
     )
     drift: DriftCheck | None = Field(
         default=None, description="amoCRM: the last hourly check of Unsorted chats against the leads emitted."
+    )
+    setup: list[SetupStepView] = Field(
+        default_factory=list,
+        description="The set-up checklist: one entry per step the CRM's admin takes, each ok, missing or failed.",
+    )
+    last_webhook_at: int | None = Field(default=None, description="When the hook last took a delivery.")
+    last_refusal: LastRefusal | None = Field(default=None, description="The hook's last refused delivery.")
+    refused: dict[str, int] = Field(
+        default_factory=dict,
+        description="Deliveries the hook refused, by reason (bad_secret, bad_application_token...).",
+    )
+    ignored: dict[str, int] = Field(
+        default_factory=dict,
+        description="Events the hook took but does not use, by the CRM's event name (e.g. ONCRMINVOICEADD).",
+    )
+    portal_moved: dict[str, str] | None = Field(
+        default=None, description="Bitrix24: the portal's address changed (from, to); the new one is in use."
     )
 
 

@@ -7,6 +7,7 @@ what to do and stores nothing; the nonce of a verified state is spent either way
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from aws_lambda_powertools import Logger
@@ -28,6 +29,10 @@ logger = Logger(child=True)
 
 AMO_HOST = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\.(amocrm\.ru|amocrm\.com|kommo\.com)$")
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9._~-]{8,2048}$")
+
+
+# What the Bitrix24 app needs granted: the CRM's entities, and the open lines' sessions (the chat, the web session).
+BITRIX_SCOPES = frozenset({"crm", "imopenlines"})
 
 
 class OAuthCallback:
@@ -63,6 +68,13 @@ class OAuthCallback:
             return failed(
                 404, "unknown_integration", "Интеграция не найдена или выключена. Включите её в кабинете. " + RESTART
             )
+        page = self._connect(integration, params, redirect_uri)
+        with contextlib.suppress(Exception):  # the status is advice: the page is the answer
+            if page.status >= 400:
+                self.integrations.record_connect(integration.integration_id, failure=page.reason)
+        return page
+
+    def _connect(self, integration: Integration, params: dict[str, str], redirect_uri: str) -> Page:
         if params.get("error"):
             reason = "access_denied" if params["error"] == "access_denied" else "crm_error"
             return failed(
@@ -139,12 +151,24 @@ class OAuthCallback:
         tokens = self.bitrix24.exchange_code(integration, server, code)
         if tokens.extra.get("member_id") not in {None, member_id}:
             return failed(403, "member_mismatch", "Сервер авторизации вернул другой портал. " + RESTART)
-        self._store(integration, member_id, domain, tokens)
+        granted = str(tokens.extra.get("scope") or params.get("scope") or "")
+        missing = sorted(BITRIX_SCOPES - {part.strip() for part in granted.split(",")})
+        self._store(integration, member_id, domain, tokens, missing_scopes=missing)
         return connected("Битрикс24", integration.name or integration.crm_domain)
 
-    def _store(self, integration: Integration, account_id: str, domain: str, tokens: TokenSet) -> None:
+    def _store(
+        self,
+        integration: Integration,
+        account_id: str,
+        domain: str,
+        tokens: TokenSet,
+        missing_scopes: list[str] | None = None,
+    ) -> None:
         self.tokens.save_new(integration.integration_id, integration.crm, tokens)
         self.integrations.record_account(integration.integration_id, account_id, domain)
+        # The checklist: no connect failure any more, and the scopes the app was granted without (a lead would
+        # lose its chat and session without them, before anyone noticed).
+        self.integrations.record_connect(integration.integration_id, missing_scopes=missing_scopes or [])
         self.integrations.set_connection_state(integration.integration_id, "connected")
         resumed = self.parking.resume(integration.integration_id)
         logger.info(
