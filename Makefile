@@ -9,7 +9,7 @@ CRM ?= amocrm
 FILES ?=
 CRM_DATA ?=
 
-.PHONY: help venv sam-venv lock demo replay api test test-fault lint format typecheck template build schema bench bench-scale redrive backfill reindex clean
+.PHONY: help venv sam-venv lock demo replay api test test-fault lint format typecheck template build schema bench bench-scale bench-smoke redrive backfill reindex clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -90,6 +90,9 @@ bench: venv build ## Benchmarks (not part of CI; on the built artifacts); writes
 
 bench-scale: venv ## Scheduled work for 2,000 integrations on the local runner (not in CI); writes bench/scale-results.json
 	$(PY) bench/scale.py
+
+bench-smoke: venv build ## Every benchmark end to end at tiny sizes (in CI): fails when one cannot run or lacks a figure
+	$(PY) bench/smoke.py
 
 reindex: venv ## Once, after upgrading an older stack: put its integrations in the scheduled-work index (STACK=<stack>)
 	@test -n "$(STACK)" || (echo 'usage: make reindex STACK=<stack>  (AWS credentials from the environment)' >&2; exit 2)

@@ -33,13 +33,14 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-AMO = int(os.environ.get("BENCH_AMO", "1000"))
-BITRIX = int(os.environ.get("BENCH_BITRIX", "1000"))
-ENVIRONMENTS = int(os.environ.get("BENCH_ENVIRONMENTS", "20"))
+SMOKE = os.environ.get("BENCH_SMOKE") == "1"  # tiny sizes, into out/bench-smoke/ (see bench/run.py)
+AMO = int(os.environ.get("BENCH_AMO", "10" if SMOKE else "1000"))
+BITRIX = int(os.environ.get("BENCH_BITRIX", "10" if SMOKE else "1000"))
+ENVIRONMENTS = int(os.environ.get("BENCH_ENVIRONMENTS", "2" if SMOKE else "20"))
 BROKEN_SHARE = 0.02
 LATENCY = (0.15, 0.30)
 SWEEP_PERIOD_S = 900  # the template's default SweepSchedule
-BACKFILLS = 20
+BACKFILLS = 2 if SMOKE else 20
 DAY = 86_400
 
 
@@ -294,7 +295,8 @@ def main() -> int:
     results |= token_calls_per_day()
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     sys.stdout = sys.__stdout__
-    out = REPO / "bench" / "scale-results.json"
+    out = REPO / ("out/bench-smoke" if SMOKE else "bench") / "scale-results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(results, indent=2))
     return 0

@@ -3,6 +3,7 @@ the local stack (hooks posted over HTTP, the OAuth callback, the worker draining
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -136,3 +137,50 @@ def test_a_failed_connect_keeps_its_reason(runner: LocalRunner) -> None:
     assert state == "failed"
     assert reason is not None
     assert "domain_mismatch" in reason
+
+
+def test_a_rotated_webhook_url_works_at_once_and_the_old_one_for_its_grace(runner: LocalRunner) -> None:
+    """Rotation never refuses the new URL (the warm hook reads its settings through before refusing a secret) and
+    the old URL keeps working until its grace ends."""
+    from leadbridge.aws.store.integrations import DynamoIntegrations
+
+    integration, old_secret, account = new_amo_integration(runner)
+    body = sample_body(
+        "amo_hook", "talk_add.json", **talk_fields("add", 5_201, 52_010, 520_100, integration.account_name, account)
+    )
+    assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{old_secret}/", body).status_code == 200  # warm
+    issued = httpx.post(f"{runner.base_url}/integrations/{integration.integration_id}/webhook-secret", timeout=30)
+    new_url = issued.json()["webhook_url"]
+    new_path = "/" + new_url.split("/", 3)[3]
+    assert runner.post(new_path, body).status_code == 200  # at once, whatever the hook had cached
+    assert runner.post(f"/hooks/amocrm/{integration.integration_id}/{old_secret}/", body).status_code == 200
+    stored = DynamoIntegrations(runner.stack.ref("IntegrationsTable")).get(integration.integration_id)
+    assert stored is not None
+    assert stored.previous_secret_until is not None
+    assert stored.previous_secret_until > time.time()
+    again = httpx.post(f"{runner.base_url}/integrations/{integration.integration_id}/webhook-secret", timeout=30)
+    assert runner.post("/" + again.json()["webhook_url"].split("/", 3)[3], body).status_code == 200
+    # Two rotations on, the first URL is neither the current secret nor the one in its grace: refused.
+    refused = runner.post(f"/hooks/amocrm/{integration.integration_id}/{old_secret}/", body)
+    assert refused.status_code == 403
+    runner.drain(timeout=60)
+    runner.take_leads()
+
+
+def test_a_replaced_secret_works_only_while_its_grace_lasts() -> None:
+    from leadbridge.contract.integration import Integration
+    from leadbridge.contract.webhook_secret import hash_secret
+    from leadbridge.flows.hooks.intake import _secret_of
+
+    integration = Integration(
+        integration_id="x",
+        crm="amocrm",
+        crm_domain="x.amocrm.ru",
+        webhook_secret_hash=hash_secret("new-secret-value"),
+        previous_webhook_secret_hash=hash_secret("old-secret-value"),
+        previous_secret_until=1_000,
+    )
+    assert _secret_of(integration, "new-secret-value", now=5_000)
+    assert _secret_of(integration, "old-secret-value", now=999)
+    assert not _secret_of(integration, "old-secret-value", now=1_000)
+    assert not _secret_of(integration, "another-value", now=0)

@@ -124,6 +124,7 @@ def integrations_service(config: ApiConfig) -> IntegrationsService:
         chat_scopes=DynamoChatScopes(config.integrations_table),
         account_claims=DynamoAccountClaims(config.integrations_table),
         ledger_retention_days=config.ledger_retention_days,
+        webhook_secret_grace_seconds=config.webhook_secret_grace_seconds,
     )
 
 

@@ -145,6 +145,7 @@ class ApiConfig(NamedTuple):
     inbox_queue_url: str
     public_base_url: str
     ledger_retention_days: int = 90
+    webhook_secret_grace_seconds: int = 86_400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ApiConfig:
@@ -154,6 +155,7 @@ class ApiConfig(NamedTuple):
             inbox_queue_url=_require(env, "INBOX_QUEUE_URL"),
             public_base_url=_optional(env, "PUBLIC_BASE_URL").rstrip("/"),
             ledger_retention_days=_int(env, "LEDGER_RETENTION_DAYS", 90),
+            webhook_secret_grace_seconds=_int(env, "WEBHOOK_SECRET_GRACE_SECONDS", 86_400),
         )
 
 

@@ -44,6 +44,10 @@ class Integration:
     client_id: str | None = None
     client_secret: str | None = None
     webhook_secret_hash: str | None = None
+    # The secret a rotation replaced: its URL keeps working until ``previous_secret_until`` (unix seconds), so the
+    # CRM's admin can paste the new one without losing a delivery.
+    previous_webhook_secret_hash: str | None = None
+    previous_secret_until: int | None = None
     application_token_hash: str | None = None
     account_id: str | None = None
     session_field: SessionField | None = None

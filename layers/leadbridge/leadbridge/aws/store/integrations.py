@@ -393,6 +393,11 @@ class CachedIntegrations:
         cached = self._entries.get(integration_id)
         if cached is not None and now - cached[0] < self.ttl_seconds:
             return cached[1]
+        return self.fresh(integration_id)
+
+    def fresh(self, integration_id: str) -> Integration | None:
+        """Read through: before a hook refuses a secret, it checks the table, never a cache older than a rotation."""
+        now = time.monotonic()
         integration = self.inner.get(integration_id)
         if len(self._entries) > 10_000:
             self._entries.clear()
@@ -417,6 +422,8 @@ def integration_from_record(record: dict[str, Any]) -> Integration:
         client_id=record.get("client_id"),
         client_secret=record.get("client_secret"),
         webhook_secret_hash=record.get("webhook_secret_hash"),
+        previous_webhook_secret_hash=record.get("previous_webhook_secret_hash"),
+        previous_secret_until=record.get("previous_secret_until"),
         application_token_hash=record.get("application_token_hash"),
         account_id=record.get("account_id"),
         session_field=SessionField(**session) if session else None,

@@ -71,10 +71,12 @@ class IntegrationsService:
         chat_scopes: DynamoChatScopes,
         account_claims: DynamoAccountClaims,
         ledger_retention_days: int = 90,
+        webhook_secret_grace_seconds: int = 86_400,
     ) -> None:
         self.chat_scopes = chat_scopes
         self.account_claims = account_claims
         self.ledger_retention_days = ledger_retention_days
+        self.webhook_secret_grace_seconds = webhook_secret_grace_seconds
         self.backfills = backfills
         self.inbox = inbox
         self.integrations = integrations
@@ -99,6 +101,8 @@ class IntegrationsService:
             client_id=settings.client_id,
             client_secret=settings.client_secret or (existing.client_secret if existing else None),
             webhook_secret_hash=existing.webhook_secret_hash if existing else None,
+            previous_webhook_secret_hash=existing.previous_webhook_secret_hash if existing else None,
+            previous_secret_until=existing.previous_secret_until if existing else None,
             application_token_hash=existing.application_token_hash if existing else None,
             account_id=existing.account_id if existing and existing.crm_domain == settings.crm_domain else None,
             traffic_type=settings.traffic_type,
@@ -158,7 +162,16 @@ class IntegrationsService:
     def issue_webhook_secret(self, integration_id: str, request_base_url: str) -> WebhookSecretIssued:
         integration = self._require(integration_id)
         secret = new_secret()
-        self.integrations.put(replace(integration, webhook_secret_hash=hash_secret(secret)))
+        # The URL it replaces keeps working for the grace period: the admin pastes the new one without a gap.
+        rotated = replace(
+            integration,
+            webhook_secret_hash=hash_secret(secret),
+            previous_webhook_secret_hash=integration.webhook_secret_hash,
+            previous_secret_until=int(time.time()) + self.webhook_secret_grace_seconds
+            if integration.webhook_secret_hash
+            else None,
+        )
+        self.integrations.put(rotated)
         trailing = "/" if integration.crm == "amocrm" else ""  # amoCRM may refuse a hook URL without it
         base = self.public_base_url or request_base_url.rstrip("/")
         return WebhookSecretIssued(webhook_url=f"{base}/hooks/{integration.crm}/{integration_id}/{secret}{trailing}")

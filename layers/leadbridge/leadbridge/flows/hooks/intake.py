@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
@@ -74,11 +75,23 @@ def authenticate(
     if integration is None or integration.crm != crm:
         secret_matches(secret, None)  # same work as a real comparison
         return reject(404, "unknown_integration")
-    if not secret_matches(secret, integration.webhook_secret_hash):
-        return reject(403, "bad_secret")
+    if not _secret_of(integration, secret):
+        # A secret issued since the settings were cached: read them through once before refusing.
+        fresh = getattr(integrations, "fresh", None)
+        integration = fresh(integration_id) if callable(fresh) else integration
+        if integration is None or integration.crm != crm or not _secret_of(integration, secret):
+            return reject(403, "bad_secret")
     if not integration.active:
         return reject(403, "integration_inactive")
     return integration
+
+
+def _secret_of(integration: Integration, secret: str, now: float | None = None) -> bool:
+    """The URL's secret is the integration's, or the one a rotation replaced while its grace lasts."""
+    current = secret_matches(secret, integration.webhook_secret_hash)
+    previous = secret_matches(secret, integration.previous_webhook_secret_hash)
+    still = (integration.previous_secret_until or 0) > (time.time() if now is None else now)
+    return current or (previous and still)
 
 
 def _same(given: str, expected: str) -> bool:
