@@ -36,7 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 # BENCH_SMOKE=1: every figure measured end to end at tiny sizes, in seconds, into out/bench-smoke/ (make bench-smoke,
 # in CI: a benchmark whose set-up broke fails there; its figures are never compared with the targets).
 SMOKE = os.environ.get("BENCH_SMOKE") == "1"
-RUNS = 20 if SMOKE else 400
+RUNS = 40 if SMOKE else 400
+WARMUP = 10 if SMOKE else 20  # the first runs of each loop warm the environments and are not counted
 IMPORT_RUNS = 1 if SMOKE else 7
 BURST = 20 if SMOKE else 500
 WORKER_EVENTS = 50 if SMOKE else 1000
@@ -153,7 +154,7 @@ def latency_figures(runner: Any) -> dict[str, float]:
         response = runner.invoke("AmoHookFunction", event)
         hook.append(time.perf_counter() - start)
         assert response["statusCode"] == 200
-    warm_bare, warm_hook = bare[20:], hook[20:]
+    warm_bare, warm_hook = bare[WARMUP:], hook[WARMUP:]
     sqs.purge_queue(QueueUrl=inbox)  # what the latency runs enqueued is not part of the bursts
     return {
         "sqs_send_p50_ms": round(percentile(warm_bare, 0.5) * 1000, 2),

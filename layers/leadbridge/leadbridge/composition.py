@@ -108,6 +108,7 @@ def oauth_callback(config: OAuthConfig) -> OAuthCallback:
         parking=parking(config.integrations_table, config.inbox_queue_url),
         budgets=Budgets(DynamoLimitState(config.limits_table)),
         account_claims=DynamoAccountClaims(config.integrations_table),
+        webhook_secret_grace_seconds=config.webhook_secret_grace_seconds,
     )
 
 
@@ -166,6 +167,9 @@ def scheduled_jobs(config: JobsConfig, metrics: Metrics) -> JobsBatch:
         tokens=tokens,
         provider=provider,
         count=count,
+        budgets=budgets,
+        hook_base_url=stores.redirect_uri.removesuffix("/oauth2/callback"),
+        webhook_secret_grace_seconds=config.webhook_secret_grace_seconds,
     )
     return JobsBatch(work, jobs, JobDeadLetters(config.jobs_dlq_url), integrations, count)
 

@@ -30,6 +30,22 @@ from leadbridge_local.loopback import HttpRequest, HttpResponse
 
 PROBLEM = "application/problem+json"
 HAL = "application/hal+json"
+# The events a webhook may be subscribed to (crm_platform/webhooks-api; tests/vendor/amocrm/webhooks-events.json).
+WEBHOOK_EVENTS = frozenset(
+    {
+        *(
+            f"{verb}_{entity}"
+            for verb in ("add", "update", "delete", "responsible")
+            for entity in ("lead", "contact", "company", "customer", "task")
+        ),
+        *(f"restore_{entity}" for entity in ("lead", "contact", "company")),
+        *(f"note_{entity}" for entity in ("lead", "contact", "company", "customer")),
+        "add_talk",
+        "update_talk",
+        "status_lead",
+        "add_chat_template_review",
+    }
+)
 CODE_TTL = 20 * 60
 ACCESS_TTL = 86_400
 PER_INTEGRATION_RPS = 7
@@ -51,6 +67,7 @@ class Account:
     # path prefix -> what is answered instead: a 403 naming nothing (``{"detail": "Forbidden"}``), a 200 HTML page
     canned_answers: dict[str, HttpResponse] = field(default_factory=dict)
     filters_ignored: bool = False
+    webhooks: list[dict[str, Any]] = field(default_factory=list)  # GET/POST/DELETE /api/v4/webhooks
     amojo_id: str = ""  # the account's id in the Chats API (GET /api/v4/account?with=amojo_id)
     violations: deque[float] = field(default_factory=deque)
 
@@ -384,6 +401,8 @@ class FakeAmoCRM(FakeCrmBase):
         if path == "/api/v4/leads/notes" and request.method == "POST":
             self.count("notes_requests")
             return self._add_notes(account, None, request)
+        if path == "/api/v4/webhooks":
+            return self._webhooks(account, request)
         if path in {"/api/v4/leads", "/api/v4/contacts"} and request.method == "GET":
             return self._list(account, path.rsplit("/", 1)[1], request)
         if re.fullmatch(r"/api/v4/(salesbot|marketingbot)/\d+/continue/[\w-]+", path) and request.method == "POST":
@@ -461,6 +480,48 @@ class FakeAmoCRM(FakeCrmBase):
         if page * limit < len(matching):
             links["next"] = {"href": f"/api/v4/events?page={page + 1}"}
         return json_response(200, {"_page": page, "_links": links, "_embedded": {"events": chunk}}, HAL)
+
+    def _webhooks(self, account: Account, request: HttpRequest) -> HttpResponse:
+        """``/api/v4/webhooks`` as documented (crm_platform/webhooks-api, tests/vendor/amocrm/webhooks-*.json):
+        GET lists (``filter[destination]``: the exact address), POST subscribes ``destination`` to ``settings``
+        (the documented events only; an address already there is updated), DELETE unsubscribes a ``destination``
+        (404 when there is none). At most 100 hooks an account."""
+        self.count(f"webhooks_{request.method.lower()}")
+        with self.lock:
+            if request.method == "GET":
+                wanted = request.arg("filter[destination]")
+                found = [w for w in account.webhooks if wanted is None or w["destination"] == wanted]
+                if not found:
+                    return HttpResponse(204)
+                return json_response(200, {"_total_items": len(found), "_embedded": {"webhooks": found}}, HAL)
+            try:
+                body = request.json()
+            except ValueError:
+                body = None
+            destination = body.get("destination") if isinstance(body, dict) else None
+            if not isinstance(destination, str) or not destination.startswith(("https://", "http://")):
+                return _problem(400, "Bad Request", "destination must be a valid URL")
+            if request.method == "DELETE":
+                before = len(account.webhooks)
+                account.webhooks = [w for w in account.webhooks if w["destination"] != destination]
+                return (
+                    HttpResponse(204)
+                    if len(account.webhooks) < before
+                    else _problem(404, "Not Found", "Hook not found")
+                )
+            settings = body.get("settings") if isinstance(body, dict) else None
+            if not isinstance(settings, list) or not settings or not all(s in WEBHOOK_EVENTS for s in settings):
+                return _problem(422, "Unprocessable Entity", "settings must name documented events")
+            now = int(self.clock.now())
+            existing = next((w for w in account.webhooks if w["destination"] == destination), None)
+            if existing is None:
+                if len(account.webhooks) >= 100:
+                    return _problem(400, "Bad Request", "An account may have at most 100 webhooks")
+                existing = {"id": 1_000_000 + len(account.webhooks), "destination": destination, "created_at": now,
+                            "account_id": account.account_id, "created_by": 1, "sort": len(account.webhooks) + 1}  # fmt: skip
+                account.webhooks.append(existing)
+            existing.update({"updated_at": now, "disabled": False, "settings": list(settings)})
+            return json_response(201, existing, HAL)
 
     def _unsorted_summary(self, account: Account, request: HttpRequest) -> HttpResponse:
         """``GET /api/v4/leads/unsorted/summary``: every talk on a lead counts as a chat that came into Unsorted at

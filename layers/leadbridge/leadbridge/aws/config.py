@@ -125,6 +125,7 @@ class OAuthConfig(NamedTuple):
     inbox_queue_url: str
     limits_table: str
     public_base_url: str
+    webhook_secret_grace_seconds: int = 86_400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OAuthConfig:
@@ -134,6 +135,7 @@ class OAuthConfig(NamedTuple):
             inbox_queue_url=_require(env, "INBOX_QUEUE_URL"),
             limits_table=_require(env, "LIMITS_TABLE"),
             public_base_url=_optional(env, "PUBLIC_BASE_URL").rstrip("/"),
+            webhook_secret_grace_seconds=_int(env, "WEBHOOK_SECRET_GRACE_SECONDS", 86_400),
         )
 
 
@@ -198,6 +200,7 @@ class JobsConfig(NamedTuple):
     jobs_dlq_url: str
     share: float
     bitrix_idle_sweep_seconds: int
+    webhook_secret_grace_seconds: int = 86_400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> JobsConfig:
@@ -210,6 +213,7 @@ class JobsConfig(NamedTuple):
             jobs_dlq_url=_require(env, "JOBS_DLQ_URL"),
             share=_share(env, "BACKFILL_SHARE", 0.25),
             bitrix_idle_sweep_seconds=minutes * 60,
+            webhook_secret_grace_seconds=_int(env, "WEBHOOK_SECRET_GRACE_SECONDS", 86_400),
         )
 
 

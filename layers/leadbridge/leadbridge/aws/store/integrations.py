@@ -215,6 +215,25 @@ class DynamoIntegrations:
             "SET missing_scopes = :m REMOVE last_connect_failure", {":m": list(missing_scopes or [])}, integration_id
         )
 
+    def rotate_webhook_secret(
+        self, integration_id: str, new_hash: str, previous_hash: str | None, previous_until: int | None
+    ) -> None:
+        """A new hook secret (only its hash), the replaced one working until ``previous_until``: one update of the
+        settings, nothing else in them touched."""
+        sets = "webhook_secret_hash = :n, previous_webhook_secret_hash = :p, previous_secret_until = :u"
+        dynamodb_client().update_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": SETTINGS_SK}},
+            UpdateExpression=f"SET {sets}",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=to_item({":n": new_hash, ":p": previous_hash or "", ":u": previous_until or 0}),
+        )
+
+    def record_hook_subscription(self, integration_id: str, state: str, detail: str | None = None) -> None:
+        """The integration's own webhook subscription, for the checklist (``hook_subscription``: state, at, detail)."""
+        record = {"state": state, "at": int(time.time()), "detail": (detail or "")[:300]}
+        self._update_status("SET hook_subscription = :h", {":h": record}, integration_id)
+
     def record_hook(self, integration_id: str, reason: str | None, ignored: Mapping[str, int]) -> None:
         """One delivery to the integration's hook URL, for the set-up checklist: a refusal counted by its reason
         (``refused_<reason>``, the hook's own closed set) with ``last_refusal``, or a delivery taken

@@ -140,6 +140,21 @@ class AmoClient:
                 break
         return sorted(first_seen, key=lambda talk: (first_seen[talk], int(talk)))
 
+    def webhooks(self) -> list[dict[str, Any]]:
+        """The account's webhook subscriptions (``GET /api/v4/webhooks``; an admin's grant)."""
+        data = as_dict(self._call("GET", "/api/v4/webhooks", params=None, json_body=None))
+        return dicts(as_dict(data.get("_embedded")).get("webhooks"))
+
+    def subscribe_webhook(self, destination: str, events: list[str]) -> None:
+        """Subscribe ``destination`` to ``events`` (``POST /api/v4/webhooks``: an address already there is updated)."""
+        self._call("POST", "/api/v4/webhooks", params=None, json_body={"destination": destination, "settings": events})
+
+    def unsubscribe_webhook(self, destination: str) -> None:
+        try:
+            self._call("DELETE", "/api/v4/webhooks", params=None, json_body={"destination": destination})
+        except NotFound:
+            return  # gone already
+
     def continue_bot(self, url: str, data: dict[str, Any]) -> None:
         """Let a Salesbot waiting on ``widget_request`` go on (``POST /api/v4/salesbot/{bot}/continue/{id}``); the
         caller has checked that ``url`` is this account's own continue URL."""

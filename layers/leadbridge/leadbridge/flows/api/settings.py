@@ -204,8 +204,8 @@ class ChatChannelView(_Strict):
 
 class SetupStepView(_Strict):
     step: str = Field(
-        description="active, oauth_client, oauth_connected, rights, webhook, events, default_target, session_field "
-        "(amoCRM), first_lead"
+        description="active, oauth_client, oauth_connected, rights, hook_subscribed (amoCRM), webhook, events, "
+        "default_target, session_field (amoCRM), first_lead"
     )
     state: Literal["ok", "missing", "failed"]
     reason: str | None = Field(default=None, description="What to do, for a person; never a secret or a token.")

@@ -44,6 +44,7 @@ def setup_checklist(integration: Integration, status: Mapping[str, Any], connect
         _client(integration),
         _connected(integration, status, connection),
         _rights(status, connection),
+        *([_subscription(status)] if integration.crm == "amocrm" else []),
         _webhook(integration, status),
         _events(integration, status),
         _default_target(integration),
@@ -102,6 +103,21 @@ def _rights(status: Mapping[str, Any], connection: str) -> SetupStep:
     if connection == "connected":
         return SetupStep("rights", "ok")
     return SetupStep("rights", "missing", "known once the integration is connected")
+
+
+def _subscription(status: Mapping[str, Any]) -> SetupStep:
+    """amoCRM: the integration's own webhook subscription (made at connect, checked twice a day)."""
+    found = status.get("hook_subscription")
+    if not isinstance(found, dict):
+        return SetupStep("hook_subscribed", "missing", "made when the integration connects through OAuth")
+    if found.get("state") == "failed":
+        return SetupStep(
+            "hook_subscribed",
+            "failed",
+            f"amoCRM refused the subscription ({found.get('detail') or 'refused'}): authorize as an account admin, "
+            "or add the hook URL by hand with the talk events",
+        )
+    return SetupStep("hook_subscribed", "ok")
 
 
 def _webhook(integration: Integration, status: Mapping[str, Any]) -> SetupStep:

@@ -16,10 +16,13 @@ from leadbridge.aws.store.account_claims import DynamoAccountClaims
 from leadbridge.aws.store.integrations import DynamoIntegrations
 from leadbridge.aws.store.tokens import DynamoTokens, TokenSet
 from leadbridge.contract.integration import Integration
+from leadbridge.crms.amocrm.client import AmoClient
 from leadbridge.crms.amocrm.oauth import AmoOAuth, account_identity
 from leadbridge.crms.bitrix24.oauth import DEFAULT_TOKEN_SERVER, TOKEN_SERVERS, BitrixOAuth
+from leadbridge.crms.token_provider import TokenProvider
 from leadbridge.flows.connect.pages import RESTART, STATE_MESSAGES, Page, connected, failed
 from leadbridge.flows.connect.state import StateError, StateSigner
+from leadbridge.flows.connect.subscription import ensure_subscription
 from leadbridge.flows.worker.parking import Parking
 from leadbridge.http.errors import CrmError, GrantRevoked
 from leadbridge.http.public_host import NonPublicHost, require_public
@@ -46,8 +49,10 @@ class OAuthCallback:
         parking: Parking,
         budgets: Budgets,
         account_claims: DynamoAccountClaims | None = None,
+        webhook_secret_grace_seconds: int = 86_400,
     ) -> None:
         self.account_claims = account_claims
+        self.webhook_secret_grace_seconds = webhook_secret_grace_seconds
         self.parking = parking
         self.budgets = budgets  # the callback's own CRM read takes the account's shared budget like any other
         self.integrations = integrations
@@ -126,7 +131,22 @@ class OAuthCallback:
                     f"/integrations/{holder}) или используйте её. " + RESTART,
                 )
         self._store(integration, account_id, host, tokens)
+        self._subscribe_hook(integration.integration_id, redirect_uri)
         return connected("amoCRM", integration.name or integration.crm_domain)
+
+    def _subscribe_hook(self, integration_id: str, redirect_uri: str) -> None:
+        """The integration subscribes its own webhook with the grant just given; a refusal (no admin rights, an
+        outage) is the checklist's to show, never the connect's failure."""
+        connected_now = self.integrations.get(integration_id)
+        if connected_now is None:
+            return
+        provider = TokenProvider(self.tokens, {"amocrm": AmoOAuth(redirect_uri)})
+        client = AmoClient(connected_now, provider, self.budgets.for_integration(connected_now))
+        base_url = redirect_uri.removesuffix("/oauth2/callback")
+        with contextlib.suppress(CrmError):
+            ensure_subscription(
+                connected_now, client, self.integrations, base_url, self.webhook_secret_grace_seconds, first=True
+            )
 
     def _bitrix24(self, integration: Integration, params: dict[str, str], code: str) -> Page:
         domain = _host(params.get("domain", ""))

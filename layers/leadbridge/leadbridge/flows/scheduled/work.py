@@ -10,20 +10,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Protocol
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
 from leadbridge.aws.store.integrations import DynamoIntegrations
 from leadbridge.aws.store.tokens import DynamoTokens
 from leadbridge.contract.integration import Integration
+from leadbridge.crms.amocrm.client import AmoClient
 from leadbridge.crms.token_provider import TokenProvider
+from leadbridge.flows.connect.subscription import CHECK_EVERY_SECONDS, ensure_subscription
 from leadbridge.flows.recovery.backfill.runner import BackfillRunner
 from leadbridge.flows.recovery.sweep import Reconciler
 from leadbridge.flows.scheduled.jobs import Job, JobFailed, JobReport
 from leadbridge.flows.scheduled.planner import TOKEN_LOOKAHEAD_SECONDS, Expander
 from leadbridge.flows.scheduled.upkeep import keep_alive
 from leadbridge.http.errors import AccountBlocked, CrmError, GrantRevoked, InsufficientRights, NotConnected
+from leadbridge.http.ratelimit import Budgets
 
 logger = Logger(child=True)
 
@@ -47,7 +50,13 @@ class ScheduledWork:
         tokens: DynamoTokens,
         provider: TokenProvider,
         count: Counter,
+        budgets: Budgets | None = None,
+        hook_base_url: str = "",
+        webhook_secret_grace_seconds: int = 86_400,
     ) -> None:
+        self.budgets = budgets
+        self.hook_base_url = hook_base_url
+        self.webhook_secret_grace_seconds = webhook_secret_grace_seconds
         self.expander = expander
         self.integrations = integrations
         self.reconciler = reconciler
@@ -87,6 +96,7 @@ class ScheduledWork:
         failed_runs = int(status.get("failed_runs_sweep") or 0)
         if failed_runs and job.planned_at < int(status.get("gave_up_sweep_at") or 0) + backoff_seconds(failed_runs):
             return JobReport("sweep", job.integration_id, "skipped", f"backing off after {failed_runs} failed runs")
+        self._check_hook(integration, status)
         outcome = self.reconciler.sweep(integration, status, time_left)
         counts: dict[str, int] = {}
         if outcome.report is not None:
@@ -100,6 +110,26 @@ class ScheduledWork:
         if outcome.report.complete:
             return JobReport("sweep", job.integration_id, "done", "window listed", counts)
         return JobReport("sweep", job.integration_id, "partial", "goes on from its position next run", counts)
+
+    def _check_hook(self, integration: Integration, status: dict[str, Any]) -> None:
+        """Twice a day per amoCRM integration: its own webhook subscription is still there (and current), or it is
+        restored, and the status says so. A refusal is recorded there and never fails the sweep."""
+        if integration.crm != "amocrm" or self.budgets is None or not self.hook_base_url or not integration.account_id:
+            return
+        last = status.get("hook_subscription")
+        checked_at = int(last.get("at") or 0) if isinstance(last, dict) else 0
+        if time.time() - checked_at < CHECK_EVERY_SECONDS:
+            return
+        client = AmoClient(integration, self.provider, self.budgets.for_integration(integration))
+        try:
+            state = ensure_subscription(
+                integration, client, self.integrations, self.hook_base_url, self.webhook_secret_grace_seconds
+            )
+        except CrmError as exc:
+            logger.info("hook check refused", extra={"integration_id": integration.integration_id, "error": str(exc)})
+            return
+        if state == "restored":
+            self.count("CrmWebhookRestored")
 
     def _backfill(self, job: Job, time_left: Callable[[], float]) -> JobReport:
         seconds = min(BACKFILL_STEP_SECONDS, time_left())

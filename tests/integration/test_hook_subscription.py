@@ -1,0 +1,90 @@
+"""The integration subscribes its own amoCRM webhook at connect (``/api/v4/webhooks`` as documented, the fake
+answering as tests/vendor/amocrm/webhooks-*.json), the twice-daily check restores one deleted in the CRM, and a grant
+without admin rights shows as a failed checklist step, over the local stack."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from leadbridge.aws.store.integrations import DynamoIntegrations
+from leadbridge_local.fakes.amocrm import WEBHOOK_EVENTS
+from leadbridge_local.runner import LocalRunner
+from tests.integration.helpers import sample_body, talk_fields
+from tests.integration.test_oauth_connect import amo_params, fresh
+
+VENDOR = Path(__file__).resolve().parents[1] / "vendor" / "amocrm"
+
+
+def vendor(name: str) -> Any:
+    return json.loads((VENDOR / name).read_text(encoding="utf-8"))["body"]
+
+
+def steps(runner: LocalRunner, integration_id: str) -> dict[str, tuple[str, str | None]]:
+    found = runner.get(f"/integrations/{integration_id}/status").json()["setup"]
+    return {s["step"]: (s["state"], s["reason"]) for s in found}
+
+
+def test_the_fake_knows_the_documented_events_and_answers_as_documented() -> None:
+    assert set(vendor("webhooks-events.json")) == WEBHOOK_EVENTS
+    listed = vendor("webhooks-list.json")["_embedded"]["webhooks"][0]
+    assert set(vendor("webhooks-subscribe-answer.json")) <= set(listed) | {"account_id"}
+    assert set(vendor("webhooks-subscribe-request.json")) >= {"destination", "settings"}
+
+
+def test_connect_subscribes_the_hook_and_a_deleted_one_is_restored(runner: LocalRunner) -> None:
+    integration = fresh(runner, "amocrm")
+    assert runner.get("/oauth2/callback", amo_params(runner, integration)).status_code == 200
+    account = runner.amocrm.accounts[integration.account_name]
+    [hook] = account.webhooks
+    prefix = f"{runner.base_url}/hooks/amocrm/{integration.integration_id}/"
+    assert hook["destination"].startswith(prefix)
+    assert set(hook["settings"]) == {"add_talk", "update_talk"}
+    assert steps(runner, integration.integration_id)["hook_subscribed"][0] == "ok"
+
+    # amoCRM delivers to the subscribed URL: taken.
+    path = hook["destination"].removeprefix(runner.base_url)
+    talk = 5_301
+    runner.amocrm.add_talk(
+        integration.account_name, talk, lead_id=53_010, contact_id=530_100, origin="telegram",
+        created_at=1773223766, lead={}, contact={"name": "Ann"},
+    )  # fmt: skip
+    body = sample_body(
+        "amo_hook",
+        "talk_add.json",
+        **talk_fields("add", talk, 53_010, 530_100, integration.account_name, account.account_id),
+    )
+    assert runner.post(path, body).status_code == 200
+    runner.drain(timeout=60)
+    assert [
+        lead["source_entity"]["id"]
+        for lead in runner.take_leads()
+        if lead["integration_id"] == integration.integration_id
+    ] == [str(talk)]
+
+    # Someone deletes it in amoCRM; the twice-daily check (due: its last check backdated) restores it.
+    account.webhooks.clear()
+    table = DynamoIntegrations(runner.stack.ref("IntegrationsTable"))
+    last_check = {"state": "present", "at": 1, "detail": ""}  # the last check was long ago: one is due
+    table._update_status("SET hook_subscription = :h", {":h": last_check}, integration.integration_id)
+    runner.run_schedule("recovery")
+    [restored] = account.webhooks
+    assert restored["destination"].startswith(prefix)
+    assert restored["destination"] != hook["destination"]  # a new secret: the old one only has its grace
+    assert table.status(integration.integration_id)["hook_subscription"]["state"] == "restored"
+    assert runner.post(restored["destination"].removeprefix(runner.base_url), body).status_code == 200
+    assert runner.post(path, body).status_code == 200  # the replaced URL, within its grace
+    runner.drain(timeout=60)
+    runner.take_leads()
+
+
+def test_a_grant_without_admin_rights_is_a_failed_subscription_step(runner: LocalRunner) -> None:
+    integration = fresh(runner, "amocrm")
+    runner.amocrm.accounts[integration.account_name].denied_paths = {"/api/v4/webhooks"}
+    assert runner.get("/oauth2/callback", amo_params(runner, integration)).status_code == 200  # connected all the same
+    state, reason = steps(runner, integration.integration_id)["hook_subscribed"]
+    assert state == "failed"
+    assert reason is not None
+    assert "admin" in reason
+    assert runner.amocrm.accounts[integration.account_name].webhooks == []
