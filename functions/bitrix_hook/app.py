@@ -15,7 +15,7 @@ from leadbridge.flows.hooks.intake import accept_bitrix24
 config = HookConfig.from_env()
 integrations = CachedIntegrations(DynamoIntegrations(config.integrations_table), config.integration_cache_seconds)
 inbox = InboxQueue(config.inbox_queue_url)
-status = DynamoIntegrations(config.integrations_table)  # status writes: deliveries and refusals
+status = DynamoIntegrations(config.integrations_table)  # status writes; the first application token kept
 logger = Logger()
 metrics = function_metrics()
 
@@ -25,7 +25,9 @@ metrics = function_metrics()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return handle_hook(
         event,
-        lambda integration_id, secret, body: accept_bitrix24(integrations, inbox, integration_id, secret, body),
+        lambda integration_id, secret, body: accept_bitrix24(
+            integrations, inbox, integration_id, secret, body, adopt=status
+        ),
         logger,
         metrics,
         outcomes=status,

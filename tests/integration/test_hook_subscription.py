@@ -88,3 +88,48 @@ def test_a_grant_without_admin_rights_is_a_failed_subscription_step(runner: Loca
     assert reason is not None
     assert "admin" in reason
     assert runner.amocrm.accounts[integration.account_name].webhooks == []
+
+
+def test_a_bitrix24_connect_binds_the_events_and_the_first_delivery_brings_the_token(runner: LocalRunner) -> None:
+    """event.bind for ONCRMLEADADD and ONCRMDEALADD at connect; the application's deliveries carry its
+    ``application_token``, which nobody pasted: the first one to the bound URL is kept, a different one is refused.
+    Handlers unbound in the portal are bound again by the twice-daily check."""
+    from tests.integration.test_oauth_connect import bitrix_params
+
+    integration = fresh(runner, "bitrix24")
+    assert runner.get("/oauth2/callback", bitrix_params(runner, integration)).status_code == 200
+    portal = runner.bitrix24.portals[integration.crm_domain]
+    prefix = f"{runner.base_url}/hooks/bitrix24/{integration.integration_id}/"
+    assert {b["event"] for b in portal.bindings} == {"ONCRMLEADADD", "ONCRMDEALADD"}
+    [handler] = {b["handler"] for b in portal.bindings}
+    assert handler.startswith(prefix)
+    assert steps(runner, integration.integration_id)["hook_subscribed"] == ("ok", None)
+
+    runner.bitrix24.add_open_lines_lead(integration.crm_domain, 5_401)
+    fields = {
+        "data[FIELDS][ID]": "5401",
+        "auth[domain]": integration.crm_domain,
+        "auth[member_id]": portal.member_id,
+        "auth[application_token]": "app-token-from-the-install",
+    }
+    body = sample_body("bitrix_hook", "lead_telegram_without_session.json", **fields)
+    path = handler.removeprefix(runner.base_url)
+    assert runner.post(path, body).status_code == 200  # the first application delivery: its token is kept
+    forged = sample_body(
+        "bitrix_hook", "lead_telegram_without_session.json", **fields | {"auth[application_token]": "x"}
+    )
+    assert runner.post(path, forged).status_code == 403
+    runner.drain(timeout=60)
+    assert [
+        lead["source_entity"]["id"]
+        for lead in runner.take_leads()
+        if lead["integration_id"] == integration.integration_id
+    ] == ["5401"]
+
+    portal.bindings.clear()
+    table = DynamoIntegrations(runner.stack.ref("IntegrationsTable"))
+    last_check = {"state": "present", "at": 1, "detail": ""}
+    table._update_status("SET hook_subscription = :h", {":h": last_check}, integration.integration_id)
+    runner.run_schedule("recovery")
+    assert {b["event"] for b in portal.bindings} == {"ONCRMLEADADD", "ONCRMDEALADD"}
+    assert table.status(integration.integration_id)["hook_subscription"]["state"] == "restored"

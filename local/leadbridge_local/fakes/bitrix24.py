@@ -33,6 +33,8 @@ CODE_TTL = 30
 ACCESS_TTL = 3600
 OAUTH_HOSTS = frozenset({"oauth.bitrix.info", "oauth.bitrix24.tech"})
 OWNER_TYPES = {"1": "lead", "2": "deal", "3": "contact"}
+# Events an application may bind that the tests use (api-reference/crm/leads/events, .../deals/events, common/events).
+BINDABLE_EVENTS = frozenset({"ONCRMLEADADD", "ONCRMDEALADD", "ONCRMLEADUPDATE", "ONCRMDEALUPDATE", "ONAPPUNINSTALL"})
 
 
 @dataclass
@@ -55,6 +57,8 @@ class Portal:
     # A portal-wide refusal of every REST call (status, code, description), e.g. the free plan's 403.
     refusal: tuple[int, str, str] | None = None
     renamed_to: str | None = None  # the old address of a renamed portal answers REST with a 302 to the new one
+    bindings: list[dict[str, Any]] = field(default_factory=list)  # event.bind / event.get / event.unbind
+    admin_grant: bool = True  # the token's user is an admin (event.bind of offline handlers needs one)
     filter_zone: timezone | None = None  # a portal that reads list filters' stamps in its own zone, offsets ignored
     unpaid: bool = False  # the application's subscription lapsed: refreshes answer PAYMENT_REQUIRED, tokens kept
 
@@ -349,11 +353,38 @@ class FakeBitrix24(FakeCrmBase):
                     None,
                 )
             return True, {"sessionId": session, **history}, None
+        if method in {"event.bind", "event.get", "event.unbind"}:
+            return self._events_api(portal, method, params)
         if method in {"crm.lead.list", "crm.deal.list"}:
             return True, *self._list(
                 portal.leads if method == "crm.lead.list" else portal.deals, params, portal.filter_zone
             )
         return False, (404, "ERROR_METHOD_NOT_FOUND", "Method not found!"), None
+
+    @staticmethod
+    def _events_api(portal: Portal, method: str, params: dict[str, Any]) -> tuple[bool, Any, int | None]:
+        """``event.bind`` / ``event.get`` / ``event.unbind`` as documented (api-reference/events/*): a handler is an
+        (event, handler URL) pair of this application; an unknown event is ``ERROR_EVENT_NOT_FOUND``."""
+        if method == "event.get":
+            found = [
+                {"event": b["event"], "handler": b["handler"], "auth_type": "0", "offline": 0} for b in portal.bindings
+            ]
+            return True, found, None
+        event = str(params.get("event") or params.get("EVENT") or "").upper()
+        handler = str(params.get("handler") or params.get("HANDLER") or "")
+        if method == "event.unbind":
+            before = len(portal.bindings)
+            portal.bindings = [
+                b for b in portal.bindings if not (b["event"] == event and (not handler or b["handler"] == handler))
+            ]
+            return True, {"count": before - len(portal.bindings)}, None
+        if event not in BINDABLE_EVENTS:
+            return False, (400, "ERROR_EVENT_NOT_FOUND", "Event not found"), None
+        if not handler.startswith(("https://", "http://")):
+            return False, (400, "WRONG_HANDLER_URL", "Wrong handler URL"), None
+        if not any(b["event"] == event and b["handler"] == handler for b in portal.bindings):
+            portal.bindings.append({"event": event, "handler": handler})
+        return True, True, None
 
     @staticmethod
     def _list(

@@ -229,6 +229,23 @@ class DynamoIntegrations:
             ExpressionAttributeValues=to_item({":n": new_hash, ":p": previous_hash or "", ":u": previous_until or 0}),
         )
 
+    def adopt_application_token(self, integration_id: str, token_hash: str) -> bool:
+        """Keep a Bitrix24 application token's hash when none is saved (the first authentic delivery's); False when
+        one is saved already."""
+        try:
+            dynamodb_client().update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": SETTINGS_SK}},
+                UpdateExpression="SET application_token_hash = :h",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(application_token_hash)",
+                ExpressionAttributeValues={":h": {"S": token_hash}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def record_hook_subscription(self, integration_id: str, state: str, detail: str | None = None) -> None:
         """The integration's own webhook subscription, for the checklist (``hook_subscription``: state, at, detail)."""
         record = {"state": state, "at": int(time.time()), "detail": (detail or "")[:300]}

@@ -125,6 +125,16 @@ class BitrixClient:
             portal=self.portal,
         )
 
+    def bound_events(self) -> list[dict[str, Any]]:
+        """The application's event handlers on the portal (``event.get``: event, handler, ...)."""
+        return [h for h in _as_map(self.call("event.get", {})).values() if isinstance(h, dict)]
+
+    def bind_event(self, event: str, handler: str) -> None:
+        self.call("event.bind", {"event": event, "handler": handler})
+
+    def unbind_event(self, event: str, handler: str) -> None:
+        self.call("event.unbind", {"event": event, "handler": handler})
+
     def probe(self) -> None:
         """One cheap call that any installed application may make: does the portal answer REST at all?"""
         self.call("app.info", {})

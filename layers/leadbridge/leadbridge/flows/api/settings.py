@@ -204,7 +204,7 @@ class ChatChannelView(_Strict):
 
 class SetupStepView(_Strict):
     step: str = Field(
-        description="active, oauth_client, oauth_connected, rights, hook_subscribed (amoCRM), webhook, events, "
+        description="active, oauth_client, oauth_connected, rights, hook_subscribed, webhook, events, "
         "default_target, session_field (amoCRM), first_lead"
     )
     state: Literal["ok", "missing", "failed"]

@@ -44,7 +44,7 @@ def setup_checklist(integration: Integration, status: Mapping[str, Any], connect
         _client(integration),
         _connected(integration, status, connection),
         _rights(status, connection),
-        *([_subscription(status)] if integration.crm == "amocrm" else []),
+        _subscription(status),
         _webhook(integration, status),
         _events(integration, status),
         _default_target(integration),
@@ -106,7 +106,8 @@ def _rights(status: Mapping[str, Any], connection: str) -> SetupStep:
 
 
 def _subscription(status: Mapping[str, Any]) -> SetupStep:
-    """amoCRM: the integration's own webhook subscription (made at connect, checked twice a day)."""
+    """The integration's own webhook subscription (amoCRM's webhooks API, Bitrix24's event.bind; made at connect,
+    checked twice a day)."""
     found = status.get("hook_subscription")
     if not isinstance(found, dict):
         return SetupStep("hook_subscribed", "missing", "made when the integration connects through OAuth")
@@ -114,8 +115,8 @@ def _subscription(status: Mapping[str, Any]) -> SetupStep:
         return SetupStep(
             "hook_subscribed",
             "failed",
-            f"amoCRM refused the subscription ({found.get('detail') or 'refused'}): authorize as an account admin, "
-            "or add the hook URL by hand with the talk events",
+            f"the CRM refused the subscription ({found.get('detail') or 'refused'}): authorize as an admin, or set "
+            "the hook URL by hand with the events (README)",
         )
     return SetupStep("hook_subscribed", "ok")
 

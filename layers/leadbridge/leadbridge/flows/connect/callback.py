@@ -16,13 +16,12 @@ from leadbridge.aws.store.account_claims import DynamoAccountClaims
 from leadbridge.aws.store.integrations import DynamoIntegrations
 from leadbridge.aws.store.tokens import DynamoTokens, TokenSet
 from leadbridge.contract.integration import Integration
-from leadbridge.crms.amocrm.client import AmoClient
 from leadbridge.crms.amocrm.oauth import AmoOAuth, account_identity
 from leadbridge.crms.bitrix24.oauth import DEFAULT_TOKEN_SERVER, TOKEN_SERVERS, BitrixOAuth
 from leadbridge.crms.token_provider import TokenProvider
 from leadbridge.flows.connect.pages import RESTART, STATE_MESSAGES, Page, connected, failed
 from leadbridge.flows.connect.state import StateError, StateSigner
-from leadbridge.flows.connect.subscription import ensure_subscription
+from leadbridge.flows.connect.subscription import ensure_subscription, subscriptions_for
 from leadbridge.flows.worker.parking import Parking
 from leadbridge.http.errors import CrmError, GrantRevoked
 from leadbridge.http.public_host import NonPublicHost, require_public
@@ -91,7 +90,7 @@ class OAuthCallback:
         try:
             if integration.crm == "amocrm":
                 return self._amocrm(integration, params, code, redirect_uri)
-            return self._bitrix24(integration, params, code)
+            return self._bitrix24(integration, params, code, redirect_uri)
         except GrantRevoked:
             return failed(
                 400,
@@ -140,15 +139,16 @@ class OAuthCallback:
         connected_now = self.integrations.get(integration_id)
         if connected_now is None:
             return
-        provider = TokenProvider(self.tokens, {"amocrm": AmoOAuth(redirect_uri)})
-        client = AmoClient(connected_now, provider, self.budgets.for_integration(connected_now))
+        refresher = AmoOAuth(redirect_uri) if connected_now.crm == "amocrm" else self.bitrix24
+        provider = TokenProvider(self.tokens, {connected_now.crm: refresher})
+        crm = subscriptions_for(connected_now, provider, self.budgets.for_integration(connected_now))
         base_url = redirect_uri.removesuffix("/oauth2/callback")
         with contextlib.suppress(CrmError):
             ensure_subscription(
-                connected_now, client, self.integrations, base_url, self.webhook_secret_grace_seconds, first=True
+                connected_now, crm, self.integrations, base_url, self.webhook_secret_grace_seconds, first=True
             )
 
-    def _bitrix24(self, integration: Integration, params: dict[str, str], code: str) -> Page:
+    def _bitrix24(self, integration: Integration, params: dict[str, str], code: str, redirect_uri: str) -> Page:
         domain = _host(params.get("domain", ""))
         if domain != integration.crm_domain.lower():
             return failed(
@@ -174,6 +174,7 @@ class OAuthCallback:
         granted = str(tokens.extra.get("scope") or params.get("scope") or "")
         missing = sorted(BITRIX_SCOPES - {part.strip() for part in granted.split(",")})
         self._store(integration, member_id, domain, tokens, missing_scopes=missing)
+        self._subscribe_hook(integration.integration_id, redirect_uri)
         return connected("Битрикс24", integration.name or integration.crm_domain)
 
     def _store(

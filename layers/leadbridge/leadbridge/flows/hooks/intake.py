@@ -184,6 +184,10 @@ def accept_amocrm(
     return replace(result, body={**result.body, "dropped": sum(dropped.values())}, dropped=dropped)
 
 
+class TokenAdoption(Protocol):
+    def adopt_application_token(self, integration_id: str, token_hash: str) -> bool: ...
+
+
 def accept_bitrix24(
     integrations: IntegrationLookup,
     inbox: Inbox,
@@ -191,6 +195,7 @@ def accept_bitrix24(
     secret: str,
     body: bytes,
     now: datetime | None = None,
+    adopt: TokenAdoption | None = None,
 ) -> HookResult:
     found = authenticate(integrations, "bitrix24", integration_id, secret, body)
     if isinstance(found, HookResult):
@@ -202,11 +207,10 @@ def accept_bitrix24(
         return reject(400, "malformed_body")
     if event.event is None or event.application_token is None or event.member_id is None:
         return reject(400, "malformed_event")
-    expected = integration.application_token_hash or ""
-    if not hmac.compare_digest(hash_secret(event.application_token).encode(), expected.encode()) or not expected:
-        return reject(403, "bad_application_token")
     if integration.account_id and not _same(event.member_id, integration.account_id):
         return reject(403, "member_mismatch")
+    if not _application_token_of(integration, event.application_token, adopt, integrations):
+        return reject(403, "bad_application_token")
     if event.domain is not None and event.domain != integration.crm_domain.lower() and not integration.account_id:
         # A renamed portal keeps its member_id: with the member known, the token and member authenticate it (the
         # worker learns the new address from the old one's REST redirect). Without it, the domain must match.
@@ -226,6 +230,26 @@ def accept_bitrix24(
         payload=event.payload(),
     )
     return enqueue(inbox, [message], {})
+
+
+def _application_token_of(
+    integration: Integration, token: str, adopt: TokenAdoption | None, integrations: IntegrationLookup
+) -> bool:
+    """The delivery's ``application_token`` is the integration's. None saved yet, on a connected portal (the URL's
+    secret and the member already matched): the first one is kept, as Bitrix24's docs have an app do with the token
+    its install event brings (events/safe-event-handlers), so the admin copies nothing; a later one must match."""
+    candidate = hash_secret(token)
+    expected = integration.application_token_hash or ""
+    if expected:
+        return hmac.compare_digest(candidate.encode(), expected.encode())
+    if adopt is None or not integration.account_id:
+        return False
+    if adopt.adopt_application_token(integration.integration_id, candidate):
+        return True
+    fresh = getattr(integrations, "fresh", None)  # another delivery adopted one meanwhile: it must be this one
+    current = fresh(integration.integration_id) if callable(fresh) else None
+    saved = (current.application_token_hash or "") if current is not None else ""
+    return bool(saved) and hmac.compare_digest(candidate.encode(), saved.encode())
 
 
 def enqueue(inbox: Inbox, messages: list[InboxMessage], ignored: dict[str, int]) -> HookResult:

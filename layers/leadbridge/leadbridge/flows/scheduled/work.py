@@ -17,9 +17,8 @@ from aws_lambda_powertools import Logger
 from leadbridge.aws.store.integrations import DynamoIntegrations
 from leadbridge.aws.store.tokens import DynamoTokens
 from leadbridge.contract.integration import Integration
-from leadbridge.crms.amocrm.client import AmoClient
 from leadbridge.crms.token_provider import TokenProvider
-from leadbridge.flows.connect.subscription import CHECK_EVERY_SECONDS, ensure_subscription
+from leadbridge.flows.connect.subscription import CHECK_EVERY_SECONDS, ensure_subscription, subscriptions_for
 from leadbridge.flows.recovery.backfill.runner import BackfillRunner
 from leadbridge.flows.recovery.sweep import Reconciler
 from leadbridge.flows.scheduled.jobs import Job, JobFailed, JobReport
@@ -112,18 +111,18 @@ class ScheduledWork:
         return JobReport("sweep", job.integration_id, "partial", "goes on from its position next run", counts)
 
     def _check_hook(self, integration: Integration, status: dict[str, Any]) -> None:
-        """Twice a day per amoCRM integration: its own webhook subscription is still there (and current), or it is
-        restored, and the status says so. A refusal is recorded there and never fails the sweep."""
-        if integration.crm != "amocrm" or self.budgets is None or not self.hook_base_url or not integration.account_id:
+        """Twice a day per integration: its own webhook subscription is still there (and current), or it is restored,
+        and the status says so. A refusal is recorded there and never fails the sweep."""
+        if self.budgets is None or not self.hook_base_url or not integration.account_id:
             return
         last = status.get("hook_subscription")
         checked_at = int(last.get("at") or 0) if isinstance(last, dict) else 0
         if time.time() - checked_at < CHECK_EVERY_SECONDS:
             return
-        client = AmoClient(integration, self.provider, self.budgets.for_integration(integration))
+        crm = subscriptions_for(integration, self.provider, self.budgets.for_integration(integration))
         try:
             state = ensure_subscription(
-                integration, client, self.integrations, self.hook_base_url, self.webhook_secret_grace_seconds
+                integration, crm, self.integrations, self.hook_base_url, self.webhook_secret_grace_seconds
             )
         except CrmError as exc:
             logger.info("hook check refused", extra={"integration_id": integration.integration_id, "error": str(exc)})
