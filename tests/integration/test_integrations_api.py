@@ -208,3 +208,11 @@ def test_end_to_end_setup_through_the_api(runner: LocalRunner) -> None:
     status = api.get(f"/{integration_id}/status").json()
     assert (status["accepted"], status["emitted"], status["failed"]) == (1, 1, 0)
     assert status["last_lead_at"] is not None
+
+
+def test_the_openapi_document_declares_sigv4() -> None:
+    document = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
+    assert document["components"]["securitySchemes"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+    assert document["security"] == [{"sigv4": []}]
+    status = document["components"]["schemas"]["IntegrationStatus"]["properties"]
+    assert {"setup", "refused", "ignored", "last_refusal", "last_webhook_at"} <= set(status)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools import Logger
 from fastapi import Body, FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from leadbridge.contract.backfill_job import InvalidPeriod
@@ -40,6 +41,25 @@ IntegrationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", descriptio
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such integration"}}
 
 
+SIGV4 = {
+    "type": "apiKey",
+    "name": "Authorization",
+    "in": "header",
+    "x-amazon-apigateway-authtype": "awsSigv4",
+    "description": "AWS Signature Version 4 for execute-api: every route of this API is IAM-authorized.",
+}
+
+
+def _with_sigv4(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, saying how a caller authenticates (the cabinet signs with SigV4)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema.setdefault("components", {})["securitySchemes"] = {"sigv4": SIGV4}
+        schema["security"] = [{"sigv4": []}]
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
 def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
     """``service_factory`` runs on the first request (the store and the state key are not needed to import)."""
     app = FastAPI(
@@ -48,6 +68,7 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
         description="Set up amoCRM and Bitrix24 integrations: settings, webhook URL, OAuth, status, site script, "
         "backfills.",
     )
+    app.openapi = lambda: _with_sigv4(app)  # type: ignore[method-assign]
     cache: list[IntegrationsService] = []
 
     def service() -> IntegrationsService:
