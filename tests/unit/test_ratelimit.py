@@ -33,13 +33,24 @@ class MemoryState:
         self.values: dict[str, float] = {}
         self.fail_next = 0
 
-    def swap(self, key: str, expected: float | None, new: float) -> float | None:
+    def _maybe_fail(self) -> None:
         if self.fail_next:
             self.fail_next -= 1
             raise StateUnavailable("down")
+
+    def advance(self, key: str, interval: float, now: float) -> float | None:
+        self._maybe_fail()
         current = self.values.get(key)
-        if current != expected:
-            return current if current is not None else 0.0
+        if current is None or current < now:
+            return None
+        self.values[key] = current + interval
+        return self.values[key]
+
+    def restart(self, key: str, now: float, new: float) -> float | None:
+        self._maybe_fail()
+        current = self.values.get(key)
+        if current is not None and current >= now:
+            return current
         self.values[key] = new
         return None
 
@@ -88,7 +99,25 @@ def test_two_processes_share_one_budget() -> None:
         times.append(clock.now)
     for i in range(len(times) - 7):
         assert times[i + 7] - times[i] >= 1.0
-    assert first.state_calls + second.state_calls > 14  # every lost race costs a write, never a skipped wait
+    # A busy budget only adds its interval: one conditional write a request, whoever wrote last (each process
+    # pays one more the first time, learning the budget is busy).
+    assert first.state_calls + second.state_calls <= 14 + 2
+
+
+def test_a_budget_turning_idle_costs_one_more_write_never_a_skipped_wait() -> None:
+    clock, state = Clock(), MemoryState()
+    limiter = SharedLimiter(state, "amocrm:1", AMOCRM_RATE, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    limiter.acquire()  # busy: one write
+    calls = limiter.state_calls
+    clock.now += 60  # idle meanwhile: what it last saw is past, so it restarts the budget at once
+    before = clock.now
+    assert limiter.acquire() == before
+    assert limiter.state_calls - calls == 1
+    other = SharedLimiter(state, "amocrm:1", AMOCRM_RATE, clock=clock, sleep=clock.sleep)
+    other.acquire()  # it knew nothing: its restart is refused (busy), then it adds, and waits its slot
+    assert other.state_calls == 2
+    assert clock.now - before >= AMOCRM_RATE.interval
 
 
 def test_a_refusal_seen_by_one_slows_everyone() -> None:

@@ -59,11 +59,18 @@ def reserve(tat: float, now: float, rate: Rate) -> tuple[float, float]:
 
 
 class LimitState(Protocol):
-    """A budget's ``tat`` in a shared store, changed only by compare-and-set."""
+    """A budget's ``tat`` in a shared store, changed only by conditional writes.
 
-    def swap(self, key: str, expected: float | None, new: float) -> float | None:
-        """Set ``new`` if the stored value is ``expected`` (None: no value yet). None on success, else the value
-        found (0.0 when none is stored)."""
+    GCRA's step is ``tat = max(tat, now) + interval``: a busy budget (``tat >= now``) only ever adds the interval,
+    which the store can do in one conditional write without anyone knowing the value first; an idle one restarts
+    from now. So a request costs one write, and a second only when the budget changed between busy and idle."""
+
+    def advance(self, key: str, interval: float, now: float) -> float | None:
+        """If the stored tat is at least ``now``: add ``interval``; the new tat, else None (idle, or none yet)."""
+        ...
+
+    def restart(self, key: str, now: float, new: float) -> float | None:
+        """If no tat is stored or it is before ``now``: set ``new``; None on success, else the tat found."""
         ...
 
     def raise_to(self, key: str, value: float) -> None:
@@ -115,20 +122,36 @@ class SharedLimiter:
         failures = 0
         while True:
             now = self.clock()
-            start, new_tat = reserve(self._known or 0.0, now, self.rate)
             try:
-                self.state_calls += 1
-                found = self.state.swap(self.key, self._known, new_tat)
+                start = self._one_step(now)
             except StateUnavailable as exc:
                 failures += 1
                 if self.clock() > deadline:
                     raise CrmUnavailable("the CRM's shared request budget cannot be read; request not sent") from exc
                 self.sleep(min(2.0, 0.1 * 2**failures))
                 continue
-            if found is None:
-                self._known = new_tat
+            if start is not None:
                 return start
-            self._known = found if found > 0 else None
+
+    def _one_step(self, now: float) -> float | None:
+        """One or two conditional writes: the one the budget's last known state calls for, then the other one if
+        the budget turned (busy <-> idle) meanwhile. The start of the request's slot, or None to try again."""
+        busy_first = self._known is not None and self._known >= now
+        for busy in (busy_first, not busy_first):
+            self.state_calls += 1
+            if busy:
+                new_tat = self.state.advance(self.key, self.rate.interval, now)
+                if new_tat is not None:
+                    self._known = new_tat
+                    return max(now, new_tat - self.rate.interval - self.rate.tolerance)
+            else:
+                start, new_tat = reserve(0.0, now, self.rate)
+                found = self.state.restart(self.key, now, new_tat)
+                if found is None:
+                    self._known = new_tat
+                    return start
+                self._known = found
+        return None
 
     def back_off(self, seconds: float) -> None:
         """The CRM refused: nobody's next request before ``seconds`` from now."""

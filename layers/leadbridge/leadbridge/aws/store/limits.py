@@ -19,18 +19,32 @@ class DynamoLimitState:
     def __init__(self, table_name: str) -> None:
         self.table_name = table_name
 
-    def swap(self, key: str, expected: float | None, new: float) -> float | None:
-        condition = "attribute_not_exists(limit_key)" if expected is None else "tat = :old"
-        values = {":new": {"N": _number(new)}}
-        if expected is not None:
-            values[":old"] = {"N": _number(expected)}
+    def advance(self, key: str, interval: float, now: float) -> float | None:
+        try:
+            answer = dynamodb_client().update_item(
+                TableName=self.table_name,
+                Key={"limit_key": {"S": key}},
+                UpdateExpression="SET tat = tat + :interval",
+                ConditionExpression="tat >= :now",
+                ExpressionAttributeValues={":interval": {"N": _number(interval)}, ":now": {"N": _number(now)}},
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise StateUnavailable(type(exc).__name__) from exc
+        except BotoCoreError as exc:
+            raise StateUnavailable(type(exc).__name__) from exc
+        return float(answer["Attributes"]["tat"]["N"])
+
+    def restart(self, key: str, now: float, new: float) -> float | None:
         try:
             dynamodb_client().update_item(
                 TableName=self.table_name,
                 Key={"limit_key": {"S": key}},
                 UpdateExpression="SET tat = :new",
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
+                ConditionExpression="attribute_not_exists(limit_key) OR tat < :now",
+                ExpressionAttributeValues={":new": {"N": _number(new)}, ":now": {"N": _number(now)}},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
