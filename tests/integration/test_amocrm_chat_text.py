@@ -68,3 +68,39 @@ def test_a_talk_without_messages_has_no_chat(runner: LocalRunner) -> None:
     runner.drain(timeout=60)
     (lead,) = leads_of(runner, integration.integration_id)
     assert lead["chat"] is None
+
+
+def test_a_long_chat_keeps_what_fits_and_says_what_was_left_out(runner: LocalRunner) -> None:
+    """60 messages of 4,000 Cyrillic characters would pass DynamoDB's 400 KB item limit: the talk keeps what fits,
+    the transcript says how many were left out, and nothing is dead-lettered."""
+    from urllib.parse import parse_qsl, urlencode
+
+    integration, secret, account = new_amo_integration(runner, amo_note_enabled=False)
+    sub, talk = integration.account_name, 4_301
+    runner.amocrm.add_talk(
+        sub, talk, lead_id=43_010, contact_id=430_100, origin="telegram", created_at=1726581298, lead={},
+        contact={"name": "Ann"},
+    )  # fmt: skip
+    url = f"/hooks/amocrm/{integration.integration_id}/{secret}/"
+    sample = parse_qsl(sample_body("amo_hook", "message_incoming.json").decode(), keep_blank_values=True)
+    for n in range(60):
+        fields = {
+            "message[add][0][id]": f"long-{n}",
+            "message[add][0][talk_id]": str(talk),
+            "message[add][0][text]": f"{n}: " + "ж" * 3_990,
+            "message[add][0][created_at]": str(1726581300 + n),
+            "account[subdomain]": sub,
+            "account[id]": str(account),
+        }
+        body = urlencode([(k, fields.get(k, v)) for k, v in sample]).encode()
+        assert runner.post(url, body).status_code == 200
+    runner.drain(timeout=120)
+    body = sample_body("amo_hook", "talk_add.json", **talk_fields("add", talk, 43_010, 430_100, sub, account))
+    assert runner.post(url, body).status_code == 200
+    runner.drain(timeout=60)
+    assert [m for m in runner.take_messages("InboxDeadLetterQueue") if integration.integration_id in m["Body"]] == []
+    (lead,) = leads_of(runner, integration.integration_id)
+    texts = [m["text"] for m in lead["chat"]["messages"]]
+    assert texts[0].startswith("0: ")
+    assert 10 < len(texts) < 60
+    assert "later messages left out" in texts[-1]
