@@ -91,3 +91,32 @@ def test_content_md5_matches_the_vendors_own_example() -> None:
     body = b'{"account_id":"af9945ff-1490-4cad-807d-945c15d88bec","title":"ScopeTitle","hook_api_version":"v2"}'
     assert content_md5(body) == "a5e8ae04332a6d0aac15f01ad05d40e3"
     assert content_md5(b"") == "d41d8cd98f00b204e9800998ecf8427e"  # GET: the md5 of the empty string
+
+
+def test_an_unconfigured_channel_is_read_once_in_a_while_not_per_lead() -> None:
+    """The default after a deploy: the placeholder secret names no channel. Every amoCRM lead asks; the secret is
+    read once per REREAD_SECONDS all the same."""
+    import pytest
+
+    from leadbridge.crms.amocrm.chat_channel.credentials import (
+        REREAD_SECONDS,
+        ChannelNotConfigured,
+        CredentialsSource,
+    )
+
+    reads: list[int] = []
+    now = [0.0]
+
+    def read() -> str:
+        reads.append(1)
+        return '{"secret": "placeholder"}'
+
+    source = CredentialsSource(read, clock=lambda: now[0])
+    for _ in range(100):
+        with pytest.raises(ChannelNotConfigured):
+            source.get()
+    assert len(reads) == 1
+    now[0] += REREAD_SECONDS + 1
+    with pytest.raises(ChannelNotConfigured):
+        source.get()
+    assert len(reads) == 2

@@ -49,15 +49,22 @@ class ChannelCredentials(NamedTuple):
 
 
 class CredentialsSource:
-    """Reads the secret once and again every few minutes (never per request)."""
+    """Reads the secret once and again every few minutes (never per request), "not configured" included: that is
+    the default after a deploy, and every amoCRM lead asks."""
 
     def __init__(self, read: Callable[[], str], clock: Callable[[], float] = time.monotonic) -> None:
         self.read = read
         self.clock = clock
-        self._cached: tuple[float, ChannelCredentials] | None = None
+        self._cached: tuple[float, ChannelCredentials | str] | None = None  # a str: why it is not configured
 
     def get(self) -> ChannelCredentials:
         now = self.clock()
         if self._cached is None or now - self._cached[0] > REREAD_SECONDS:
-            self._cached = (now, ChannelCredentials.parse(self.read()))
-        return self._cached[1]
+            try:
+                self._cached = (now, ChannelCredentials.parse(self.read()))
+            except ChannelNotConfigured as exc:
+                self._cached = (now, str(exc))
+        found = self._cached[1]
+        if isinstance(found, str):
+            raise ChannelNotConfigured(found)
+        return found
