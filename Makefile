@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null) python3)
 VENV := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 PY := $(VENV)/bin/python
 export PYTHONPATH := layers/leadbridge:local
 CRM ?= amocrm
@@ -25,6 +26,11 @@ $(SAM_VENV)/.installed: requirements-sam.lock
 	$(SAM_VENV)/bin/pip install -q --require-hashes -r requirements-sam.lock
 	touch $@
 
+$(CHECKOV_VENV)/.installed: requirements-checkov.lock
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --require-hashes -r requirements-checkov.lock
+	touch $@
+
 venv: $(VENV)/.installed ## Create the development virtualenv (Python 3.13)
 
 sam-venv: $(SAM_VENV)/.installed ## Create the SAM CLI's own virtualenv
@@ -34,6 +40,7 @@ lock: venv ## Re-resolve the locks (layer, tools, SAM CLI) after changing a requ
 	$(UV_COMPILE) layers/leadbridge/requirements.txt -o layers/leadbridge/requirements.lock
 	$(UV_COMPILE) -c layers/leadbridge/requirements.lock requirements.txt -o requirements.lock
 	$(UV_COMPILE) requirements-sam.txt -o requirements-sam.lock
+	$(UV_COMPILE) requirements-checkov.txt -o requirements-checkov.lock
 
 demo: venv ## Run the pipeline on the local stack with the samples in events/ and print the leads
 	$(PY) -m leadbridge_local.demo
@@ -60,12 +67,14 @@ format: venv ## Apply ruff fixes and formatting
 typecheck: venv ## mypy, strict, on the layer, the functions and the local tooling
 	$(VENV)/bin/mypy
 
-template: venv sam-venv ## cfn-lint and sam validate --lint, then cfn-lint on what CloudFormation receives
+template: venv sam-venv $(CHECKOV_VENV)/.installed ## cfn-lint, sam validate --lint, then cfn-lint and checkov on what CloudFormation receives
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint
 	@mkdir -p out
 	$(SAM_VENV)/bin/python -m leadbridge_local.sam_transform > out/template.transformed.json
 	$(VENV)/bin/cfn-lint out/template.transformed.json
+	@# Every finding is fixed or skipped in the resource's Metadata with its reason: a new one fails here.
+	$(CHECKOV_VENV)/bin/checkov -f out/template.transformed.json --framework cloudformation --compact --quiet --skip-download
 
 build: sam-venv ## sam build (the layer and every function)
 	PATH="$(abspath $(dir $(PYTHON))):$$PATH" $(SAM_VENV)/bin/sam build
