@@ -62,7 +62,14 @@ def connect_through_oauth(runner: LocalRunner, integration: Integration, account
 
     Returns the callback's HTTP status.
     """
-    from urllib.parse import parse_qs, urlsplit  # noqa: PLC0415
+    return runner.get(consent_redirect(runner, integration, account_id).removeprefix(runner.base_url)).status_code
+
+
+def consent_redirect(runner: LocalRunner, integration: Integration, account_id: str) -> str:
+    """Where the fake CRM's consent page sends the admin's browser once they allow access: the stack's
+    ``/oauth2/callback`` with a fresh code and the integration's signed state. The fake CRM gets the account (or
+    portal) and the integration's OAuth client first, as the CRM has them."""
+    from urllib.parse import parse_qs, urlencode, urlsplit  # noqa: PLC0415
 
     from leadbridge.aws.secret_values import secret_string  # noqa: PLC0415
     from leadbridge.flows.connect.authorize import authorize_url  # noqa: PLC0415
@@ -94,4 +101,4 @@ def connect_through_oauth(runner: LocalRunner, integration: Integration, account
             "scope": "crm,imopenlines,im",
             "server_domain": "oauth.bitrix.info",
         }
-    return runner.get("/oauth2/callback", params).status_code
+    return f"{runner.base_url}/oauth2/callback?{urlencode(params)}"
