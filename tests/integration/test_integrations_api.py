@@ -216,3 +216,20 @@ def test_the_openapi_document_declares_sigv4() -> None:
     assert document["security"] == [{"sigv4": []}]
     status = document["components"]["schemas"]["IntegrationStatus"]["properties"]
     assert {"setup", "refused", "ignored", "last_refusal", "last_webhook_at"} <= set(status)
+
+
+def test_every_error_has_one_shape_and_never_the_input(runner: LocalRunner) -> None:
+    secret = "very-secret-client-value-42"
+    bad = {"crm": "amocrm", "crm_domain": "not a domain", "client_id": "c", "client_secret": secret}
+    answers = [
+        httpx.put(f"{runner.base_url}/integrations/shape-check", json=bad, timeout=30),
+        httpx.get(f"{runner.base_url}/integrations/nobody-here", timeout=30),
+        httpx.post(f"{runner.base_url}/integrations/nobody-here/resume", timeout=30),
+    ]
+    assert [a.status_code for a in answers] == [422, 404, 404]
+    for answer in answers:
+        body = answer.json()
+        assert set(body) == {"code", "message", "field", "detail"}, body
+        assert secret not in answer.text
+    assert answers[0].json()["field"] == "crm_domain"
+    assert answers[1].json()["code"] == "not_found"

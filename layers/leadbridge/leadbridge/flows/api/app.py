@@ -27,6 +27,7 @@ from leadbridge.flows.api.settings import (
     BackfillProgress,
     BackfillRequest,
     ChatChannelView,
+    ErrorBody,
     IntegrationSettings,
     IntegrationStatus,
     IntegrationView,
@@ -38,7 +39,8 @@ from leadbridge.http.public_host import NonPublicHost
 
 logger = Logger(child=True)
 IntegrationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Chosen by the cabinet.")]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such integration"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such integration", "model": ErrorBody}}
+CONFLICT: dict[str, Any] = {"description": "Not now: the message says why (and what to do)", "model": ErrorBody}
 
 
 SIGV4 = {
@@ -58,6 +60,15 @@ def _with_sigv4(app: FastAPI) -> dict[str, Any]:
         schema["security"] = [{"sigv4": []}]
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, detail: object | None = None
+) -> JSONResponse:
+    """Every 4xx and 5xx body has one shape: ``code``, ``message``, ``field`` (the setting it is about, or null),
+    and ``detail`` (the message again, or the validation errors' places), never the input itself."""
+    body = {"code": code, "message": message, "field": field, "detail": message if detail is None else detail}
+    return JSONResponse(body, status_code=status)
 
 
 def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
@@ -83,32 +94,36 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
             {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", ""))[:300], "type": error.get("type")}
             for error in exc.errors()
         ]
-        return JSONResponse({"detail": detail}, status_code=422)
+        first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
+        place = [str(part) for part in first["loc"][1:]]  # after "body" / "path"
+        place = place[1:] if place[:1] in (["amocrm"], ["bitrix24"]) else place  # the settings' union tag
+        field = ".".join(place) or None
+        return error_response(422, "invalid", str(first["msg"]), field, detail)
 
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": "integration not found"}, status_code=404)
+        return error_response(404, "not_found", "integration not found")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("integrations API failed", extra={"route": request.url.path[:100], "method": request.method})
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        return error_response(500, "internal", "internal error")
 
     @app.exception_handler(NonPublicHost)
     async def non_public_host(request: Request, exc: NonPublicHost) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return error_response(422, "non_public_host", str(exc), "crm_domain")
 
     @app.exception_handler(InvalidPeriod)
     async def invalid_period(request: Request, exc: InvalidPeriod) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return error_response(422, "invalid_period", str(exc), "from")
 
     @app.exception_handler(BackfillConflict)
     async def backfill_conflict(request: Request, exc: BackfillConflict) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
+        return error_response(409, "conflict", str(exc))
 
     @app.exception_handler(ValueError)
     async def conflict(request: Request, exc: ValueError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
+        return error_response(409, "conflict", str(exc))
 
     @app.get("/integrations", response_model=list[IntegrationView])
     def list_integrations() -> list[IntegrationView]:
@@ -117,7 +132,7 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
     @app.put(
         "/integrations/{integration_id}",
         response_model=IntegrationView,
-        responses={201: {"model": IntegrationView}, 409: {}},
+        responses={201: {"model": IntegrationView}, 409: CONFLICT},
     )
     def put_integration(
         integration_id: IntegrationId, settings: Annotated[IntegrationSettings, Body()], response: Response
@@ -142,7 +157,10 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
     @app.post(
         "/integrations/{integration_id}/resume",
         response_model=ResumeResult,
-        responses={**NOT_FOUND, 409: {"description": "A resume of this integration is running"}},
+        responses={
+            **NOT_FOUND,
+            409: {**CONFLICT, "description": "A resume of this integration is running, or it was never connected"},
+        },
     )
     def resume_parked(integration_id: IntegrationId) -> ResumeResult:
         """Send the events parked for this integration back to the pipeline (after an account was unblocked)."""
@@ -152,7 +170,10 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
         "/integrations/{integration_id}/backfill",
         response_model=BackfillProgress,
         status_code=202,
-        responses={**NOT_FOUND, 409: {"description": "A backfill is running already"}},
+        responses={
+            **NOT_FOUND,
+            409: {**CONFLICT, "description": "A backfill is running already, or it was never connected"},
+        },
     )
     def start_backfill(integration_id: IntegrationId, period: Annotated[BackfillRequest, Body()]) -> BackfillProgress:
         """Import every conversation of the period that no webhook brought in (a share of the CRM's limit; the
@@ -172,7 +193,7 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
         "/integrations/{integration_id}/chat-channel",
         response_model=ChatChannelView,
         status_code=202,
-        responses={**NOT_FOUND, 409: {}},
+        responses={**NOT_FOUND, 409: CONFLICT},
     )
     def connect_chat_channel(
         integration_id: IntegrationId, request: Annotated[ChannelConnect, Body()] | None = None
@@ -184,7 +205,7 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
         "/integrations/{integration_id}/chat-channel",
         response_model=ChatChannelView,
         status_code=202,
-        responses={**NOT_FOUND, 409: {}},
+        responses={**NOT_FOUND, 409: CONFLICT},
     )
     def disconnect_chat_channel(integration_id: IntegrationId) -> ChatChannelView:
         return service().disconnect_chat_channel(integration_id)
@@ -193,7 +214,7 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
         "/integrations/{integration_id}/chat-channel/messages",
         response_model=MessagesAccepted,
         status_code=202,
-        responses={**NOT_FOUND, 409: {}},
+        responses={**NOT_FOUND, 409: CONFLICT},
     )
     def visitor_messages(
         integration_id: IntegrationId, request: Annotated[VisitorMessages, Body()]
@@ -206,14 +227,16 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
         "/integrations/{integration_id}/chat-channel/delivery",
         response_model=MessagesAccepted,
         status_code=202,
-        responses={**NOT_FOUND, 409: {}},
+        responses={**NOT_FOUND, 409: CONFLICT},
     )
     def delivery(integration_id: IntegrationId, report: Annotated[DeliveryReport, Body()]) -> MessagesAccepted:
         """A manager's reply reached the visitor (or failed): amoCRM shows it on the message."""
         return service().report_delivery(integration_id, report)
 
     @app.get(
-        "/integrations/{integration_id}/authorize-url", response_model=AuthorizeUrl, responses={**NOT_FOUND, 409: {}}
+        "/integrations/{integration_id}/authorize-url",
+        response_model=AuthorizeUrl,
+        responses={**NOT_FOUND, 409: CONFLICT},
     )
     def get_authorize_url(integration_id: IntegrationId) -> AuthorizeUrl:
         return service().authorize_url(integration_id)

@@ -7,7 +7,7 @@ hash), never returned. Omitting one on an update keeps the stored value.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -200,6 +200,15 @@ class ChatChannelView(_Strict):
     scope_id: str | None = Field(description="amojo's scope of the channel on this account, once connected.")
     changed_at: int | None
     error: str | None = Field(description="Why connecting failed (no channel configured, amojo refused...).")
+
+
+class ErrorBody(_Strict):
+    """Every error answer of the API (4xx, 5xx), whatever went wrong: never the input itself."""
+
+    code: str = Field(description="invalid, not_found, conflict, non_public_host, invalid_period, internal")
+    message: str
+    field: str | None = Field(default=None, description="The setting or parameter it is about, when one is.")
+    detail: Any = Field(default=None, description="The message again, or the validation errors' places and reasons.")
 
 
 class SetupStepView(_Strict):
