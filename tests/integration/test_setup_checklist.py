@@ -184,3 +184,15 @@ def test_a_replaced_secret_works_only_while_its_grace_lasts() -> None:
     assert _secret_of(integration, "old-secret-value", now=999)
     assert not _secret_of(integration, "old-secret-value", now=1_000)
     assert not _secret_of(integration, "another-value", now=0)
+
+
+def test_an_amocrm_user_who_may_not_read_the_events_log_is_named_at_connect(runner: LocalRunner) -> None:
+    from tests.integration.test_oauth_connect import amo_params
+
+    integration = fresh(runner, "amocrm")
+    runner.amocrm.accounts[integration.account_name].denied_paths = {"/api/v4/events"}
+    assert runner.get("/oauth2/callback", amo_params(runner, integration)).status_code == 200
+    state, reason = steps(runner, integration.integration_id)["rights"]
+    assert state == "failed"
+    assert reason is not None
+    assert "GET /api/v4/events" in reason

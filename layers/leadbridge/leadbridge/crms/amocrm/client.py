@@ -140,6 +140,17 @@ class AmoClient:
                 break
         return sorted(first_seen, key=lambda talk: (first_seen[talk], int(talk)))
 
+    def refused_reads(self) -> list[str]:
+        """What the worker and the sweep need to read and the grant's user may not (``GET /api/v4/leads``...): a
+        connect checks it once, before any lead is affected."""
+        refused = []
+        for path in ("/api/v4/leads", "/api/v4/contacts", "/api/v4/events"):
+            try:
+                self._call("GET", path, params={"limit": "1"}, json_body=None)
+            except InsufficientRights as exc:
+                refused.append(exc.refused)
+        return refused
+
     def webhooks(self) -> list[dict[str, Any]]:
         """The account's webhook subscriptions (``GET /api/v4/webhooks``; an admin's grant)."""
         data = as_dict(self._call("GET", "/api/v4/webhooks", params=None, json_body=None))

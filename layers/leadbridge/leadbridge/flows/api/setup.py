@@ -89,12 +89,20 @@ def _connected(integration: Integration, status: Mapping[str, Any], connection: 
 
 def _rights(status: Mapping[str, Any], connection: str) -> SetupStep:
     missing = [str(s) for s in status.get("missing_scopes") or []]
-    if missing:
+    reads = [m for m in missing if m.startswith("GET ")]  # amoCRM: reads refused to the grant's user at connect
+    scopes = [m for m in missing if not m.startswith("GET ")]  # Bitrix24: scopes the app was not granted
+    if scopes:
         return SetupStep(
             "rights",
             "failed",
-            f"the app was granted no {', '.join(sorted(missing))} scope: add it in the app's settings and authorize "
+            f"the app was granted no {', '.join(sorted(scopes))} scope: add it in the app's settings and authorize "
             "again",
+        )
+    if reads:
+        return SetupStep(
+            "rights",
+            "failed",
+            f"the authorizing user may not read {', '.join(reads)}: grant the rights (or authorize as an admin)",
         )
     if connection == "insufficient_rights":
         return SetupStep("rights", "failed", f"{status.get('last_error') or 'refused'}: grant the rights, then resume")

@@ -16,6 +16,7 @@ from leadbridge.aws.store.account_claims import DynamoAccountClaims
 from leadbridge.aws.store.integrations import DynamoIntegrations
 from leadbridge.aws.store.tokens import DynamoTokens, TokenSet
 from leadbridge.contract.integration import Integration
+from leadbridge.crms.amocrm.client import AmoClient
 from leadbridge.crms.amocrm.oauth import AmoOAuth, account_identity
 from leadbridge.crms.bitrix24.oauth import DEFAULT_TOKEN_SERVER, TOKEN_SERVERS, BitrixOAuth
 from leadbridge.crms.token_provider import TokenProvider
@@ -133,6 +134,12 @@ class OAuthCallback:
         self._subscribe_hook(integration.integration_id, redirect_uri)
         return connected("amoCRM", integration.name or integration.crm_domain)
 
+    def _check_reads(self, integration: Integration, tokens: TokenProvider) -> None:
+        """amoCRM: the grant's user may read leads, contacts and the events log (the checklist's ``rights``)."""
+        client = AmoClient(integration, tokens, self.budgets.for_integration(integration))
+        with contextlib.suppress(CrmError):
+            self.integrations.record_connect(integration.integration_id, missing_scopes=client.refused_reads())
+
     def _subscribe_hook(self, integration_id: str, redirect_uri: str) -> None:
         """The integration subscribes its own webhook with the grant just given; a refusal (no admin rights, an
         outage) is the checklist's to show, never the connect's failure."""
@@ -141,6 +148,8 @@ class OAuthCallback:
             return
         refresher = AmoOAuth(redirect_uri) if connected_now.crm == "amocrm" else self.bitrix24
         provider = TokenProvider(self.tokens, {connected_now.crm: refresher})
+        if connected_now.crm == "amocrm":
+            self._check_reads(connected_now, provider)
         crm = subscriptions_for(connected_now, provider, self.budgets.for_integration(connected_now))
         base_url = redirect_uri.removesuffix("/oauth2/callback")
         with contextlib.suppress(CrmError):
