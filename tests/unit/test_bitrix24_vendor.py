@@ -314,3 +314,35 @@ def test_a_client_holds_off_a_method_near_its_budget() -> None:
         client.batch({"x": "crm.lead.get?id=1"})
     assert held.value.retry_after > 0
     assert client.requests_made == 0  # nothing was sent
+
+
+def test_the_fakes_event_handlers_answer_as_documented() -> None:
+    fake, domain = fake_portal()
+    documented = vendor("event.get.answer.json")["result"]
+    assert call(fake, domain, "event.bind", {"event": "ONCRMLEADADD", "handler": "https://h.example/x"}) == (
+        True,
+        vendor("event.bind.answer.json")["result"],
+    )
+    ok, listed = call(fake, domain, "event.get", {})
+    assert ok
+    assert set(listed[0]) == set(documented[0])
+    error = vendor("event.bind.error.json")
+    ok, refused = call(fake, domain, "event.bind", {"event": "ONNOSUCHEVENT", "handler": "https://h.example/x"})
+    assert (ok, refused[1], refused[2]) == (False, error["error"], error["error_description"])
+    ok, unbound = call(fake, domain, "event.unbind", {"event": "ONCRMLEADADD", "handler": "https://h.example/x"})
+    assert ok
+    assert set(unbound) == set(vendor("event.unbind.answer.json")["result"])
+
+
+def test_the_documented_handlers_list_is_read_as_subscriptions() -> None:
+    from leadbridge.crms.bitrix24.subscription import BitrixHookSubscriptions
+
+    class Listed:
+        def bound_events(self) -> list[dict[str, Any]]:
+            listed: list[dict[str, Any]] = vendor("event.get.answer.json")["result"]
+            return listed
+
+    found = BitrixHookSubscriptions(Listed()).ours("https://www.my-domain.com/")  # type: ignore[arg-type]
+    assert [(s.destination, s.events) for s in found] == [
+        ("https://www.my-domain.com/handler/", frozenset({"ONCRMLEADADD"}))
+    ]
