@@ -133,3 +133,30 @@ def test_a_bitrix24_connect_binds_the_events_and_the_first_delivery_brings_the_t
     runner.run_schedule("recovery")
     assert {b["event"] for b in portal.bindings} == {"ONCRMLEADADD", "ONCRMDEALADD"}
     assert table.status(integration.integration_id)["hook_subscription"]["state"] == "restored"
+
+
+def test_deactivating_removes_the_integrations_own_hooks_then_its_tokens(runner: LocalRunner) -> None:
+    import httpx
+
+    from leadbridge.aws.store.tokens import DynamoTokens
+    from tests.integration.test_oauth_connect import bitrix_params
+
+    amo, b24 = fresh(runner, "amocrm"), fresh(runner, "bitrix24")
+    assert runner.get("/oauth2/callback", amo_params(runner, amo)).status_code == 200
+    assert runner.get("/oauth2/callback", bitrix_params(runner, b24)).status_code == 200
+    account = runner.amocrm.accounts[amo.account_name]
+    portal = runner.bitrix24.portals[b24.crm_domain]
+    someone_elses = {"destination": "https://other.example/hook", "settings": ["add_lead"], "id": 1, "disabled": False}
+    account.webhooks.append(someone_elses)
+    assert len(account.webhooks) == 2
+    assert len(portal.bindings) == 2
+    for integration in (amo, b24):
+        assert (
+            httpx.delete(f"{runner.base_url}/integrations/{integration.integration_id}", timeout=30).status_code == 204
+        )
+    runner.drain(timeout=60)
+    assert account.webhooks == [someone_elses]  # ours gone, the account's other hooks left alone
+    assert portal.bindings == []
+    tokens = DynamoTokens(runner.stack.ref("IntegrationsTable"))
+    assert tokens.read(amo.integration_id) is None
+    assert tokens.read(b24.integration_id) is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aws_lambda_powertools import Metrics
 
 from leadbridge.aws.config import ApiConfig, JobsConfig, OAuthConfig, WorkerConfig
@@ -32,6 +34,7 @@ from leadbridge.crms.token_provider import Refresher, TokenProvider
 from leadbridge.flows.api.service import IntegrationsService
 from leadbridge.flows.connect.callback import OAuthCallback
 from leadbridge.flows.connect.state import StateSigner
+from leadbridge.flows.connect.subscription import remove_subscriptions, subscriptions_for
 from leadbridge.flows.recovery.backfill.runner import BackfillRunner
 from leadbridge.flows.recovery.sweep import Reconciler
 from leadbridge.flows.scheduled.batch import JobsBatch
@@ -41,6 +44,7 @@ from leadbridge.flows.scheduled.work import ScheduledWork
 from leadbridge.flows.worker.batch import WorkerBatch
 from leadbridge.flows.worker.lead_worker import LeadWorker
 from leadbridge.flows.worker.parking import Parking
+from leadbridge.http.errors import AccessTokenRejected, CrmError, CrmUnavailable, RateLimited
 from leadbridge.http.ratelimit import Budgets
 
 
@@ -92,9 +96,29 @@ def lead_worker(config: WorkerConfig, metrics: Metrics) -> WorkerBatch:
         enrichers=enrichers,
         count=MetricCounter(metrics),
         parking=parking(config.integrations_table, config.inbox_queue_url),
+        remove_hooks=hooks_remover(tokens, budgets, DynamoTokens(config.integrations_table), config.redirect_uri),
     )
     sources = [InboxQueue(url) for url in (config.inbox_queue_url, config.bot_continue_queue_url) if url]
     return WorkerBatch(worker, sources, DeadLetters(config.inbox_dlq_url), status)
+
+
+def hooks_remover(
+    tokens: TokenProvider, budgets: Budgets, stored: DynamoTokens, redirect_uri: str
+) -> Callable[[Integration], None]:
+    """A deactivated integration's webhook subscriptions out of its CRM, then its tokens deleted."""
+    base_url = redirect_uri.removesuffix("/oauth2/callback")
+
+    def remove(integration: Integration) -> None:
+        crm = subscriptions_for(integration, tokens, budgets.for_integration(integration))
+        try:
+            remove_subscriptions(integration, crm, base_url)
+        except (RateLimited, CrmUnavailable, AccessTokenRejected):
+            raise  # tried again: the tokens are still needed
+        except CrmError:
+            pass  # refused for good (dead grant, no rights): nothing more to do with the tokens either
+        stored.delete(integration.integration_id)
+
+    return remove
 
 
 def oauth_callback(config: OAuthConfig) -> OAuthCallback:

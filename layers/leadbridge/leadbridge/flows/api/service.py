@@ -45,6 +45,7 @@ from leadbridge.flows.api.site_script import site_script
 from leadbridge.flows.connect.authorize import authorize_url
 from leadbridge.flows.connect.state import StateSigner
 from leadbridge.flows.recovery.backfill.begin import begin_backfill
+from leadbridge.flows.worker.lead_worker import HOOKS_REMOVAL
 from leadbridge.flows.worker.parking import Parking
 from leadbridge.http.public_host import require_public
 
@@ -142,7 +143,12 @@ class IntegrationsService:
     def deactivate(self, integration_id: str) -> None:
         integration = self._require(integration_id)
         self.integrations.put(replace(integration, active=False))
-        self.tokens.delete(integration_id)
+        subscribed = self.integrations.status(integration_id).get("hook_subscription")
+        if isinstance(subscribed, dict) and subscribed.get("state") in {"subscribed", "present", "restored"}:
+            # Its own webhook leaves the CRM first: the worker does it with the tokens, then deletes them.
+            self.inbox.send_many([removal_message(integration)])
+        else:
+            self.tokens.delete(integration_id)
         self.integrations.set_connection_state(integration_id, "disconnected", "deactivated through the API")
         self._release_account(integration)
 
@@ -366,6 +372,20 @@ class IntegrationsService:
         if integration is None:
             raise NotFoundError(integration_id)
         return integration
+
+
+def removal_message(integration: Integration) -> InboxMessage:
+    """The worker's cue to remove a deactivated integration's webhook subscriptions from its CRM."""
+    return InboxMessage(
+        integration_id=integration.integration_id,
+        crm=integration.crm,
+        account=str(integration.account_id or ""),
+        event="hooks.unsubscribe",
+        entity_type=HOOKS_REMOVAL,
+        entity_id=f"hooks-{int(time.time())}",
+        received_at=received_stamp(None),
+        payload={},
+    )
 
 
 def _target_map(target: Target) -> TrafficTarget:

@@ -92,3 +92,11 @@ def _current(found: Subscription, prefix: str, integration: Integration, events:
     """A subscription of this integration that delivers: enabled, on the events, with the current secret."""
     secret = found.destination[len(prefix) :].strip("/")
     return found.enabled and set(events) <= found.events and secret_matches(secret, integration.webhook_secret_hash)
+
+
+def remove_subscriptions(integration: Integration, crm: HookSubscriptions, base_url: str) -> int:
+    """Every subscription of this integration's hook in its CRM (a deactivation); how many were removed."""
+    found = crm.ours(hook_prefix(base_url, integration))
+    for subscription in found:
+        crm.unsubscribe(subscription)
+    return len(found)

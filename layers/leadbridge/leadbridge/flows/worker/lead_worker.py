@@ -95,6 +95,7 @@ WorkOutcome = Literal["emitted", "skipped", "parked", "duplicate", "integration_
 SIDE_INPUTS = frozenset(
     {"talk_message", "bot_continue", "site_chat_message", "channel_connect", "channel_disconnect", "channel_delivery"}
 )
+HOOKS_REMOVAL = "hooks_unsubscribe"  # a deactivated integration's own webhook subscriptions, to remove from its CRM
 
 
 class LeadWorker:
@@ -108,7 +109,9 @@ class LeadWorker:
         count: Counter,
         parking: ParkingPlace,
         clock: Callable[[], float] = time.time,
+        remove_hooks: Callable[[Integration], None] | None = None,
     ) -> None:
+        self.remove_hooks = remove_hooks
         self.parking = parking
         self.integrations = integrations
         self.status = status
@@ -163,6 +166,21 @@ class LeadWorker:
         except Exception as exc:
             raise self._unexpected(message, exc) from exc
 
+    def _remove_hooks(self, integration: Integration, receive_count: int) -> WorkOutcome:
+        """Deactivated: its own webhook subscriptions leave the CRM (then its tokens go). A CRM that cannot be
+        reached now is tried again; one that refuses (the grant is dead, no admin rights) is left as it is."""
+        if self.remove_hooks is None or integration.active:
+            return "kept"
+        try:
+            self.remove_hooks(integration)
+        except (RateLimited, CrmUnavailable, AccessTokenRejected) as exc:
+            raise RetryLater(f"hooks not removed yet: {exc}", int(backoff_seconds(receive_count, 5, 300))) from exc
+        except CrmError as exc:
+            logger.info(
+                "hooks left in the CRM", extra={"integration_id": integration.integration_id, "error": str(exc)}
+            )
+        return "kept"
+
     def _unexpected(self, message: InboxMessage, exc: Exception) -> PoisonEvent:
         reason = f"unexpected: {type(exc).__name__}"
         frame = exc.__traceback__
@@ -181,6 +199,8 @@ class LeadWorker:
     def _handle(self, message: InboxMessage, receive_count: int) -> WorkOutcome:
         started = self.clock()
         integration = self.integrations.get(message.integration_id)
+        if message.entity_type == HOOKS_REMOVAL and integration is not None:
+            return self._remove_hooks(integration, receive_count)
         if integration is None or not integration.active:
             self.count("EventsForGoneIntegration")
             return "integration_gone"
