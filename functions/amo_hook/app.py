@@ -13,7 +13,7 @@ from leadbridge.aws.metrics import function_metrics
 from leadbridge.aws.queues import InboxQueue
 from leadbridge.aws.store.bot_sessions import DynamoBotSessions
 from leadbridge.aws.store.integrations import CachedIntegrations, DynamoIntegrations
-from leadbridge.flows.hooks.handler import Accept, handle_hook
+from leadbridge.flows.hooks.handler import Accept, SparseOutcomes, handle_hook
 from leadbridge.flows.hooks.intake import accept_amocrm
 from leadbridge.flows.hooks.pipeline_intake import accept_salesbot, accept_trigger
 
@@ -23,6 +23,7 @@ inbox = InboxQueue(config.inbox_queue_url)
 bot_continues = InboxQueue(config.bot_continue_queue_url)
 sessions = DynamoBotSessions(config.ledger_table, config.ledger_retention_days)
 status = DynamoIntegrations(config.integrations_table)  # status writes: dropped items, deliveries and refusals
+outcomes = SparseOutcomes(status)
 logger = Logger()
 metrics = function_metrics()
 
@@ -39,4 +40,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         accept = partial(accept_salesbot, integrations, bot_continues, sessions, content_type=content_type)
     else:
         accept = partial(accept_amocrm, integrations, inbox, dropped_to=status)
-    return handle_hook(event, accept, logger, metrics, outcomes=status)
+    return handle_hook(event, accept, logger, metrics, outcomes=outcomes)

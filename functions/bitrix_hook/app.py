@@ -9,13 +9,14 @@ from leadbridge.aws.config import HookConfig
 from leadbridge.aws.metrics import function_metrics
 from leadbridge.aws.queues import InboxQueue
 from leadbridge.aws.store.integrations import CachedIntegrations, DynamoIntegrations
-from leadbridge.flows.hooks.handler import handle_hook
+from leadbridge.flows.hooks.handler import SparseOutcomes, handle_hook
 from leadbridge.flows.hooks.intake import accept_bitrix24
 
 config = HookConfig.from_env()
 integrations = CachedIntegrations(DynamoIntegrations(config.integrations_table), config.integration_cache_seconds)
 inbox = InboxQueue(config.inbox_queue_url)
 status = DynamoIntegrations(config.integrations_table)  # status writes; the first application token kept
+outcomes = SparseOutcomes(status)
 logger = Logger()
 metrics = function_metrics()
 
@@ -30,5 +31,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         ),
         logger,
         metrics,
-        outcomes=status,
+        outcomes=outcomes,
     )

@@ -194,3 +194,34 @@ def test_bitrix_rejections_and_ignored_events(body: bytes, status: int) -> None:
     inbox = Inbox()
     assert accept_bitrix24(Table(B24), inbox, "b24", SECRET, body).status == status
     assert inbox.sent == []
+
+
+def test_deliveries_taken_are_written_sparsely_refusals_each_time() -> None:
+    from leadbridge.flows.hooks.handler import SparseOutcomes
+
+    written: list[tuple[str, str | None, dict[str, int]]] = []
+
+    class Recorder:
+        def record_hook(self, integration_id: str, reason: str | None, ignored: dict[str, int]) -> None:
+            written.append((integration_id, reason, dict(ignored)))
+
+    now = [0.0]
+    outcomes = SparseOutcomes(Recorder(), every_seconds=60, clock=lambda: now[0])  # type: ignore[arg-type]
+    for _ in range(5):
+        outcomes.record_hook("a", None, {})  # a burst of deliveries: the first is written
+    outcomes.record_hook("a", None, {"ONCRMINVOICEADD": 1})  # ignored events: always
+    outcomes.record_hook("a", "bad_secret", {})  # a refusal: always
+    outcomes.record_hook("a", None, {})  # the delivery after a refusal: at once
+    now[0] = 30.0
+    outcomes.record_hook("a", None, {})
+    now[0] = 91.0
+    outcomes.record_hook("a", None, {})  # a minute on: again
+    outcomes.record_hook("b", None, {})  # another integration: its own
+    assert [(i, r) for i, r, _ in written] == [
+        ("a", None),
+        ("a", None),
+        ("a", "bad_secret"),
+        ("a", None),
+        ("a", None),
+        ("b", None),
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -18,6 +19,32 @@ UNRECORDED = frozenset({"unknown_integration", "body_too_large"})  # no integrat
 
 class HookOutcomes(Protocol):
     def record_hook(self, integration_id: str, reason: str | None, ignored: Mapping[str, int]) -> None: ...
+
+
+class SparseOutcomes:
+    """The checklist needs to know that deliveries come, not each one: a delivery taken with nothing ignored is
+    written at most once per ``every_seconds`` per integration in this environment, so the 2 s path keeps one AWS
+    request (the inbox's) in the common case. Refusals and ignored events are each written; after a refusal, the
+    next delivery taken is written at once, so the checklist never shows a refusal as the latest word wrongly."""
+
+    def __init__(self, inner: HookOutcomes, every_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.inner = inner
+        self.every_seconds = every_seconds
+        self.clock = clock
+        self._taken_at: dict[str, float] = {}
+
+    def record_hook(self, integration_id: str, reason: str | None, ignored: Mapping[str, int]) -> None:
+        now = self.clock()
+        if reason is not None:
+            self._taken_at.pop(integration_id, None)
+        elif not ignored:
+            last = self._taken_at.get(integration_id)
+            if last is not None and now - last < self.every_seconds:
+                return
+            if len(self._taken_at) > 10_000:
+                self._taken_at.clear()
+            self._taken_at[integration_id] = now
+        self.inner.record_hook(integration_id, reason, ignored)
 
 
 def handle_hook(
