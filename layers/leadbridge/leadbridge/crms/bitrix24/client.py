@@ -51,6 +51,7 @@ class BatchResult:
     errors: dict[str, dict[str, str]] = field(default_factory=dict)
     commands: dict[str, str] = field(default_factory=dict)  # key -> the command as sent
     portal: str = ""  # whose per-method operating figures apply
+    operating: OperatingTimes = OPERATING  # the figures the client that made the call keeps
 
     def method(self, key: str) -> str:
         return self.commands.get(key, "").partition("?")[0].lower() or key
@@ -61,7 +62,7 @@ class BatchResult:
         if not isinstance(error, dict):
             return None
         method = self.method(key)
-        return refusal(method, error, OPERATING.reset_at(self.portal, method), time.time() if now is None else now)
+        return refusal(method, error, self.operating.reset_at(self.portal, method), time.time() if now is None else now)
 
 
 def rest_base(integration: Integration, client_endpoint: str | None) -> str:
@@ -123,6 +124,7 @@ class BitrixClient:
             errors=_as_map(outer.get("result_error")),
             commands=dict(commands),
             portal=self.portal,
+            operating=self.operating,
         )
 
     def bound_events(self) -> list[dict[str, Any]]:

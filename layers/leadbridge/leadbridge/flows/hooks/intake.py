@@ -77,13 +77,18 @@ def authenticate(
         return reject(404, "unknown_integration")
     if not _secret_of(integration, secret):
         # A secret issued since the settings were cached: read them through once before refusing.
-        fresh = getattr(integrations, "fresh", None)
-        integration = fresh(integration_id) if callable(fresh) else integration
+        integration = _read_through(integrations, integration_id)
         if integration is None or integration.crm != crm or not _secret_of(integration, secret):
             return reject(403, "bad_secret")
     if not integration.active:
         return reject(403, "integration_inactive")
     return integration
+
+
+def _read_through(integrations: IntegrationLookup, integration_id: str) -> Integration | None:
+    """The settings as stored now: past a cache (``CachedIntegrations.fresh``) when the lookup has one."""
+    fresh = getattr(integrations, "fresh", None)
+    return fresh(integration_id) if callable(fresh) else integrations.get(integration_id)
 
 
 def _secret_of(integration: Integration, secret: str, now: float | None = None) -> bool:
@@ -246,8 +251,7 @@ def _application_token_of(
         return False
     if adopt.adopt_application_token(integration.integration_id, candidate):
         return True
-    fresh = getattr(integrations, "fresh", None)  # another delivery adopted one meanwhile: it must be this one
-    current = fresh(integration.integration_id) if callable(fresh) else None
+    current = _read_through(integrations, integration.integration_id)  # another delivery adopted one meanwhile
     saved = (current.application_token_hash or "") if current is not None else ""
     return bool(saved) and hmac.compare_digest(candidate.encode(), saved.encode())
 
