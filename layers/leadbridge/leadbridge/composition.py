@@ -14,6 +14,7 @@ from leadbridge.aws.store.account_claims import DynamoAccountClaims
 from leadbridge.aws.store.backfills import DynamoBackfills
 from leadbridge.aws.store.bot_sessions import DynamoBotSessions
 from leadbridge.aws.store.chat_scopes import DynamoChatScopes
+from leadbridge.aws.store.crm_lists import DynamoCrmLists
 from leadbridge.aws.store.integrations import BatchStatus, CachedIntegrations, DynamoIntegrations
 from leadbridge.aws.store.ledger import DynamoLedger
 from leadbridge.aws.store.limits import DynamoLimitState
@@ -33,6 +34,7 @@ from leadbridge.crms.enrichment import Enricher
 from leadbridge.crms.token_provider import Refresher, TokenProvider
 from leadbridge.flows.api.service import IntegrationsService
 from leadbridge.flows.connect.callback import OAuthCallback
+from leadbridge.flows.connect.crm_lists import CrmPickers
 from leadbridge.flows.connect.state import StateSigner
 from leadbridge.flows.connect.subscription import remove_subscriptions, subscriptions_for
 from leadbridge.flows.recovery.backfill.runner import BackfillRunner
@@ -51,20 +53,21 @@ from leadbridge.http.ratelimit import Budgets
 class ReauthAlarm:
     """When a grant dies: the integration's status says so and the ReauthRequired metric raises the alarm."""
 
-    def __init__(self, integrations: DynamoIntegrations, metrics: Metrics) -> None:
+    def __init__(self, integrations: DynamoIntegrations, metrics: Metrics | None) -> None:
         self.integrations = integrations
-        self.count = MetricCounter(metrics)
+        self.count = MetricCounter(metrics) if metrics is not None else None
 
     def grant_revoked(self, integration: Integration, reason: str) -> None:
         self.integrations.set_connection_state(integration.integration_id, "reauth_required", reason)
-        self.count("ReauthRequired")
+        if self.count is not None:  # the API keeps no metrics: the next scheduled or worker refusal raises it
+            self.count("ReauthRequired")
 
 
 def refreshers(redirect_uri: str) -> dict[str, Refresher]:
     return {"amocrm": AmoOAuth(redirect_uri), "bitrix24": BitrixOAuth()}
 
 
-def token_provider(table: str, redirect_uri: str, metrics: Metrics) -> TokenProvider:
+def token_provider(table: str, redirect_uri: str, metrics: Metrics | None) -> TokenProvider:
     integrations = DynamoIntegrations(table)
     return TokenProvider(DynamoTokens(table), refreshers(redirect_uri), observer=ReauthAlarm(integrations, metrics))
 
@@ -150,6 +153,32 @@ def integrations_service(config: ApiConfig) -> IntegrationsService:
         account_claims=DynamoAccountClaims(config.integrations_table),
         ledger_retention_days=config.ledger_retention_days,
         webhook_secret_grace_seconds=config.webhook_secret_grace_seconds,
+        pickers=(lambda origin: api_pickers(config, origin)) if config.limits_table else None,
+    )
+
+
+def api_pickers(config: ApiConfig, origin: str) -> CrmPickers:
+    """The API's pickers for the origin the OAuth callback lives on (the API is its own: it cannot name itself)."""
+    found = _api_pickers.get(origin)
+    if found is None:
+        redirect_uri = f"{origin.rstrip('/')}/oauth2/callback"
+        found = _api_pickers[origin] = crm_pickers(
+            config.integrations_table, config.limits_table, redirect_uri, None, config.crm_lists_cache_seconds
+        )
+    return found
+
+
+_api_pickers: dict[str, CrmPickers] = {}
+
+
+def crm_pickers(
+    table: str, limits_table: str, redirect_uri: str, metrics: Metrics | None, cache_seconds: int
+) -> CrmPickers:
+    return CrmPickers(
+        tokens=token_provider(table, redirect_uri, metrics),
+        budgets=Budgets(DynamoLimitState(limits_table)),
+        cache=DynamoCrmLists(table),
+        cache_seconds=cache_seconds,
     )
 
 
@@ -194,6 +223,7 @@ def scheduled_jobs(config: JobsConfig, metrics: Metrics) -> JobsBatch:
         budgets=budgets,
         hook_base_url=stores.redirect_uri.removesuffix("/oauth2/callback"),
         webhook_secret_grace_seconds=config.webhook_secret_grace_seconds,
+        pickers=CrmPickers(provider, budgets, DynamoCrmLists(table), config.crm_lists_cache_seconds),
     )
     return JobsBatch(work, jobs, JobDeadLetters(config.jobs_dlq_url), integrations, count)
 

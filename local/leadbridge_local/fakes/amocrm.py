@@ -2,13 +2,15 @@
 
 - OAuth: ``POST /oauth2/access_token`` (JSON). Codes live 20 minutes and are single-use; refresh tokens are
   single-use (a reused one gets amoCRM's 400); access tokens expire (401 problem+json afterwards).
-- REST v4: talks, leads (``with=contacts``), contacts, lead notes, account; lists of leads and contacts by
+- REST v4: talks, leads (``with=contacts``), contacts, lead notes, account, the pickers' custom fields (paged),
+  pipelines and sources; lists of leads and contacts by
   ``filter[id][]`` (204 when none exists; an account with ``filters_ignored`` answers every entity, as one without
   the API-filter add-on might), notes of several leads in one ``POST /api/v4/leads/notes``. A missing lead or
   contact answers 204 with no body, a missing talk 404, errors are ``application/problem+json``.
 - Limits: 7 requests per second per integration (any 1-second window) -> 429; more than 10 violations in a
   minute block the account: 403 with an HTML page on every request.
-- ``data_dir``: recorded responses, ``<dir>/api/v4/<path>.json`` served for ``GET /api/v4/<path>``.
+- ``data_dir``: recorded responses, ``<dir>/api/v4/<path>.json`` served for ``GET /api/v4/<path>`` (its page 1), and
+  ``<dir>/api/v4/<path>.page-<n>.json`` for ``?page=<n>`` of a paged list.
 - Broken answers for hostile-input tests: ``raw_answers[(subdomain, path)]`` answers a GET as given (an HTML page
   with status 200...), ``token_answer`` answers every token request.
 """
@@ -70,6 +72,19 @@ class Account:
     webhooks: list[dict[str, Any]] = field(default_factory=list)  # GET/POST/DELETE /api/v4/webhooks
     amojo_id: str = ""  # the account's id in the Chats API (GET /api/v4/account?with=amojo_id)
     violations: deque[float] = field(default_factory=deque)
+    # The pickers' lists (crm_platform/custom-fields, leads_pipelines, sources-api). The lead field 778899 is the
+    # session field of the sample settings (events/integrations_api); contacts have their predefined phone / e-mail.
+    custom_fields: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {
+            "leads": [custom_field(778899, "Сессия аналитики", "text", "leads")],
+            "contacts": [
+                custom_field(3, "Телефон", "multitext", "contacts", code="PHONE"),
+                custom_field(5, "Email", "multitext", "contacts", code="EMAIL"),
+            ],
+        }
+    )
+    pipelines: list[dict[str, Any]] = field(default_factory=lambda: [pipeline(3177727, "Воронка", main=True)])
+    sources: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -378,7 +393,9 @@ class FakeAmoCRM(FakeCrmBase):
         raw = self.raw_answers.get((account.subdomain, path)) if request.method == "GET" else None
         if raw is not None:
             return raw
-        recorded = self._recorded(path) if request.method == "GET" else None
+        page = request.arg("page") or "1"
+        recorded_as = path if page == "1" or not page.isdigit() else f"{path}.page-{page}"
+        recorded = self._recorded(recorded_as) if request.method == "GET" else None
         if recorded is not None:
             return recorded
         if match := re.fullmatch(r"/api/v4/talks/(\d+)", path):
@@ -421,6 +438,21 @@ class FakeAmoCRM(FakeCrmBase):
         if path == "/api/v4/events" and request.method == "GET":
             self.count("events_requests")
             return self._events(account, request)
+        if (match := re.fullmatch(r"/api/v4/(leads|contacts)/custom_fields", path)) and request.method == "GET":
+            return self._custom_fields(account, match[1], request)
+        if path == "/api/v4/leads/pipelines" and request.method == "GET":
+            body = {
+                "_total_items": len(account.pipelines),
+                "_links": {"self": {"href": f"https://{account.subdomain}.amocrm.ru/api/v4/leads/pipelines"}},
+                "_embedded": {"pipelines": account.pipelines},
+            }
+            return json_response(200, body, HAL)
+        if path == "/api/v4/sources" and request.method == "GET":
+            if not account.sources:
+                return HttpResponse(204)
+            return json_response(
+                200, {"_total_items": len(account.sources), "_embedded": {"sources": account.sources}}, HAL
+            )
         if path == "/api/v4/account":
             account_body: dict[str, Any] = {"id": account.account_id, "subdomain": account.subdomain}
             if "amojo_id" in (request.arg("with") or "").split(","):
@@ -523,6 +555,31 @@ class FakeAmoCRM(FakeCrmBase):
             existing.update({"updated_at": now, "disabled": False, "settings": list(settings)})
             return json_response(201, existing, HAL)
 
+    def _custom_fields(self, account: Account, entity: str, request: HttpRequest) -> HttpResponse:
+        """``GET /api/v4/<entity>/custom_fields``: ``limit`` (default 50, at most 250), ``page``; ``_page``,
+        ``_page_count``, ``_links.next`` while a page follows (crm_platform/custom-fields)."""
+        limit = int(request.arg("limit") or 50)
+        if not 0 < limit <= 250:
+            return _problem(400, "Bad Request", "limit must be between 1 and 250")
+        page = max(1, int(request.arg("page") or 1))
+        fields = account.custom_fields.get(entity, [])
+        chunk = fields[(page - 1) * limit : page * limit]
+        if not chunk:
+            return HttpResponse(204)
+        base = f"https://{account.subdomain}.amocrm.ru/api/v4/{entity}/custom_fields?limit={limit}"
+        pages = -(-len(fields) // limit)
+        links: dict[str, Any] = {"self": {"href": f"{base}&page={page}"}, "last": {"href": f"{base}&page={pages}"}}
+        if page < pages:
+            links["next"] = {"href": f"{base}&page={page + 1}"}
+        body = {
+            "_total_items": len(chunk),
+            "_page": page,
+            "_page_count": pages,
+            "_links": links,
+            "_embedded": {"custom_fields": chunk},
+        }
+        return json_response(200, body, HAL)
+
     def _unsorted_summary(self, account: Account, request: HttpRequest) -> HttpResponse:
         """``GET /api/v4/leads/unsorted/summary``: every talk on a lead counts as a chat that came into Unsorted at
         the talk's start (reference/amocrm-chats-events-dp.md A.3)."""
@@ -574,6 +631,60 @@ class FakeAmoCRM(FakeCrmBase):
         except ValueError:
             return HttpResponse(200, body, {"Content-Type": HAL})
         return HttpResponse(200, body, {"Content-Type": HAL})
+
+
+def custom_field(field_id: int, name: str, kind: str, entity: str, code: str | None = None) -> dict[str, Any]:
+    """A field as ``GET /api/v4/<entity>/custom_fields`` shows it (the documented example's keys)."""
+    return {
+        "id": field_id,
+        "name": name,
+        "type": kind,
+        "account_id": 0,
+        "code": code,
+        "sort": 500,
+        "is_api_only": False,
+        "enums": None,
+        "group_id": None,
+        "required_statuses": [],
+        "is_deletable": code is None,
+        "is_predefined": code is not None,
+        "entity_type": entity,
+        "remind": None,
+        "settings": None,
+        "_links": {"self": {"href": f"/api/v4/{entity}/custom_fields/{field_id}"}},
+    }
+
+
+def pipeline(pipeline_id: int, name: str, main: bool = False) -> dict[str, Any]:
+    """A pipeline with amoCRM's system statuses (Unsorted first, then 142 won and 143 lost) and one of its own."""
+    statuses = [
+        (pipeline_id * 10 + 1, "Неразобранное", 10, 1),
+        (pipeline_id * 10 + 2, "Первичный контакт", 20, 0),
+        (142, "Успешно реализовано", 10000, 0),
+        (143, "Закрыто и не реализовано", 11000, 0),
+    ]
+    return {
+        "id": pipeline_id,
+        "name": name,
+        "sort": 1,
+        "is_main": main,
+        "is_unsorted_on": True,
+        "is_archive": False,
+        "account_id": 0,
+        "_embedded": {
+            "statuses": [
+                {
+                    "id": sid,
+                    "name": sname,
+                    "sort": sort,
+                    "is_editable": kind == 0,
+                    "pipeline_id": pipeline_id,
+                    "type": kind,
+                }
+                for sid, sname, sort, kind in statuses
+            ]
+        },
+    }
 
 
 CHAT_EVENT_TYPES = {"incoming_chat_message", "outgoing_chat_message"}

@@ -61,6 +61,23 @@ class Portal:
     admin_grant: bool = True  # the token's user is an admin (event.bind of offline handlers needs one)
     filter_zone: timezone | None = None  # a portal that reads list filters' stamps in its own zone, offsets ignored
     unpaid: bool = False  # the application's subscription lapsed: refreshes answer PAYMENT_REQUIRED, tokens kept
+    # The pickers' lists (b24restdocs: crm userfield lists, imopenlines config, imconnector, crm.category / status).
+    userfields: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"lead": [], "deal": []})
+    open_lines: list[dict[str, Any]] = field(default_factory=lambda: [{"ID": "1", "LINE_NAME": "Open Channel"}])
+    connectors: dict[str, str] = field(
+        default_factory=lambda: {"livechat": "Live Chat", "telegrambot": "Telegram", "network": "Bitrix24.Network"}
+    )
+    connected: set[tuple[str, str]] = field(default_factory=lambda: {("1", "livechat"), ("1", "telegrambot")})
+    connectors_denied: bool = False  # imconnector.list wants the right to change connectors
+    categories: list[dict[str, Any]] = field(
+        default_factory=lambda: [{"id": 0, "name": "General", "sort": 300, "entityTypeId": 2, "isDefault": "Y"}]
+    )
+    statuses: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {
+            "STATUS": [_status("STATUS", "NEW", "Unassigned", 10), _status("STATUS", "CONVERTED", "Good lead", 60)],
+            "DEAL_STAGE": [_status("DEAL_STAGE", "NEW", "New", 10), _status("DEAL_STAGE", "WON", "Deal won", 60)],
+        }
+    )
 
     @property
     def limits(self) -> tuple[float, float]:
@@ -225,6 +242,9 @@ class FakeBitrix24(FakeCrmBase):
         body: dict[str, Any] = {"result": value, "time": self._time(portal, method)}
         if total is not None:
             body["total"] = total
+            shown = max(0, php_intval(params.get("start"))) + (len(value) if isinstance(value, list) else 0)
+            if method in PAGED_METHODS and shown < total:
+                body["next"] = shown
         return json_response(200, body)
 
     # ------------------------------------------------------------------ limits
@@ -355,11 +375,61 @@ class FakeBitrix24(FakeCrmBase):
             return True, {"sessionId": session, **history}, None
         if method in {"event.bind", "event.get", "event.unbind"}:
             return self._events_api(portal, method, params)
+        if method in PICKER_METHODS:
+            return self._pickers(portal, method, params)
         if method in {"crm.lead.list", "crm.deal.list"}:
             return True, *self._list(
                 portal.leads if method == "crm.lead.list" else portal.deals, params, portal.filter_zone
             )
         return False, (404, "ERROR_METHOD_NOT_FOUND", "Method not found!"), None
+
+    def _pickers(self, portal: Portal, method: str, params: dict[str, Any]) -> tuple[bool, Any, int | None]:
+        """The lists the cabinet's pickers read, in the documented shapes: user fields in pages of 50 (labels per
+        language unless ``filter[LANG]`` names one), open lines, connectors, a connector's status on a line, deal
+        categories, and directory items by ``ENTITY_ID``."""
+        scope = "imopenlines" if method.startswith(("imopenlines.", "imconnector.")) else "crm"
+        if scope not in portal.scopes:
+            return False, (403, "insufficient_scope", ""), None
+        start = max(0, php_intval(params.get("start")))
+        if method in {"crm.lead.userfield.list", "crm.deal.userfield.list"}:
+            lang = str(as_map(params.get("filter")).get("LANG") or "")
+            rows = [_labelled(row, lang) for row in portal.userfields[method.split(".")[1]]]
+            recorded = self._recorded(method, "list")
+            rows = recorded if isinstance(recorded, list) else rows
+            return True, rows[start : start + 50], len(rows)
+        if method == "imopenlines.config.list.get":
+            recorded = self._recorded(method, "list")
+            return True, recorded if isinstance(recorded, list) else [dict(line) for line in portal.open_lines], None
+        if method == "imconnector.list":
+            if portal.connectors_denied:
+                return False, (400, "ACCESS_DENIED", "You don't have access to this action"), None
+            recorded = self._recorded(method, "list")
+            return True, recorded if isinstance(recorded, dict) else dict(portal.connectors), None
+        if method == "imconnector.status":
+            line, connector = str(params.get("LINE") or ""), str(params.get("CONNECTOR") or "")
+            if not line or not connector:
+                return False, (400, "ERROR_ARGUMENT", "LINE and CONNECTOR are required"), None
+            on = (line, connector) in portal.connected
+            return (
+                True,
+                {"LINE": int(line), "CONNECTOR": connector, "ERROR": False, "CONFIGURED": on, "STATUS": on},
+                None,
+            )
+        if method == "crm.category.list":
+            if php_intval(params.get("entityTypeId")) != 2:
+                return True, {"categories": []}, None
+            recorded = self._recorded(method, "2")
+            return True, recorded if isinstance(recorded, dict) else {"categories": list(portal.categories)}, 1
+        entity_id = str(as_map(params.get("filter")).get("ENTITY_ID") or "")
+        recorded = self._recorded(method, entity_id or "all")
+        rows = (
+            recorded
+            if isinstance(recorded, list)
+            else portal.statuses.get(entity_id, [])
+            if entity_id
+            else [row for rows in portal.statuses.values() for row in rows]
+        )
+        return True, rows, len(rows)
 
     @staticmethod
     def _events_api(portal: Portal, method: str, params: dict[str, Any]) -> tuple[bool, Any, int | None]:
@@ -521,6 +591,48 @@ class FakeBitrix24(FakeCrmBase):
             "status": "L",
             "user_id": 1,
         }
+
+
+PICKER_METHODS = frozenset(
+    {
+        "crm.lead.userfield.list",
+        "crm.deal.userfield.list",
+        "imopenlines.config.list.get",
+        "imconnector.list",
+        "imconnector.status",
+        "crm.category.list",
+        "crm.status.list",
+    }
+)
+PAGED_METHODS = frozenset({"crm.lead.userfield.list", "crm.deal.userfield.list"})
+LABELS = ("EDIT_FORM_LABEL", "LIST_COLUMN_LABEL", "LIST_FILTER_LABEL")
+
+
+def _status(entity_id: str, status_id: str, name: str, sort: int) -> dict[str, Any]:
+    return {"ID": str(sort), "ENTITY_ID": entity_id, "STATUS_ID": status_id, "NAME": name, "SORT": str(sort)}
+
+
+def userfield(field_id: int, code: str, kind: str, label: str, entity: str = "lead") -> dict[str, Any]:
+    """A user field as ``crm.<entity>.userfield.list`` shows it, its labels given in Russian and English."""
+    labels = {"ru": label, "en": label}
+    return {
+        "ID": str(field_id),
+        "ENTITY_ID": f"CRM_{entity.upper()}",
+        "FIELD_NAME": code,
+        "USER_TYPE_ID": kind,
+        "XML_ID": None,
+        "SORT": "100",
+        "MULTIPLE": "N",
+        "MANDATORY": "N",
+        **{name: dict(labels) for name in LABELS},
+    }
+
+
+def _labelled(row: dict[str, Any], lang: str) -> dict[str, Any]:
+    """Without ``filter[LANG]`` the labels come per language; with it, as that language's string."""
+    if not lang:
+        return dict(row)
+    return {k: (v.get(lang, "") if k in LABELS and isinstance(v, dict) else v) for k, v in row.items()}
 
 
 def _nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:

@@ -148,6 +148,8 @@ class ApiConfig(NamedTuple):
     public_base_url: str
     ledger_retention_days: int = 90
     webhook_secret_grace_seconds: int = 86_400
+    limits_table: str = ""  # the pickers read the CRM under the shared budget (none without it)
+    crm_lists_cache_seconds: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ApiConfig:
@@ -158,6 +160,8 @@ class ApiConfig(NamedTuple):
             public_base_url=_optional(env, "PUBLIC_BASE_URL").rstrip("/"),
             ledger_retention_days=_int(env, "LEDGER_RETENTION_DAYS", 90),
             webhook_secret_grace_seconds=_int(env, "WEBHOOK_SECRET_GRACE_SECONDS", 86_400),
+            limits_table=_require(env, "LIMITS_TABLE"),
+            crm_lists_cache_seconds=_int(env, "CRM_LISTS_CACHE_SECONDS", 300),
         )
 
 
@@ -201,6 +205,7 @@ class JobsConfig(NamedTuple):
     share: float
     bitrix_idle_sweep_seconds: int
     webhook_secret_grace_seconds: int = 86_400
+    crm_lists_cache_seconds: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> JobsConfig:
@@ -214,6 +219,7 @@ class JobsConfig(NamedTuple):
             share=_share(env, "BACKFILL_SHARE", 0.25),
             bitrix_idle_sweep_seconds=minutes * 60,
             webhook_secret_grace_seconds=_int(env, "WEBHOOK_SECRET_GRACE_SECONDS", 86_400),
+            crm_lists_cache_seconds=_int(env, "CRM_LISTS_CACHE_SECONDS", 300),
         )
 
 

@@ -251,6 +251,10 @@ class DynamoIntegrations:
         record = {"state": state, "at": int(time.time()), "detail": (detail or "")[:300]}
         self._update_status("SET hook_subscription = :h", {":h": record}, integration_id)
 
+    def record_settings_check(self, integration_id: str, check: Mapping[str, Any]) -> None:
+        """What the CRM said of the saved settings (``settings_check``: state, checked_at, unknown keys, detail)."""
+        self._update_status("SET settings_check = :c", {":c": dict(check)}, integration_id)
+
     def record_hook(self, integration_id: str, reason: str | None, ignored: Mapping[str, int]) -> None:
         """One delivery to the integration's hook URL, for the set-up checklist: a refusal counted by its reason
         (``refused_<reason>``, the hook's own closed set) with ``last_refusal``, or a delivery taken

@@ -88,6 +88,19 @@ class AmoClient:
         events = dicts(as_dict(data.get("_embedded")).get("events"))
         return events, "next" in as_dict(data.get("_links"))
 
+    def all_pages(
+        self, path: str, embedded: str, params: dict[str, str], max_pages: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Every item of a paged list (``_embedded.<embedded>``, ``page`` by ``page`` while ``_links.next`` is
+        there), up to ``max_pages``; and whether the list ended within them. 204 is an empty list."""
+        items: list[dict[str, Any]] = []
+        for page in range(1, max_pages + 1):
+            data = as_dict(self._call("GET", path, params={**params, "page": str(page)}, json_body=None))
+            items.extend(dicts(as_dict(data.get("_embedded")).get(embedded)))
+            if "next" not in as_dict(data.get("_links")):
+                return items, True
+        return items, False
+
     def unsorted_chats(self, since: int, until: int) -> int:
         """How many chats came into Unsorted in ``[since, until]`` (``GET /api/v4/leads/unsorted/summary``)."""
         params = {"filter[created_at][from]": str(since), "filter[created_at][to]": str(until)}

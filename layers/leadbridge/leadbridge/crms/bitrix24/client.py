@@ -148,6 +148,24 @@ class BitrixClient:
             raise RateLimited("Bitrix24 method near its operating-time limit", retry_after=wait, code="operating_soon")
 
     def call(self, method: str, params: dict[str, Any]) -> Any:
+        return self._answer(method, params)["result"]
+
+    def listing(self, method: str, params: dict[str, Any], max_pages: int) -> tuple[list[Any], bool]:
+        """Every row of a list method, page by page (``start`` = the answer's ``next``, 50 a page), up to
+        ``max_pages``; and whether the list ended within them."""
+        rows: list[Any] = []
+        start: int | None = None
+        for _ in range(max_pages):
+            data = self._answer(method, params if start is None else {**params, "start": start})
+            result = data["result"]
+            rows.extend(result.values() if isinstance(result, dict) else result if isinstance(result, list) else [])
+            following = data.get("next")
+            if not isinstance(following, int) or isinstance(following, bool) or following <= (start or 0):
+                return rows, True
+            start = following
+        return rows, False
+
+    def _answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method != "batch":
             self._hold_off([method.lower()])
         token = self.tokens.get(self.integration)
@@ -173,7 +191,7 @@ class BitrixClient:
                 if method != "batch":  # the outer batch is not billed; its commands' figures come in result_time
                     self.operating.record(self.portal, method.lower(), timing)
             if response.status_code == 200 and "result" in data:
-                return data["result"]
+                return data
             error = str(data.get("error") or "").lower()
             if error in TOKEN_ERRORS or response.status_code == 401:
                 if retried_token:

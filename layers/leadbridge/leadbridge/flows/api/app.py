@@ -21,12 +21,16 @@ from leadbridge.crms.amocrm.chat_channel.messages import (
     MessagesAccepted,
     VisitorMessages,
 )
+from leadbridge.crms.crm_lists import ListKind
 from leadbridge.flows.api.service import IntegrationsService, NotFoundError
 from leadbridge.flows.api.settings import (
     AuthorizeUrl,
     BackfillProgress,
     BackfillRequest,
     ChatChannelView,
+    CrmChannelsView,
+    CrmFieldsView,
+    CrmPipelinesView,
     ErrorBody,
     IntegrationSettings,
     IntegrationStatus,
@@ -34,7 +38,9 @@ from leadbridge.flows.api.settings import (
     ResumeResult,
     WebhookSecretIssued,
 )
+from leadbridge.flows.connect.crm_lists import NotReadable, SettingsRefused
 from leadbridge.flows.recovery.backfill.begin import BackfillConflict
+from leadbridge.http.errors import CrmError
 from leadbridge.http.public_host import NonPublicHost
 
 logger = Logger(child=True)
@@ -121,6 +127,20 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
     async def backfill_conflict(request: Request, exc: BackfillConflict) -> JSONResponse:
         return error_response(409, "conflict", str(exc))
 
+    @app.exception_handler(NotReadable)
+    async def not_readable(request: Request, exc: NotReadable) -> JSONResponse:
+        return error_response(409, exc.reason, str(exc))
+
+    @app.exception_handler(SettingsRefused)
+    async def settings_refused(request: Request, exc: SettingsRefused) -> JSONResponse:
+        return error_response(422, exc.code, str(exc), "session_field.field_id")
+
+    @app.exception_handler(CrmError)
+    async def crm_failed(request: Request, exc: CrmError) -> JSONResponse:
+        # The error's message names what failed, never a token or a body (http/errors.py).
+        code = "crm_refused" if exc.status in {400, 402, 403, 404} else "crm_unavailable"
+        return error_response(502, code, f"the CRM answered no list: {exc}"[:300])
+
     @app.exception_handler(ValueError)
     async def conflict(request: Request, exc: ValueError) -> JSONResponse:
         return error_response(409, "conflict", str(exc))
@@ -135,9 +155,14 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
         responses={201: {"model": IntegrationView}, 409: CONFLICT},
     )
     def put_integration(
-        integration_id: IntegrationId, settings: Annotated[IntegrationSettings, Body()], response: Response
+        integration_id: IntegrationId,
+        settings: Annotated[IntegrationSettings, Body()],
+        response: Response,
+        request: Request,
     ) -> IntegrationView:
-        result, created = service().put(integration_id, settings)
+        """Create or update. An amoCRM session field the CRM does not have (or one that cannot hold text) is a 422;
+        messenger keys no channel produces are saved and named in the status (``unknown_mapping_keys``)."""
+        result, created = service().put(integration_id, settings, str(request.base_url))
         response.status_code = 201 if created else 200
         return result
 
@@ -240,6 +265,33 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
     )
     def get_authorize_url(integration_id: IntegrationId) -> AuthorizeUrl:
         return service().authorize_url(integration_id)
+
+    picker_errors: dict[int | str, dict[str, Any]] = {
+        **NOT_FOUND,
+        409: {**CONFLICT, "description": "Not connected, re-authorization needed, or deactivated (code says which)"},
+        502: {"description": "The CRM failed or refused the read (message says which)", "model": ErrorBody},
+    }
+
+    def crm_list(integration_id: str, kind: ListKind, request: Request) -> dict[str, Any]:
+        integration, rows = service().crm_list(integration_id, kind, str(request.base_url))
+        return {"integration_id": integration_id, "crm": integration.crm, "items": rows}
+
+    @app.get("/integrations/{integration_id}/crm/fields", response_model=CrmFieldsView, responses=picker_errors)
+    def get_crm_fields(integration_id: IntegrationId, request: Request) -> CrmFieldsView:
+        """The lead and contact (amoCRM) or lead and deal (Bitrix24) custom fields, for the session field picker:
+        ``holds_session`` marks those that can hold it. Cached for ``CrmListsCacheSeconds``."""
+        return CrmFieldsView.model_validate(crm_list(integration_id, "fields", request))
+
+    @app.get("/integrations/{integration_id}/crm/channels", response_model=CrmChannelsView, responses=picker_errors)
+    def get_crm_channels(integration_id: IntegrationId, request: Request) -> CrmChannelsView:
+        """The channels the account can produce, each with the ``messenger_targets`` key its leads are looked up by
+        (docs/channels.md)."""
+        return CrmChannelsView.model_validate(crm_list(integration_id, "channels", request))
+
+    @app.get("/integrations/{integration_id}/crm/pipelines", response_model=CrmPipelinesView, responses=picker_errors)
+    def get_crm_pipelines(integration_id: IntegrationId, request: Request) -> CrmPipelinesView:
+        """amoCRM pipelines and stages; Bitrix24 lead statuses and deal categories with their stages."""
+        return CrmPipelinesView.model_validate(crm_list(integration_id, "pipelines", request))
 
     @app.get("/integrations/{integration_id}/status", response_model=IntegrationStatus, responses=NOT_FOUND)
     def get_status(integration_id: IntegrationId) -> IntegrationStatus:

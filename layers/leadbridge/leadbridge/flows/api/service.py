@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +25,7 @@ from leadbridge.crms.amocrm.chat_channel.messages import (
     MessagesAccepted,
     VisitorMessages,
 )
+from leadbridge.crms.crm_lists import ListKind
 from leadbridge.flows.api.settings import (
     AmoCrmSettings,
     AuthorizeUrl,
@@ -36,6 +39,7 @@ from leadbridge.flows.api.settings import (
     LastRefusal,
     ResumeResult,
     SessionFieldSetting,
+    SettingsCheckView,
     SetupStepView,
     Target,
     WebhookSecretIssued,
@@ -43,10 +47,12 @@ from leadbridge.flows.api.settings import (
 from leadbridge.flows.api.setup import setup_checklist
 from leadbridge.flows.api.site_script import site_script
 from leadbridge.flows.connect.authorize import authorize_url
+from leadbridge.flows.connect.crm_lists import CrmPickers, NotReadable, SettingsCheck
 from leadbridge.flows.connect.state import StateSigner
 from leadbridge.flows.recovery.backfill.begin import begin_backfill
 from leadbridge.flows.worker.lead_worker import HOOKS_REMOVAL
 from leadbridge.flows.worker.parking import Parking
+from leadbridge.http.errors import CrmError
 from leadbridge.http.public_host import require_public
 
 RESUME_LEASE_SECONDS = 60  # longer than the API's 15 s timeout: a resume cut off there does not overlap the next
@@ -73,7 +79,9 @@ class IntegrationsService:
         account_claims: DynamoAccountClaims,
         ledger_retention_days: int = 90,
         webhook_secret_grace_seconds: int = 86_400,
+        pickers: Callable[[str], CrmPickers] | None = None,
     ) -> None:
+        self.pickers_at = pickers
         self.chat_scopes = chat_scopes
         self.account_claims = account_claims
         self.ledger_retention_days = ledger_retention_days
@@ -87,7 +95,9 @@ class IntegrationsService:
         self.parking = parking
         self.parked = parked
 
-    def put(self, integration_id: str, settings: AmoCrmSettings | Bitrix24Settings) -> tuple[IntegrationView, bool]:
+    def put(
+        self, integration_id: str, settings: AmoCrmSettings | Bitrix24Settings, request_base_url: str = ""
+    ) -> tuple[IntegrationView, bool]:
         """Create or update; returns the view and whether it was created."""
         if isinstance(settings, Bitrix24Settings):
             require_public(settings.crm_domain)  # the worker sends the portal's token there: NonPublicHost, a 422
@@ -131,8 +141,35 @@ class IntegrationsService:
                 else integration.application_token_hash
             )
             integration = replace(integration, application_token_hash=token_hash, bitrix_enterprise=settings.enterprise)
+        check = self._check_with_crm(integration, self._pickers(request_base_url))
         self.integrations.put(integration)
+        self.integrations.record_settings_check(integration_id, check.record())
         return view(integration), existing is None
+
+    def _pickers(self, request_base_url: str) -> CrmPickers | None:
+        """Reading a CRM may refresh its token, which names the OAuth callback: on the public origin."""
+        origin = self.public_base_url or request_base_url.rstrip("/")
+        return self.pickers_at(origin) if self.pickers_at is not None and origin else None
+
+    def _check_with_crm(self, integration: Integration, pickers: CrmPickers | None) -> SettingsCheck:
+        """Refuse a session field the CRM does not have (``SettingsRefused``, a 422); say which mapping keys no
+        channel produces. An integration not connected yet, or a CRM that cannot be asked, is checked later."""
+        now = int(time.time())
+        if pickers is None or not integration.account_id:
+            return SettingsCheck("pending", now, [], "not_connected: checked once the integration is connected")
+        with suppress(NotReadable, CrmError):  # the check below says pending
+            pickers.refuse_unusable(integration)
+        return pickers.check(integration)
+
+    def crm_list(
+        self, integration_id: str, kind: ListKind, request_base_url: str = ""
+    ) -> tuple[Integration, list[dict[str, Any]]]:
+        """A picker's list from the integration's CRM (cached): ``NotReadable`` is a 409, ``CrmError`` a 502."""
+        integration = self._require(integration_id)
+        pickers = self._pickers(request_base_url)
+        if pickers is None:
+            raise NotReadable("unavailable", "this deployment reads no CRM lists")
+        return integration, pickers.read(integration, kind)
 
     def get(self, integration_id: str) -> IntegrationView:
         return view(self._require(integration_id))
@@ -325,6 +362,8 @@ class IntegrationsService:
         record: dict[str, Any] = self.integrations.status(integration_id)
         stored = self.tokens.read(integration_id)
         usable = stored is not None and stored.state == "active"
+        saved_check = record.get("settings_check")
+        checked: dict[str, Any] = saved_check if isinstance(saved_check, dict) and "state" in saved_check else {}
         connection: ConnectionState = record.get("connection_state") or ("connected" if usable else "not_connected")
         if connection == "connected" and not usable:  # the status lags what the token item says
             connection = "reauth_required"
@@ -343,7 +382,13 @@ class IntegrationsService:
             failed=int(record.get("count_failed", 0)),
             parked=self.parked.count(integration_id),
             unknown_channels=sorted(record.get("unknown_channels") or [])[:50],
-            notices=sorted(record.get("notices") or []),
+            notices=sorted({*(record.get("notices") or []), *_check_notice(checked)}),
+            settings_check=SettingsCheckView(
+                state=checked["state"], checked_at=int(checked.get("checked_at") or 0), detail=str(checked["detail"])
+            )
+            if checked
+            else None,
+            unknown_mapping_keys=[str(key) for key in checked.get("unknown_mapping_keys") or []][:50],
             dropped={k.removeprefix("dropped_"): int(v) for k, v in record.items() if k.startswith("dropped_")},
             backfill=progress_view(job) if (job := self.backfills.get(integration_id)) else None,
             drift=DriftCheck(**record["drift_last"]) if isinstance(record.get("drift_last"), dict) else None,
@@ -372,6 +417,13 @@ class IntegrationsService:
         if integration is None:
             raise NotFoundError(integration_id)
         return integration
+
+
+def _check_notice(checked: dict[str, Any]) -> list[str]:
+    """A session field gone from the CRM is the loss of every lead's session: it is a notice too."""
+    return (
+        [str(checked["state"])] if checked.get("state") in {"session_field_missing", "session_field_unusable"} else []
+    )
 
 
 def removal_message(integration: Integration) -> InboxMessage:

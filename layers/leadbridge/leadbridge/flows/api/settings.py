@@ -225,6 +225,68 @@ class LastRefusal(_Strict):
     at: int
 
 
+class SettingsCheckView(_Strict):
+    state: Literal["ok", "pending", "session_field_missing", "session_field_unusable"] = Field(
+        description="pending: the CRM could not be asked (not connected yet, or it failed); the scheduled jobs check "
+        "again within 15 minutes. session_field_missing: the chosen field is gone from the CRM: leads lose their "
+        "session until another is chosen."
+    )
+    checked_at: int
+    detail: str
+
+
+class CrmFieldView(_Strict):
+    id: str = Field(description="amoCRM: the field id (session_field.field_id); Bitrix24: the field code.")
+    name: str
+    type: str = Field(description="The CRM's own type name.")
+    entity: str = Field(description="amoCRM lead or contact; Bitrix24 lead or deal.")
+    holds_session: bool = Field(description="A text field the session id can be written into.")
+
+
+class CrmChannelView(_Strict):
+    key: str | None = Field(
+        description="The messenger_targets key a lead from this channel is looked up by; null: the site's own chat "
+        "(it has a session, or goes to default_target)."
+    )
+    name: str
+    origin: str = Field(description="The CRM's raw value: amoCRM talk origin, Bitrix24 connector id.")
+    where: str = Field(
+        description="account_chats (amoCRM chats of the last 30 days), account_source (the integration's own "
+        "amoCRM source), known_origin (an origin docs/channels.md knows), open_line <id> (a Bitrix24 line with "
+        "this connector connected), known_connector (Bitrix24 when the connectors may not be listed)."
+    )
+
+
+class CrmStageView(_Strict):
+    id: str
+    name: str
+
+
+class CrmPipelineView(_Strict):
+    id: str = Field(description="amoCRM pipeline id; Bitrix24 STATUS (the lead statuses) or a deal category id.")
+    name: str
+    entity: str
+    stages: list[CrmStageView]
+
+
+class CrmFieldsView(_Strict):
+    integration_id: str
+    crm: Literal["amocrm", "bitrix24"]
+    items: list[CrmFieldView]
+
+
+class CrmChannelsView(_Strict):
+    integration_id: str
+    crm: Literal["amocrm", "bitrix24"]
+    items: list[CrmChannelView]
+
+
+class CrmPipelinesView(_Strict):
+    integration_id: str
+    crm: Literal["amocrm", "bitrix24"]
+    items: list[CrmPipelineView]
+
+
 class IntegrationStatus(_Strict):
     integration_id: str
     active: bool
@@ -249,6 +311,14 @@ class IntegrationStatus(_Strict):
     notices: list[str] = Field(
         default_factory=list,
         description="What an admin should know about the account, e.g. filtered_reads_refused (amoCRM read per id).",
+    )
+    settings_check: SettingsCheckView | None = Field(
+        default=None, description="What the CRM said of the saved settings at the last save or daily check."
+    )
+    unknown_mapping_keys: list[str] = Field(
+        default_factory=list,
+        description="messenger_targets keys that no channel of the account produces (GET .../crm/channels): kept, "
+        "but no lead will match them as they are.",
     )
     unknown_channels: list[str] = Field(
         default_factory=list,

@@ -18,6 +18,8 @@ from leadbridge.aws.store.integrations import DynamoIntegrations
 from leadbridge.aws.store.tokens import DynamoTokens
 from leadbridge.contract.integration import Integration
 from leadbridge.crms.token_provider import TokenProvider
+from leadbridge.flows.connect.crm_lists import CHECK_EVERY_SECONDS as SETTINGS_CHECK_SECONDS
+from leadbridge.flows.connect.crm_lists import CrmPickers
 from leadbridge.flows.connect.subscription import CHECK_EVERY_SECONDS, ensure_subscription, subscriptions_for
 from leadbridge.flows.recovery.backfill.runner import BackfillRunner
 from leadbridge.flows.recovery.sweep import Reconciler
@@ -52,7 +54,9 @@ class ScheduledWork:
         budgets: Budgets | None = None,
         hook_base_url: str = "",
         webhook_secret_grace_seconds: int = 86_400,
+        pickers: CrmPickers | None = None,
     ) -> None:
+        self.pickers = pickers
         self.budgets = budgets
         self.hook_base_url = hook_base_url
         self.webhook_secret_grace_seconds = webhook_secret_grace_seconds
@@ -96,6 +100,7 @@ class ScheduledWork:
         if failed_runs and job.planned_at < int(status.get("gave_up_sweep_at") or 0) + backoff_seconds(failed_runs):
             return JobReport("sweep", job.integration_id, "skipped", f"backing off after {failed_runs} failed runs")
         self._check_hook(integration, status)
+        self._check_settings(integration, status)
         outcome = self.reconciler.sweep(integration, status, time_left)
         counts: dict[str, int] = {}
         if outcome.report is not None:
@@ -129,6 +134,22 @@ class ScheduledWork:
             return
         if state == "restored":
             self.count("CrmWebhookRestored")
+
+    def _check_settings(self, integration: Integration, status: dict[str, Any]) -> None:
+        """Once a day per integration, or at its next sweep while pending: the session field is still in the CRM
+        and the mapping keys are channels it produces. A field deleted since it was chosen raises an alarm."""
+        if self.pickers is None or not integration.account_id:
+            return
+        last = status.get("settings_check")
+        last = last if isinstance(last, dict) else {}
+        if last.get("state") != "pending" and time.time() - int(last.get("checked_at") or 0) < SETTINGS_CHECK_SECONDS:
+            return
+        check = self.pickers.check(integration, fresh=True)
+        self.integrations.record_settings_check(integration.integration_id, check.record())
+        if check.state in {"session_field_missing", "session_field_unusable"}:
+            self.count("SessionFieldMissing")
+        if check.unknown_mapping_keys:
+            self.count("UnknownMappingKeys", len(check.unknown_mapping_keys))
 
     def _backfill(self, job: Job, time_left: Callable[[], float]) -> JobReport:
         seconds = min(BACKFILL_STEP_SECONDS, time_left())
