@@ -45,9 +45,9 @@ lock: venv ## Re-resolve the locks (layer, tools, SAM CLI) after changing a requ
 demo: venv ## Run the pipeline on the local stack with the samples in events/ and print the leads
 	$(PY) -m leadbridge_local.demo
 
-replay: venv ## Replay captured webhooks: make replay CRM=amocrm FILES="a.form b.json" [CRM_DATA=dir]
+replay: venv ## Replay captured webhooks: make replay CRM=amocrm FILES="a.form b.json" [CRM_DATA=dir] [PICKERS=out.json]
 	@test -n "$(FILES)" || (echo 'usage: make replay CRM=amocrm|bitrix24 FILES="<paths>" [CRM_DATA=<dir>]' >&2; exit 2)
-	@$(PY) -m leadbridge_local.replay --crm $(CRM) $(if $(CRM_DATA),--crm-data $(CRM_DATA)) $(FILES)
+	@$(PY) -m leadbridge_local.replay --crm $(CRM) $(if $(CRM_DATA),--crm-data $(CRM_DATA)) $(if $(PICKERS),--pickers $(PICKERS)) $(FILES)
 
 api: venv ## Serve the integrations API with uvicorn on the local stack (API_PORT, default 8000)
 	$(PY) -m leadbridge_local.api_server

@@ -48,6 +48,7 @@ def local_app(runner: LocalRunner) -> FastAPI:
         state_secret_arn=runner.stack.ref("StateSigningSecret"),
         inbox_queue_url=runner.stack.ref("InboxQueue"),
         public_base_url=runner.base_url,
+        limits_table=runner.stack.ref("LimitsTable"),  # the pickers read the fake CRMs under the shared budget
     )
     app = create_app(lambda: integrations_service(config))
     integrations = DynamoIntegrations(config.integrations_table)

@@ -16,9 +16,13 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from leadbridge.crms.formdata import FormDataError, parse_form, text
 from leadbridge_local.console import capture_function_logs, progress
+
+if TYPE_CHECKING:
+    from leadbridge_local.runner import LocalRunner
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--crm", choices=["amocrm", "bitrix24"], required=True)
     parser.add_argument("--crm-data", type=Path, default=None)
+    parser.add_argument(
+        "--pickers",
+        type=Path,
+        default=None,
+        help="also ask each account's /crm/fields, /crm/channels and /crm/pipelines; write the answers here",
+    )
     parser.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args(argv)
 
@@ -80,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 
     captures = [read_capture(path) for path in args.files]
     data = {f"{args.crm}_data": args.crm_data.resolve()} if args.crm_data else {}
-    with LocalRunner(**data) as runner:
+    # Captures are posted as fast as this machine goes, not at a CRM's pace: no integration's share applies.
+    with LocalRunner(**data, parameters={"TenantWebhooksPerSecond": "100000"}) as runner:
         secrets: dict[Account, str] = {}
         statuses: dict[int, int] = {}
         for capture in captures:
@@ -100,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         handled = runner.drain(timeout=600)
         leads = runner.take_leads()
         dead = runner.take_messages("InboxDeadLetterQueue")
+        if args.pickers is not None:
+            write_pickers(runner, [account.integration_id for account in secrets], args.pickers)
     for lead in leads:
         stdout.write(json.dumps(lead, ensure_ascii=False) + "\n")
     stdout.flush()
@@ -113,6 +126,23 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(leads)} leads; {len(dead)} dead-lettered; function logs in {log_path}"
     )
     return 0
+
+
+PICKERS = ("fields", "channels", "pipelines")
+
+
+def write_pickers(runner: LocalRunner, integration_ids: list[str], path: Path) -> None:
+    """Each replayed account's pickers, as the cabinet would get them (status and body per route)."""
+    answers: dict[str, dict[str, object]] = {}
+    for integration_id in integration_ids:
+        for kind in PICKERS:
+            response = runner.get(f"/integrations/{integration_id}/crm/{kind}")
+            answers[f"{integration_id} {kind}"] = {"status": response.status_code, "body": response.json()}
+            items = response.json().get("items") if response.status_code == 200 else None
+            progress(f"  {integration_id} crm/{kind}: {response.status_code}, {len(items or [])} items")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(answers, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    progress(f"pickers' answers in {path}")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,18 @@ def walk(runner: LocalRunner, api: httpx.Client) -> None:
     status = api.get(f"/integrations/{integration_id}/status").json()
     assert status["connection"] == "connected"
 
+    # the pickers: the session field, the channels and pipelines, from the account; a field it lacks is refused
+    fields = api.get(f"/integrations/{integration_id}/crm/fields").json()["items"]
+    assert {"id": "778899", "holds_session": True}.items() <= next(f for f in fields if f["id"] == "778899").items()
+    channels = api.get(f"/integrations/{integration_id}/crm/channels").json()["items"]
+    assert "telegram" in {c["key"] for c in channels}
+    assert api.get(f"/integrations/{integration_id}/crm/pipelines").json()["items"][0]["stages"]
+    wrong = {**settings, "session_field": {"field_id": 123, "entity": "lead"}}
+    refused = api.put(f"/integrations/{integration_id}", json=wrong)
+    assert (refused.status_code, refused.json()["code"]) == (422, "session_field_missing")
+    assert api.put(f"/integrations/{integration_id}", json=settings).status_code == 200
+    assert api.get(f"/integrations/{integration_id}/status").json()["settings_check"]["state"] == "ok"
+
     # 4. a webhook as amoCRM posts it: a lead (the worker drains, as make api's background does)
     account = int(api.get(f"/integrations/{integration_id}").json()["account_id"])  # what the connect found
     runner.amocrm.add_talk(

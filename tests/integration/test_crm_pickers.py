@@ -3,9 +3,15 @@ checked against them on save and every day, and the CRM's budget shared with the
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from leadbridge.aws.store.integrations import DynamoIntegrations
@@ -187,6 +193,8 @@ def test_a_field_deleted_after_it_was_chosen_is_found_by_the_daily_check(runner:
     assert found["settings_check"]["state"] == "session_field_missing"
     assert "session_field_missing" in found["notices"]
     assert "778899" in found["settings_check"]["detail"]
+    steps = {step["step"]: step["state"] for step in found["setup"]}
+    assert steps["session_field"] == "failed"
 
 
 def test_a_disconnected_integration_gets_409_and_a_crm_error_502(runner: LocalRunner) -> None:
@@ -245,3 +253,41 @@ def test_picker_reads_share_the_portal_budget_with_a_burst_of_leads(runner: Loca
     assert runner.bitrix24.counts["limit_violations"] == violations
     sends = runner.crm_sends(f"bitrix24:{integration.crm_domain.lower()}")
     assert bitrix24_bucket_overflows(sends) == 0
+
+
+def test_replay_serves_the_pickers_from_recorded_answers(tmp_path: Path) -> None:
+    """``make replay ... CRM_DATA=<dir> PICKERS=<file>``: a capture directory in the replay layout gets the pickers'
+    recorded answers by adding files (events/crm_pickers) next to the entities' (events/crm_data)."""
+    answers = {}
+    for crm, capture in (
+        ("amocrm", "events/amo_hook/talk_add.json"),
+        ("bitrix24", "events/bitrix_hook/lead_telegram_without_session.json"),
+    ):
+        data = tmp_path / crm
+        shutil.copytree(Path("events/crm_data") / crm, data)
+        shutil.copytree(Path("events/crm_pickers") / crm, data, dirs_exist_ok=True)
+        out = tmp_path / f"{crm}-pickers.json"
+        command = [sys.executable, "-m", "leadbridge_local.replay", "--crm", crm, "--crm-data", str(data)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LEADBRIDGE_"))}  # its own stack
+        env["PYTHONPATH"] = "layers/leadbridge:local"
+        done = subprocess.run(
+            [*command, "--pickers", str(out), capture],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert json.loads(done.stdout.splitlines()[0])["crm"] == crm  # the capture's lead, from the entities' files
+        answers[crm] = {key.rsplit(" ", 1)[1]: answer for key, answer in json.loads(out.read_text()).items()}
+
+    amo = answers["amocrm"]
+    assert {f["id"] for f in amo["fields"]["body"]["items"]} == {"4439091", "4440043", "3", "5"}
+    assert amo["pipelines"]["body"]["items"][0]["id"] == "3177727"
+    b24 = answers["bitrix24"]
+    assert {(c["origin"], c["where"]) for c in b24["channels"]["body"]["items"]} == {
+        ("livechat", "open_line 15"),
+        ("telegrambot", "open_line 15"),
+    }
+    assert "UF_CRM_HELLO_WORLD" in {f["id"] for f in b24["fields"]["body"]["items"]}

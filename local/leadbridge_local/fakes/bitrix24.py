@@ -409,6 +409,9 @@ class FakeBitrix24(FakeCrmBase):
             line, connector = str(params.get("LINE") or ""), str(params.get("CONNECTOR") or "")
             if not line or not connector:
                 return False, (400, "ERROR_ARGUMENT", "LINE and CONNECTOR are required"), None
+            recorded = self._recorded(method, f"{php_intval(line)}-{re.sub(r'[^a-z0-9_.]', '', connector.lower())}")
+            if isinstance(recorded, dict):
+                return True, recorded, None
             on = (line, connector) in portal.connected
             return (
                 True,

@@ -50,7 +50,7 @@ def setup_checklist(integration: Integration, status: Mapping[str, Any], connect
         _default_target(integration),
     ]
     if integration.crm == "amocrm":
-        steps.append(_session_field(integration))
+        steps.append(_session_field(integration, status))
     steps.append(
         SetupStep("first_lead", "ok")
         if status.get("last_lead_at")
@@ -176,7 +176,16 @@ def _default_target(integration: Integration) -> SetupStep:
     )
 
 
-def _session_field(integration: Integration) -> SetupStep:
+def _session_field(integration: Integration, status: Mapping[str, Any]) -> SetupStep:
+    checked = status.get("settings_check")
+    state = checked.get("state") if isinstance(checked, dict) else None
+    if integration.session_field is not None and state in {"session_field_missing", "session_field_unusable"}:
+        return SetupStep(
+            "session_field",
+            "failed",
+            f"{state}: the chosen field is gone from amoCRM or cannot hold text; choose one of GET "
+            "/integrations/{id}/crm/fields with holds_session",
+        )
     if integration.session_field is not None:
         return SetupStep("session_field", "ok")
     return SetupStep(
