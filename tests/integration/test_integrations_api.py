@@ -57,8 +57,36 @@ def test_create_read_update_list_and_secrets_never_returned(client: TestClient) 
     updated = client.put(f"/integrations/{integration_id}", json=update)
     assert (updated.status_code, updated.json()["name"], updated.json()["has_client_secret"]) == (200, "renamed", True)
     assert client.get(f"/integrations/{integration_id}").json()["name"] == "renamed"
-    assert integration_id in {i["integration_id"] for i in client.get("/integrations").json()}
+    assert integration_id in every_integration(client)
     assert client.get("/integrations/nope-404").status_code == 404
+
+
+def every_integration(client: TestClient, limit: int = 100) -> list[str]:
+    """Every id, page by page as the cabinet reads them (each page at most ``limit``)."""
+    found: list[str] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": str(limit), **({"cursor": cursor} if cursor else {})}
+        page = client.get("/integrations", params=params)
+        assert page.status_code == 200, page.text
+        assert len(page.json()["items"]) <= limit
+        found += [item["integration_id"] for item in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            return found
+
+
+def test_the_list_comes_in_pages_with_a_cursor(client: TestClient) -> None:
+    mine = sorted(unique("page") for _ in range(7))
+    for integration_id in mine:
+        settings = settings_from_event("put_amocrm_settings.json", crm_domain=f"{integration_id}.amocrm.ru")
+        assert client.put(f"/integrations/{integration_id}", json=settings).status_code == 201
+    listed = every_integration(client, limit=3)
+    assert len(listed) == len(set(listed))  # no page repeats another's item
+    assert set(mine) <= set(listed)
+    assert client.get("/integrations", params={"limit": "101"}).status_code == 422
+    refused = client.get("/integrations", params={"cursor": "bm90LW91cnM"})
+    assert (refused.status_code, refused.json()["code"], refused.json()["field"]) == (422, "invalid_cursor", "cursor")
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ SETTINGS_SK = "SETTINGS"
 STATUS_SK = "STATUS"
 
 
+LIST_MAX_READS = 5
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -62,21 +63,38 @@ class DynamoIntegrations:
             record["work_shard"] = work_shard("active", integration.integration_id)
         dynamodb_client().put_item(TableName=self.table_name, Item=to_item(record))
 
-    def list_all(self) -> list[Integration]:
-        """Every integration's settings (a filtered Scan: only ``GET /integrations``, read by people; never on a
-        schedule or a webhook's path, which page through ``store/work_index.py`` instead)."""
+    def list_page(
+        self, limit: int, start: Mapping[str, str] | None = None, max_reads: int = LIST_MAX_READS
+    ) -> tuple[list[Integration], dict[str, str] | None]:
+        """Up to ``limit`` integrations' settings from ``start`` (a key this method returned), and the key to go on
+        from (None at the end). A filtered Scan, read by people through ``GET /integrations`` one page a request,
+        never on a schedule or a webhook's path (they page through ``store/work_index.py``): a request reads at most
+        ``max_reads`` Scan pages of 1 MB, whatever the table holds, and hands back where it stopped."""
         found: list[Integration] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "FilterExpression": "sk = :s",
             "ExpressionAttributeValues": {":s": {"S": SETTINGS_SK}},
         }
-        while True:
+        if start is not None:
+            kwargs["ExclusiveStartKey"] = {"pk": {"S": start["pk"]}, "sk": {"S": start["sk"]}}
+        for _ in range(max_reads):
+            kwargs["Limit"] = max(limit - len(found), 1) * 4  # most items are not settings (status, tokens...)
             page = dynamodb_client().scan(**kwargs)
-            found.extend(integration_from_record(from_item(i)) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return sorted(found, key=lambda i: i.integration_id)
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            items = page.get("Items", [])
+            for index, item in enumerate(items):
+                if len(found) == limit:  # full: go on from the last one taken
+                    last = items[index - 1]
+                    return found, {"pk": last["pk"]["S"], "sk": last["sk"]["S"]}
+                found.append(integration_from_record(from_item(item)))
+            following = page.get("LastEvaluatedKey")
+            if following is None:
+                return found, None
+            kwargs["ExclusiveStartKey"] = following
+            if len(found) == limit:
+                break
+        key = kwargs["ExclusiveStartKey"]
+        return found, {"pk": key["pk"]["S"], "sk": key["sk"]["S"]}
 
     def record_account(self, integration_id: str, account_id: str, crm_domain: str) -> None:
         """Remember the CRM account an integration connected to (first connect, or a domain rename)."""

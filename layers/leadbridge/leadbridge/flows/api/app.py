@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
-from fastapi import Body, FastAPI, Path, Request, Response
+from fastapi import Body, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -22,7 +22,7 @@ from leadbridge.crms.amocrm.chat_channel.messages import (
     VisitorMessages,
 )
 from leadbridge.crms.crm_lists import ListKind
-from leadbridge.flows.api.service import IntegrationsService, NotFoundError
+from leadbridge.flows.api.service import IntegrationsService, InvalidCursor, NotFoundError
 from leadbridge.flows.api.settings import (
     AuthorizeUrl,
     BackfillProgress,
@@ -33,6 +33,7 @@ from leadbridge.flows.api.settings import (
     CrmPipelinesView,
     ErrorBody,
     IntegrationSettings,
+    IntegrationsPage,
     IntegrationStatus,
     IntegrationView,
     ResumeResult,
@@ -44,6 +45,7 @@ from leadbridge.http.errors import CrmError
 from leadbridge.http.public_host import NonPublicHost
 
 logger = Logger(child=True)
+MAX_PAGE = 100  # integrations a page of GET /integrations: far below the 6 MB a Lambda answer may be
 IntegrationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Chosen by the cabinet.")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such integration", "model": ErrorBody}}
 CONFLICT: dict[str, Any] = {"description": "Not now: the message says why (and what to do)", "model": ErrorBody}
@@ -131,6 +133,10 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
     async def not_readable(request: Request, exc: NotReadable) -> JSONResponse:
         return error_response(409, exc.reason, str(exc))
 
+    @app.exception_handler(InvalidCursor)
+    async def invalid_cursor(request: Request, exc: InvalidCursor) -> JSONResponse:
+        return error_response(422, "invalid_cursor", str(exc), "cursor")
+
     @app.exception_handler(SettingsRefused)
     async def settings_refused(request: Request, exc: SettingsRefused) -> JSONResponse:
         return error_response(422, exc.code, str(exc), "session_field.field_id")
@@ -145,9 +151,13 @@ def create_app(service_factory: Callable[[], IntegrationsService]) -> FastAPI:
     async def conflict(request: Request, exc: ValueError) -> JSONResponse:
         return error_response(409, "conflict", str(exc))
 
-    @app.get("/integrations", response_model=list[IntegrationView])
-    def list_integrations() -> list[IntegrationView]:
-        return service().list()
+    @app.get("/integrations", response_model=IntegrationsPage)
+    def list_integrations(
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"At most {MAX_PAGE}.")] = 50,
+        cursor: Annotated[str | None, Query(max_length=400, description="next_cursor of the page before")] = None,
+    ) -> IntegrationsPage:
+        """A page of the integrations (settings only: their status is per integration)."""
+        return service().list(limit, cursor)
 
     @app.put(
         "/integrations/{integration_id}",

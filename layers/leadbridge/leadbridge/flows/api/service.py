@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -34,6 +36,7 @@ from leadbridge.flows.api.settings import (
     Bitrix24Settings,
     ChatChannelView,
     DriftCheck,
+    IntegrationsPage,
     IntegrationStatus,
     IntegrationView,
     LastRefusal,
@@ -174,8 +177,12 @@ class IntegrationsService:
     def get(self, integration_id: str) -> IntegrationView:
         return view(self._require(integration_id))
 
-    def list(self) -> list[IntegrationView]:
-        return [view(i) for i in self.integrations.list_all()]
+    def list(self, limit: int, cursor: str | None) -> IntegrationsPage:
+        """A page of integrations in the table's order; ``next_cursor`` goes on from it (None: that was the last)."""
+        found, following = self.integrations.list_page(limit, decode_cursor(cursor) if cursor else None)
+        return IntegrationsPage(
+            items=[view(i) for i in found], next_cursor=encode_cursor(following) if following else None
+        )
 
     def deactivate(self, integration_id: str) -> None:
         integration = self._require(integration_id)
@@ -424,6 +431,24 @@ def _check_notice(checked: dict[str, Any]) -> list[str]:
     return (
         [str(checked["state"])] if checked.get("state") in {"session_field_missing", "session_field_unusable"} else []
     )
+
+
+class InvalidCursor(ValueError):
+    """A ``cursor`` this API did not hand out (a 422)."""
+
+
+def encode_cursor(key: dict[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps([key["pk"], key["sk"]]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> dict[str, str]:
+    try:
+        pk, sk = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError) as exc:
+        raise InvalidCursor("cursor: not one this API handed out") from exc
+    if not (isinstance(pk, str) and pk.startswith("INTEGRATION#") and isinstance(sk, str) and len(pk) < 200):
+        raise InvalidCursor("cursor: not one this API handed out")
+    return {"pk": pk, "sk": sk[:100]}
 
 
 def removal_message(integration: Integration) -> InboxMessage:

@@ -225,6 +225,13 @@ class LastRefusal(_Strict):
     at: int
 
 
+class IntegrationsPage(_Strict):
+    items: list[IntegrationView]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null when this page was the last. Opaque."
+    )
+
+
 class SettingsCheckView(_Strict):
     state: Literal["ok", "pending", "session_field_missing", "session_field_unusable"] = Field(
         description="pending: the CRM could not be asked (not connected yet, or it failed); the scheduled jobs check "
