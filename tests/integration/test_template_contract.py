@@ -78,10 +78,12 @@ HOOK_DYNAMODB: dict[str, dict[tuple[str, str], list[str]]] = {
         ("dynamodb:UpdateItem", "IntegrationsTable"): ["INTEGRATION#*"],  # status: dropped, refused, taken
         ("dynamodb:PutItem", "LeadLedgerTable"): ["amocrm:*#session", "amocrm:*#bot-token:*"],  # Salesbot, signed
         ("dynamodb:DeleteItem", "LeadLedgerTable"): ["amocrm:*#bot-token:*"],  # a token whose request failed
+        ("dynamodb:UpdateItem", "LimitsTable"): ["hook:*", "hook-refused:*"],  # its per-integration admission
     },
     "BitrixHookFunction": {
         ("dynamodb:GetItem", "IntegrationsTable"): ["INTEGRATION#*"],  # settings
         ("dynamodb:UpdateItem", "IntegrationsTable"): ["INTEGRATION#*"],  # status: deliveries and refusals
+        ("dynamodb:UpdateItem", "LimitsTable"): ["hook:*", "hook-refused:*"],  # its per-integration admission
     },
     "ChatChannelHookFunction": {
         ("dynamodb:GetItem", "IntegrationsTable"): ["CHATSCOPE#*"],  # the scope index
@@ -126,6 +128,9 @@ def test_hooks_take_only_their_pinned_dynamodb_actions_and_never_the_leads_queue
                     # the Bitrix24 hook may also keep a connected portal's first application token
                     extra = ["application_token_hash"] if name == "BitrixHookFunction" else []
                     assert attributes == DROPPED_ONLY + extra
+                if grant == ("dynamodb:UpdateItem", "LimitsTable"):  # the admission's window and count only
+                    attributes = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:Attributes"]
+                    assert attributes == ["limit_key", "w", "n"]
                 granted.add(grant)
         assert granted == set(allowed), name
 
@@ -249,7 +254,8 @@ def test_only_items_meant_to_expire_carry_the_ttl_attribute(runner: LocalRunner)
     items = runner.stack.client("dynamodb").scan(TableName=table)["Items"]
     carrying = {item["pk"]["S"].split("#")[0] + "/" + item["sk"]["S"].split("#")[0] for item in items if "ttl" in item}
     assert ttl_attribute["AttributeName"] == "ttl"
-    assert carrying <= {"INTEGRATION/STATE"}  # OAuth state nonces only; never TOKEN, SETTINGS, STATUS, PARKED
+    # OAuth state nonces and the pickers' cache only; never TOKEN, SETTINGS, STATUS, PARKED
+    assert carrying <= {"INTEGRATION/STATE", "INTEGRATION/CRM_LIST"}
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:

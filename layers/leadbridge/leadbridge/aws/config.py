@@ -54,6 +54,8 @@ class HookConfig(NamedTuple):
     integrations_table: str
     inbox_queue_url: str
     integration_cache_seconds: int
+    limits_table: str = ""  # per-integration admission (hooks/admission.py); none without it
+    tenant_webhooks_per_second: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> HookConfig:
@@ -61,6 +63,8 @@ class HookConfig(NamedTuple):
             integrations_table=_require(env, "INTEGRATIONS_TABLE"),
             inbox_queue_url=_require(env, "INBOX_QUEUE_URL"),
             integration_cache_seconds=_int(env, "INTEGRATION_CACHE_SECONDS", 30),
+            limits_table=_optional(env, "LIMITS_TABLE"),
+            tenant_webhooks_per_second=_int(env, "TENANT_WEBHOOKS_PER_SECOND", 30),
         )
 
 
@@ -73,6 +77,8 @@ class AmoHookConfig(NamedTuple):
     ledger_table: str
     ledger_retention_days: int
     bot_continue_queue_url: str  # Salesbot continues: the inbox without its delay
+    limits_table: str = ""
+    tenant_webhooks_per_second: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> AmoHookConfig:
@@ -81,6 +87,8 @@ class AmoHookConfig(NamedTuple):
             integrations_table=hook.integrations_table,
             inbox_queue_url=hook.inbox_queue_url,
             integration_cache_seconds=hook.integration_cache_seconds,
+            limits_table=hook.limits_table,
+            tenant_webhooks_per_second=hook.tenant_webhooks_per_second,
             ledger_table=_require(env, "LEDGER_TABLE"),
             ledger_retention_days=_int(env, "LEDGER_RETENTION_DAYS", 90),
             bot_continue_queue_url=_require(env, "BOT_CONTINUE_QUEUE_URL"),

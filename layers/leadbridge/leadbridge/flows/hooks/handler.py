@@ -15,6 +15,7 @@ from leadbridge.flows.hooks.intake import HookResult
 
 Accept = Callable[[str, str, bytes], HookResult]
 UNRECORDED = frozenset({"unknown_integration", "body_too_large"})  # no integration to tell, or not read at all
+SPARSE_REFUSALS = frozenset({"throttled"})  # written at most once per ``every_seconds`` per integration
 
 
 class HookOutcomes(Protocol):
@@ -32,9 +33,17 @@ class SparseOutcomes:
         self.every_seconds = every_seconds
         self.clock = clock
         self._taken_at: dict[str, float] = {}
+        self._refused_at: dict[str, float] = {}
 
     def record_hook(self, integration_id: str, reason: str | None, ignored: Mapping[str, int]) -> None:
         now = self.clock()
+        if reason in SPARSE_REFUSALS:  # a storm's refusals: the status needs the fact, the metric counts them
+            last = self._refused_at.get(integration_id)
+            if last is not None and now - last < self.every_seconds:
+                return
+            if len(self._refused_at) > 10_000:
+                self._refused_at.clear()
+            self._refused_at[integration_id] = now
         if reason is not None:
             self._taken_at.pop(integration_id, None)
         elif not ignored:
@@ -58,7 +67,10 @@ def handle_hook(
             outcomes.record_hook(integration_id, result.reason if result.status >= 400 else None, result.ignored)
     # The integration id is not secret; the path's secret segment and the body never reach a log line.
     logger.append_keys(integration_id=integration_id[:64])
-    if result.status >= 400:
+    if result.status == 429:  # one integration over its share: an alarm of its own, not a rejection
+        logger.warning("webhook throttled", extra={"status": result.status})
+        metrics.add_metric(name="WebhookThrottled", unit=MetricUnit.Count, value=1)
+    elif result.status >= 400:
         logger.warning("webhook rejected", extra={"status": result.status, "reason": result.reason})
         metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
     else:
@@ -69,4 +81,7 @@ def handle_hook(
         if result.dropped:  # sent by the CRM but unusable: answered 2xx all the same, so the hook stays on
             logger.warning("webhook items dropped", extra={"dropped": result.dropped})
             metrics.add_metric(name="EventsDropped", unit=MetricUnit.Count, value=sum(result.dropped.values()))
-    return json_response(result.status, result.body)
+    response = json_response(result.status, result.body)
+    if result.status == 429:
+        response["headers"] = {**response["headers"], "Retry-After": str(result.body.get("retry_after", 10))}
+    return response

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
@@ -58,6 +59,17 @@ class HookResult:
 # make us read; a genuine delivery is never near it. What is odd inside is dropped and counted after authentication.
 MAX_WEBHOOK_BYTES = 1024 * 1024
 MAX_EVENTS_PER_WEBHOOK = 100  # enqueued from one body (10 batch writes); the rest is dropped and counted
+
+
+Admit = Callable[[str], bool]
+THROTTLED_RETRY_SECONDS = 10
+
+
+def throttled() -> HookResult:
+    """This integration's deliveries are over its share for now (``admission.py``); the others' are not."""
+    return HookResult(
+        status=429, body={"error": "throttled", "retry_after": THROTTLED_RETRY_SECONDS}, reason="throttled"
+    )
 
 
 def reject(status: int, reason: str) -> HookResult:
@@ -131,6 +143,7 @@ def accept_amocrm(
     body: bytes,
     now: datetime | None = None,
     dropped_to: DroppedEvents | None = None,
+    admit: Admit | None = None,
 ) -> HookResult:
     found = authenticate(integrations, "amocrm", integration_id, secret, body)
     if isinstance(found, HookResult):
@@ -180,6 +193,8 @@ def accept_amocrm(
     if len(messages) > MAX_EVENTS_PER_WEBHOOK:
         dropped["too_many_events"] = len(messages) - MAX_EVENTS_PER_WEBHOOK
         messages = messages[:MAX_EVENTS_PER_WEBHOOK]
+    if messages and admit is not None and not admit(integration.integration_id):
+        return throttled()  # amoCRM delivers it again (admission.py)
     result = enqueue(inbox, messages, parsed.other_events)
     if not dropped or result.status != 200:
         return result
@@ -201,6 +216,7 @@ def accept_bitrix24(
     body: bytes,
     now: datetime | None = None,
     adopt: TokenAdoption | None = None,
+    admit: Admit | None = None,
 ) -> HookResult:
     found = authenticate(integrations, "bitrix24", integration_id, secret, body)
     if isinstance(found, HookResult):
@@ -234,6 +250,8 @@ def accept_bitrix24(
         received_at=now_iso(now),
         payload=event.payload(),
     )
+    if admit is not None and not admit(integration.integration_id):
+        return throttled()  # the integration's next sweep lists it (admission.py)
     return enqueue(inbox, [message], {})
 
 

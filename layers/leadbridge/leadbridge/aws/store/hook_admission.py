@@ -1,0 +1,47 @@
+"""Per-integration webhook budgets in the limits table (``hooks/admission.py`` decides with them).
+
+One item per integration and budget: ``w`` the window it counts, ``n`` what was taken in it. Taking is one
+conditional write (the same window with room left), or, when the window has moved on, a second one that starts
+the new window. No item grows and none is left behind per window, so the table needs no TTL for them.
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from leadbridge.aws.store.dynamo import dynamodb_client
+
+
+class DynamoHookBudgets:
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+        self.writes = 0
+
+    def take(self, key: str, window: int, count: int, cap: int) -> bool:
+        """Take ``count`` from ``key``'s budget of ``cap`` a window; False when the window has no room for it. An
+        AWS failure admits (True): the budget protects the others, it is never why a delivery is lost."""
+        try:
+            if self._update(key, "ADD n :k", "w = :w AND n <= :left", window, count, cap - count):
+                return True
+            return self._update(key, "SET w = :w, n = :k", "attribute_not_exists(w) OR w < :w", window, count, 0)
+        except (BotoCoreError, ClientError):
+            return True
+
+    def _update(self, key: str, expression: str, condition: str, window: int, count: int, left: int) -> bool:
+        values = {":w": {"N": str(window)}, ":k": {"N": str(count)}}
+        if ":left" in condition:
+            values[":left"] = {"N": str(left)}
+        self.writes += 1
+        try:
+            dynamodb_client().update_item(
+                TableName=self.table_name,
+                Key={"limit_key": {"S": key}},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
