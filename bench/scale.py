@@ -42,6 +42,7 @@ LATENCY = (0.15, 0.30)
 SWEEP_PERIOD_S = 900  # the template's default SweepSchedule
 BACKFILLS = 2 if SMOKE else 20
 DAY = 86_400
+SECRETS: dict[str, str] = {}  # integration id -> its webhook URL's secret
 
 
 def log(message: str) -> None:
@@ -72,7 +73,7 @@ def seed(runner: Any) -> tuple[list[Any], set[str], set[str]]:
             session_field=SessionField(field_id=778899, entity="lead"),
             default_target=TrafficTarget(campaign_id=1001),
         )
-        install_integration(runner, integration)
+        SECRETS[integration.integration_id] = install_integration(runner, integration)
         connect_amocrm(runner, integration, 30_000_000 + n)
         if n % 10 == 0:
             runner.amocrm.add_talk(
@@ -90,7 +91,9 @@ def seed(runner: Any) -> tuple[list[Any], set[str], set[str]]:
             traffic_type="source",
             default_target=TrafficTarget(source_id=501, site_id=601),
         )
-        install_integration(runner, integration, application_token=f"app-token-{n:05d}")
+        SECRETS[integration.integration_id] = install_integration(
+            runner, integration, application_token=f"app-token-{n:05d}"
+        )
         connect_bitrix24(runner, integration, f"member{n:05d}")
         if n % 10 == 0:
             created = datetime.fromtimestamp(now - 600, UTC).isoformat(timespec="seconds")
@@ -226,6 +229,189 @@ def backfill_figures(runner: Any, integrations: list[Any], broken: set[str]) -> 
     }
 
 
+BURST_INTEGRATIONS = 4 if SMOKE else 200
+BURST_CHATS = 2 if SMOKE else 10
+STORM = 40 if SMOKE else 2000
+COST_PASS = 4 if SMOKE else 50  # integrations per CRM for the AWS-requests-per-lead pass (2 chats each)
+# List prices, us-east-1, December 2026 (on-demand): SQS FIFO $0.50 per million requests; DynamoDB on-demand $0.625
+# per million write request units and $0.125 per million read request units (each request counted as one unit:
+# the items are under 1 KB written / 4 KB read; a BatchGetItem of n items counts n); Secrets Manager $0.05 per
+# 10,000 API calls. Lambda is not included.
+PRICE_PER_REQUEST = {"sqs": 0.50e-6, "secretsmanager": 5.0e-6}
+DYNAMODB_WRITE, DYNAMODB_READ = 0.625e-6, 0.125e-6
+READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem"})
+# The floor per lead: the inbox send, its receive and delete, one ledger claim, the leads send; receives, deletes
+# and leads sends amortized over a batch of 10.
+FLOOR = {"sqs:SendMessage (inbox)": 1.0, "sqs:ReceiveMessage": 0.1, "sqs:DeleteMessageBatch": 0.1}
+FLOOR |= {"dynamodb:UpdateItem (ledger claim)": 1.0, "sqs:SendMessageBatch (leads)": 0.1}
+
+
+def amo_talk_body(integration: Any, talk: int) -> bytes:
+    from urllib.parse import urlencode
+
+    return urlencode(
+        {
+            "talk[add][0][talk_id]": str(talk),
+            "talk[add][0][entity_id]": str(talk * 10),
+            "talk[add][0][entity_type]": "lead",
+            "talk[add][0][contact_id]": str(talk * 100),
+            "talk[add][0][origin]": "telegram",
+            "account[subdomain]": integration.account_name,
+            "account[id]": str(30_000_000 + int(integration.integration_id.split("-")[1])),
+        }
+    ).encode()
+
+
+def bitrix_lead_body(integration: Any, lead_id: int) -> bytes:
+    from urllib.parse import urlencode
+
+    return urlencode(
+        {
+            "event": "ONCRMLEADADD",
+            "data[FIELDS][ID]": str(lead_id),
+            "auth[domain]": integration.crm_domain,
+            "auth[member_id]": f"member{integration.integration_id.split('-')[1]}",
+            "auth[application_token]": f"app-token-{integration.integration_id.split('-')[1]}",
+        }
+    ).encode()
+
+
+def new_chat(runner: Any, integration: Any, number: int) -> tuple[str, bytes]:
+    """A chat in the integration's fake CRM and the webhook that announces it: (hook path, body)."""
+    now = int(time.time())
+    if integration.crm == "amocrm":
+        runner.amocrm.add_talk(
+            integration.account_name, number, lead_id=number * 10, contact_id=number * 100, origin="telegram",
+            created_at=now - 60, lead={}, contact={"name": "Ann"},
+        )  # fmt: skip
+        path = f"/hooks/amocrm/{integration.integration_id}/{SECRETS[integration.integration_id]}/"
+        return path, amo_talk_body(integration, number)
+    created = datetime.fromtimestamp(now - 60, UTC).isoformat(timespec="seconds")
+    runner.bitrix24.add_open_lines_lead(integration.crm_domain, number, created=created)
+    path = f"/hooks/bitrix24/{integration.integration_id}/{SECRETS[integration.integration_id]}"
+    return path, bitrix_lead_body(integration, number)
+
+
+def cost(requests: dict[str, int], leads: int) -> float:
+    dollars = 0.0
+    for operation, count in requests.items():
+        service, _, name = operation.partition(":")
+        if service == "dynamodb":
+            dollars += count * (DYNAMODB_READ if name in READS else DYNAMODB_WRITE)
+        else:
+            dollars += count * PRICE_PER_REQUEST.get(service, 0.0)
+    return round(dollars / leads * 1_000_000, 2)
+
+
+def requests_per_lead(runner: Any, chosen: list[Any], first_number: int) -> dict[str, Any]:
+    """Two chats on each integration, posted and drained with nothing else running: the local AWS's request log
+    before and after, per lead, by operation. The poller's side is Lambda's: one receive and one batch delete per
+    batch it delivers (the local poller's own polls, the harness's reads of the leads queue and the TTL sweeper's
+    scans are not the product's and are left out)."""
+    posts = [new_chat(runner, i, first_number + k * 10 + c) for k, i in enumerate(chosen) for c in range(2)]
+    log = runner.stack.moto.app.requests
+    before = dict(log)
+    batches_before = runner.invocations.get("LeadWorkerFunction", 0)
+    for path, body in posts:
+        assert runner.post(path, body).status_code == 200
+    runner.drain(timeout=300)
+    spent = {op: n - before.get(op, 0) for op, n in log.items() if n - before.get(op, 0) > 0}
+    batches = runner.invocations.get("LeadWorkerFunction", 0) - batches_before
+    leads = len(runner.take_leads())
+    product = {op: n for op, n in spent.items() if op not in HARNESS_OPERATIONS}
+    product |= {"sqs:ReceiveMessage (poller: one a batch)": batches, "sqs:DeleteMessageBatch (poller)": batches}
+    floor = round(sum(FLOOR.values()), 2)
+    per_lead = sum(product.values()) / max(leads, 1)
+    return {
+        "leads": leads,
+        "worker_batches": batches,
+        "aws_requests_per_lead": round(per_lead, 2),
+        "aws_requests_floor": floor,
+        "ratio_to_floor": round(per_lead / floor, 2),
+        "cost_per_million_leads_usd": cost(product, leads),
+        "floor_cost_per_million_leads_usd": round((floor - 1.0) * 0.50 + 1.0 * 0.625, 2),
+        "by_operation": {op: round(n / max(leads, 1), 2) for op, n in sorted(product.items())},
+    }
+
+
+# Not the product's: the local poller's polls and deletes (replaced by Lambda's, one each a batch), queue attribute
+# reads, the TTL sweeper's scans.
+HARNESS_OPERATIONS = frozenset(
+    {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:DeleteMessageBatch", "sqs:GetQueueAttributes", "dynamodb:Scan"}
+)
+
+
+def burst_figures(runner: Any, integrations: list[Any], broken: set[str]) -> dict[str, Any]:
+    """10 chats on each of 200 integrations at once, while one more integration storms 2,000 webhooks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    healthy = [i for i in integrations if i.integration_id not in broken]
+    amo = [i for i in healthy if i.crm == "amocrm"][BACKFILLS:]  # not the backfills' (their chats are old)
+    b24 = [i for i in healthy if i.crm == "bitrix24"][BACKFILLS:]
+    figures: dict[str, Any] = {
+        "aws_requests": {
+            "amocrm": requests_per_lead(runner, amo[-COST_PASS:], 8_000_000),
+            "bitrix24": requests_per_lead(runner, b24[-COST_PASS:], 8_000_000),
+        }
+    }
+    quiet = amo[: BURST_INTEGRATIONS // 2] + b24[: BURST_INTEGRATIONS // 2]
+    storm = amo[BURST_INTEGRATIONS // 2]
+    quiet_posts = [
+        (i, new_chat(runner, i, 9_000_000 + k * 100 + c)) for k, i in enumerate(quiet) for c in range(BURST_CHATS)
+    ]
+    storm_posts = [new_chat(runner, storm, 9_900_000 + n) for n in range(STORM)]
+    violations_before = runner.amocrm.counts["limit_violations"] + runner.bitrix24.counts["limit_violations"]
+    posted_at: dict[str, float] = {}
+    quiet_answers: list[int] = []
+    storm_answers: list[int] = []
+
+    def post_quiet(item: tuple[Any, tuple[str, bytes]]) -> None:
+        integration, (path, body) = item
+        posted_at.setdefault(integration.integration_id, time.time())
+        quiet_answers.append(runner.post(path, body).status_code)
+
+    def post_storm(item: tuple[str, bytes]) -> None:
+        storm_answers.append(runner.post(*item).status_code)
+
+    started = time.time()
+    with ThreadPoolExecutor(8) as quiet_pool, ThreadPoolExecutor(8) as storm_pool:
+        storm_done = storm_pool.map(post_storm, storm_posts)
+        quiet_done = quiet_pool.map(post_quiet, sorted(quiet_posts, key=lambda p: p[1][1]))
+        drained = threading.Thread(target=lambda: runner.drain(timeout=120), daemon=True)
+        drained.start()
+        list(quiet_done)
+        list(storm_done)
+        drained.join()
+    runner.drain(timeout=300)
+    messages = runner.take_messages("LeadsQueue")
+    elapsed = max(int(m["Attributes"]["SentTimestamp"]) for m in messages) / 1000 - started
+    quiet_ids = {i.integration_id for i in quiet}
+    delays = sorted(
+        int(m["Attributes"]["SentTimestamp"]) / 1000 - posted_at[lead["integration_id"]]
+        for m in messages
+        if (lead := json.loads(m["Body"]))["integration_id"] in quiet_ids
+    )
+    quiet_leads = len(delays)
+    inbox_delay = 0  # the local stack runs with InboxDelaySeconds 0: nothing to subtract
+    figures["burst_200_integrations"] = {
+        "quiet_integrations": len(quiet),
+        "quiet_chats": len(quiet_posts),
+        "quiet_leads": quiet_leads,
+        "storm_webhooks": len(storm_posts),
+        "storm_refused_429": storm_answers.count(429),
+        "storm_taken": storm_answers.count(200),
+        "leads_per_second": round(len(messages) / elapsed, 1),
+        "p99_seconds_less_inbox_delay": round(delays[int(0.99 * (len(delays) - 1))] - inbox_delay, 1)
+        if delays
+        else None,
+        "limit_violations": runner.amocrm.counts["limit_violations"]
+        + runner.bitrix24.counts["limit_violations"]
+        - violations_before,
+        "quiet_refused": sum(1 for status in quiet_answers if status != 200),
+    }
+    return figures
+
+
 def token_calls_per_day() -> dict[str, Any]:
     """A day in 15-minute sweep steps for one integration with no traffic of its own (the case the schedule alone
     pays for), on the code's rules; times 10,000."""
@@ -276,7 +462,7 @@ def main() -> int:
     started = time.monotonic()
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - function logs are not part of the figures
     os.environ.setdefault("LEADBRIDGE_FUNCTION_LOG", os.devnull)  # BENCH: another path keeps the functions' logs
-    phases = os.environ.get("BENCH_PHASES", "sweep,backfill").split(",")
+    phases = os.environ.get("BENCH_PHASES", "sweep,backfill,burst").split(",")
     from leadbridge_local.runner import LocalRunner
 
     results: dict[str, Any] = {}
@@ -292,6 +478,11 @@ def main() -> int:
         if "backfill" in phases:
             log(f"{BACKFILLS} backfills at once ...")
             results |= backfill_figures(runner, integrations, failing | stalling)
+        if "burst" in phases:
+            log(
+                f"AWS requests per lead, then {BURST_CHATS} chats on {BURST_INTEGRATIONS} integrations with a storm ..."
+            )
+            results |= burst_figures(runner, integrations, failing | stalling)
     results |= token_calls_per_day()
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     sys.stdout = sys.__stdout__

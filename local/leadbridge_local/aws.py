@@ -6,6 +6,7 @@ is patched. Each function's environment is resolved from the template (Globals p
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -15,6 +16,7 @@ import re
 import socket
 import threading
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +24,8 @@ from functools import cache
 from typing import Any
 
 import boto3
+from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -208,6 +212,18 @@ def _invalid_contents(character: str) -> str:
     )
 
 
+SERVICE_OF_TARGET = {"DynamoDB_20120810": "dynamodb", "AmazonSQS": "sqs", "secretsmanager": "secretsmanager"}
+
+
+def _operation(environ: dict[str, Any]) -> str:
+    """``service:Operation`` of a JSON-protocol request (X-Amz-Target), else the path's first part."""
+    target = str(environ.get("HTTP_X_AMZ_TARGET") or "")
+    if target:
+        prefix, _, operation = target.partition(".")
+        return f"{SERVICE_OF_TARGET.get(prefix, prefix.lower())}:{operation}"
+    return f"other:{str(environ.get('PATH_INFO') or '/').split('/')[1][:40]}"
+
+
 class SerializedApp:
     """DynamoDB makes every conditional write atomic; moto's backends take no locks and its server is threaded, so
     a check and its write from two concurrent requests can interleave. Serving one request at a time restores the
@@ -223,9 +239,13 @@ class SerializedApp:
         self.throttle: Callable[[dict[str, Any], bytes], bool] | None = None  # DynamoDB's throughput refusals
         self.injected = 0
         self.watched: dict[str, int] = {}  # benchmarks: requests whose body names this (a table, a queue)
+        # The request log: every request any process made, by service and operation (``dynamodb:UpdateItem``), as
+        # AWS bills them (a batch is one request; the pollers' receives and deletes count as they would).
+        self.requests: Counter[str] = Counter()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with self.lock:
+            self.requests[_operation(environ)] += 1
             if environ.get("HTTP_X_AMZ_TARGET", "") in SQS_SENDS:
                 return self._send(environ, start_response)
             if self.fault is not None or self.watched or self.throttle is not None:
@@ -306,10 +326,73 @@ class SerializedApp:
         return list(self.app(environ, start_response))
 
 
+def _transactions_snapshot_their_items() -> None:
+    """moto rolls a failed TransactWriteItems back by deep-copying every table it names before it starts, once per
+    item: with a few thousand integrations in the table that is seconds per transaction, and (one request at a time)
+    every other request of the stack waits behind it. DynamoDB's cost does not grow with the table. Here the items
+    the transaction names are copied instead, and put back if it fails; moto's own copies become the tables
+    themselves (its rollback then assigns each table to itself)."""
+    original = dynamodb_models.DynamoDBBackend.transact_write_items
+    if getattr(original, "snapshots_items", False):
+        return
+    real_copy = copy
+
+    class TablesAsThemselves:
+        copy = staticmethod(real_copy.copy)
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else real_copy.deepcopy(value, memo)
+
+    def stored(table: Any, hash_key: Any, range_key: Any) -> Any:
+        found = table.items.get(hash_key)
+        return found.get(range_key) if range_key is not None and isinstance(found, dict) else found
+
+    def restore(table: Any, hash_key: Any, range_key: Any, item: Any) -> None:
+        if range_key is None:
+            if item is None:
+                table.items.pop(hash_key, None)
+            else:
+                table.items[hash_key] = item
+            return
+        if item is None:
+            table.items.get(hash_key, {}).pop(range_key, None)
+        else:
+            table.items[hash_key][range_key] = item
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            names = (table.hash_key_attr, table.range_key_attr)
+            keys = op["Key"] if "Key" in op else {k: v for k, v in op.get("Item", {}).items() if k in names}
+            try:
+                hash_key, range_key = self.get_keys_value(table, keys)
+            except Exception:  # noqa: S112 - a malformed key: moto refuses it below with its own error
+                continue
+            saved.append((table, hash_key, range_key, real_copy.deepcopy(stored(table, hash_key, range_key))))
+        dynamodb_models.copy = TablesAsThemselves  # type: ignore[attr-defined,assignment]
+        try:
+            original(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, item in reversed(saved):
+                restore(table, hash_key, range_key, item)
+            raise
+        finally:
+            dynamodb_models.copy = real_copy  # type: ignore[attr-defined]
+
+    transact_write_items.snapshots_items = True  # type: ignore[attr-defined]
+    dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
 class LocalMotoServer:
     """Moto's own WSGI application on a free loopback port, one request at a time."""
 
     def __init__(self) -> None:
+        _transactions_snapshot_their_items()
         self.app = SerializedApp(DomainDispatcherApplication(create_backend_app))
         self.server: BaseWSGIServer = make_server(
             "127.0.0.1", 0, self.app, threaded=True, request_handler=MotoRequestHandler
@@ -366,7 +449,11 @@ class LocalMotoServer:
 
 
 @contextmanager
-def local_aws(public_base_url: str = "http://127.0.0.1", stack_name: str = "leadbridge-local") -> Iterator[LocalStack]:
+def local_aws(
+    public_base_url: str = "http://127.0.0.1",
+    stack_name: str = "leadbridge-local",
+    parameters: dict[str, str] | None = None,
+) -> Iterator[LocalStack]:
     """Start moto on a free port, point this process's boto3 at it, provision the stack, stop it afterwards."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = LocalMotoServer()
@@ -379,7 +466,8 @@ def local_aws(public_base_url: str = "http://127.0.0.1", stack_name: str = "lead
     # Moto's backends are global to the process: a stack started after another must not see the first one's state.
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
     try:
-        stack = provision(endpoint, stack_name, {"PublicBaseUrl": public_base_url, "InboxDelaySeconds": "0"})
+        overrides = {"PublicBaseUrl": public_base_url, "InboxDelaySeconds": "0", **(parameters or {})}
+        stack = provision(endpoint, stack_name, overrides)
         stack.moto = server
         yield stack
     finally:

@@ -72,6 +72,7 @@ class LocalRunner:
         bitrix24_data: Path | None = None,
         retry_visibility_seconds: int | None = 1,
         environments: int | None = None,
+        parameters: dict[str, str] | None = None,
     ) -> None:
         self.environments = (
             environments if environments is not None else int(os.environ.get("LEADBRIDGE_LOCAL_ENVIRONMENTS", "4"))
@@ -89,7 +90,8 @@ class LocalRunner:
         self.http_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.http_port}"
         self._modules: dict[str, ModuleType] = {}
-        self._aws = local_aws(public_base_url=self.base_url)
+        # Template parameters as `sam deploy --parameter-overrides` sets them (benchmarks size a stack this way).
+        self._aws = local_aws(public_base_url=self.base_url, parameters=parameters)
         self._saved_env: dict[str, str | None] = {}
         self.stack: LocalStack
         self._http = LoopbackServer(self._api, name="local-api", port=self.http_port)

@@ -20,6 +20,7 @@ import boto3
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from leadbridge.aws.request_count import counted
 from leadbridge.contract.integration import Integration
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def sqs_safe(body: str, queue: str = "") -> str:
 
 @cache
 def sqs_client() -> SQSClient:
-    return boto3.client("sqs")
+    return counted(boto3.client("sqs"))
 
 
 def received_stamp(now: float | None = None) -> str:

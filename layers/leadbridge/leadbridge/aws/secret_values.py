@@ -7,6 +7,8 @@ from functools import cache
 
 import boto3
 
+from leadbridge.aws.request_count import counted
+
 
 @cache
 def secret_string(secret_arn: str) -> str:
@@ -14,7 +16,7 @@ def secret_string(secret_arn: str) -> str:
 
 
 def secret_string_fresh(secret_arn: str) -> str:
-    value = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+    value = counted(boto3.client("secretsmanager")).get_secret_value(SecretId=secret_arn)["SecretString"]
     if not value:
         raise RuntimeError("the secret is empty")
     return value

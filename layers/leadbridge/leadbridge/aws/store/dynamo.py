@@ -10,6 +10,8 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from leadbridge.aws.request_count import counted
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -21,7 +23,7 @@ _deserializer = TypeDeserializer()
 @cache
 def dynamodb_client() -> DynamoDBClient:
     """Created once per process; the endpoint comes from the standard ``AWS_ENDPOINT_URL`` when it is set."""
-    return boto3.client("dynamodb")
+    return counted(boto3.client("dynamodb"))
 
 
 def to_item(values: dict[str, Any]) -> dict[str, AttributeValueTypeDef]:

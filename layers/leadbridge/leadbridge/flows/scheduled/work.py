@@ -140,6 +140,8 @@ class ScheduledWork:
         and the mapping keys are channels it produces. A field deleted since it was chosen raises an alarm."""
         if self.pickers is None or not integration.account_id:
             return
+        if status.get("connection_state") not in {None, "connected"}:
+            return  # blocked, missing rights, a dead grant: a person acts first, and the check follows them
         last = status.get("settings_check")
         last = last if isinstance(last, dict) else {}
         if last.get("state") != "pending" and time.time() - int(last.get("checked_at") or 0) < SETTINGS_CHECK_SECONDS:

@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from leadbridge.aws.queues import DeadLetters, InboxMessage, InboxQueue
+from leadbridge.aws.request_count import requests_so_far
 from leadbridge.aws.store.integrations import BatchStatus
 from leadbridge.crms.enrichment import PoisonEvent, RetryLater
 from leadbridge.flows.worker.lead_worker import LeadWorker
@@ -62,6 +63,7 @@ class WorkerBatch:
                 continue  # handled per record below
         self._context = context
         self._retimed, self._group_delay = set(), {}
+        before = requests_so_far()
         try:
             response = self._process(event, context, messages)
             self._retime_handed_back(event, response)
@@ -69,6 +71,9 @@ class WorkerBatch:
         finally:
             self.worker.finish_batch()
             self.status.flush()
+            spent = requests_so_far() - before
+            # What this batch cost in AWS requests, by operation: the figure the cost per lead is read from.
+            logger.info("batch done", extra={"records": len(event.get("Records", [])), "aws_requests": dict(spent)})
 
     def _process(
         self, event: dict[str, Any], context: LambdaContext | None, messages: list[InboxMessage]
