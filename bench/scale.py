@@ -28,6 +28,7 @@ import statistics
 import sys
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -229,9 +230,9 @@ def backfill_figures(runner: Any, integrations: list[Any], broken: set[str]) -> 
     }
 
 
-BURST_INTEGRATIONS = 4 if SMOKE else 200
+BURST_INTEGRATIONS = int(os.environ.get("BENCH_BURST_INTEGRATIONS", "4" if SMOKE else "200"))
 BURST_CHATS = 2 if SMOKE else 10
-STORM = 40 if SMOKE else 2000
+STORM = int(os.environ.get("BENCH_STORM", "40" if SMOKE else "2000"))
 COST_PASS = 4 if SMOKE else 50  # integrations per CRM for the AWS-requests-per-lead pass (2 chats each)
 # List prices, us-east-1, December 2026 (on-demand): SQS FIFO $0.50 per million requests; DynamoDB on-demand $0.625
 # per million write request units and $0.125 per million read request units (each request counted as one unit:
@@ -345,6 +346,8 @@ def burst_figures(runner: Any, integrations: list[Any], broken: set[str]) -> dic
     """10 chats on each of 200 integrations at once, while one more integration storms 2,000 webhooks."""
     from concurrent.futures import ThreadPoolExecutor
 
+    runner.drain(timeout=300)  # what the sweep and the backfills enqueued is not part of these figures
+    runner.take_leads()
     healthy = [i for i in integrations if i.integration_id not in broken]
     amo = [i for i in healthy if i.crm == "amocrm"][BACKFILLS:]  # not the backfills' (their chats are old)
     b24 = [i for i in healthy if i.crm == "bitrix24"][BACKFILLS:]
@@ -408,6 +411,8 @@ def burst_figures(runner: Any, integrations: list[Any], broken: set[str]) -> dic
         + runner.bitrix24.counts["limit_violations"]
         - violations_before,
         "quiet_refused": sum(1 for status in quiet_answers if status != 200),
+        "quiet_answers": {str(k): v for k, v in sorted(Counter(quiet_answers).items())},
+        "storm_answers": {str(k): v for k, v in sorted(Counter(storm_answers).items())},
     }
     return figures
 

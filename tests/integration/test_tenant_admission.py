@@ -72,3 +72,23 @@ def test_a_storming_integration_gets_429_while_a_quiet_one_gets_200(runner: Loca
 
     clock.now += 10  # the next window: the storm's share is back
     assert post(storm, storm_secret, storm_account, 39_999, environments[0])["statusCode"] == 200
+
+
+def test_two_environments_starting_the_same_window_both_take_from_it(runner: LocalRunner) -> None:
+    """Environment B finds no window (its add fails), A starts it, B's start then fails: B takes from A's window
+    instead of refusing a quiet integration's delivery."""
+    table = runner.stack.ref("LimitsTable")
+    other = DynamoHookBudgets(table)
+
+    class RacedBudgets(DynamoHookBudgets):
+        def _update(self, key: str, expression: str, condition: str, window: int, count: int, left: int) -> bool:
+            answer = super()._update(key, expression, condition, window, count, left)
+            if expression.startswith("ADD") and self.writes == 1:  # between B's two writes, A starts the window
+                assert other.take(key, window, count, 30)
+            return answer
+
+    raced = RacedBudgets(table)
+    assert raced.take("hook:raced-integration", 7, 10, 30)
+    assert raced.writes == 3
+    assert raced.take("hook:raced-integration", 7, 10, 30)  # 30 of 30 taken: the window is full now
+    assert not raced.take("hook:raced-integration", 7, 10, 30)

@@ -2,7 +2,7 @@
 
 One item per integration and budget: ``w`` the window it counts, ``n`` what was taken in it. Taking is one
 conditional write (the same window with room left), or, when the window has moved on, a second one that starts
-the new window. No item grows and none is left behind per window, so the table needs no TTL for them.
+the new window (and, when another environment started it first, the first one again). No item grows and none is left behind per window, so the table needs no TTL for them.
 """
 
 from __future__ import annotations
@@ -20,10 +20,14 @@ class DynamoHookBudgets:
     def take(self, key: str, window: int, count: int, cap: int) -> bool:
         """Take ``count`` from ``key``'s budget of ``cap`` a window; False when the window has no room for it. An
         AWS failure admits (True): the budget protects the others, it is never why a delivery is lost."""
+        same_window = ("ADD n :k", "w = :w AND n <= :left", window, count, cap - count)
         try:
-            if self._update(key, "ADD n :k", "w = :w AND n <= :left", window, count, cap - count):
+            if self._update(key, *same_window):
                 return True
-            return self._update(key, "SET w = :w, n = :k", "attribute_not_exists(w) OR w < :w", window, count, 0)
+            if self._update(key, "SET w = :w, n = :k", "attribute_not_exists(w) OR w < :w", window, count, 0):
+                return True
+            # Another environment started this window between the two writes: take from it as it stands.
+            return self._update(key, *same_window)
         except (BotoCoreError, ClientError):
             return True
 

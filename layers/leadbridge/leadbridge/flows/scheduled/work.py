@@ -8,6 +8,7 @@ missing rights) is not a failure of the job: it is skipped, and the integration'
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, Protocol
@@ -34,6 +35,7 @@ logger = Logger(child=True)
 BACKFILL_STEP_SECONDS = 50.0  # under the backfill schedule's minute: the next step finds the lease free
 FIRST_BACKOFF_SECONDS = 30 * 60
 MAX_BACKOFF_SECONDS = 6 * 3600
+CHECK_SLOTS = 96  # quarter hours a day: integrations never checked take their first check in their own one
 NEEDS_A_PERSON = (GrantRevoked, NotConnected, AccountBlocked, InsufficientRights)
 
 
@@ -143,7 +145,10 @@ class ScheduledWork:
         if status.get("connection_state") not in {None, "connected"}:
             return  # blocked, missing rights, a dead grant: a person acts first, and the check follows them
         last = status.get("settings_check")
-        last = last if isinstance(last, dict) else {}
+        if not isinstance(last, dict):  # never checked (a stack upgraded): spread over the day, not all at once
+            if zlib.crc32(integration.integration_id.encode()) % CHECK_SLOTS != (int(time.time()) // 900) % CHECK_SLOTS:
+                return
+            last = {}
         if last.get("state") != "pending" and time.time() - int(last.get("checked_at") or 0) < SETTINGS_CHECK_SECONDS:
             return
         check = self.pickers.check(integration, fresh=True)
