@@ -269,9 +269,6 @@ class LeadWorker:
         except Exception:
             self._release(joined)
             raise
-        # The follow-up (the amoCRM note, queued for the batch's end) is decided before the ledger records the lead,
-        # so its state rides on that one write instead of a write of its own.
-        note_state = self._after_emit(result.after_emit) if result.after_emit is not None else None
         for claimed in (key, *joined):
             self.ledger.finish(
                 claimed,
@@ -281,7 +278,6 @@ class LeadWorker:
                 facts=list(result.notes) or None,
                 crm_lead_id=result.crm_lead_id,
                 crm_lead_created_at=result.crm_lead_created_at,
-                note_state=note_state if claimed == key else None,
             )
         self.status.record_outcome(integration.integration_id, "emitted")
         if lead.channel.origin and any(fact.startswith("unknown_") for fact in result.notes):
@@ -292,6 +288,8 @@ class LeadWorker:
         self.count("LeadsEmitted")
         for fact in result.notes:
             self.count(f"Fact_{fact}")
+        if result.after_emit is not None:
+            self._after_emit(key, result.after_emit)
         return "emitted"
 
     def _join(self, message: InboxMessage, integration: Integration, others: tuple[str, ...]) -> list[str] | None:
@@ -327,15 +325,14 @@ class LeadWorker:
         self.status.record_outcome(integration.integration_id, "failed", reason)
         raise RetryLater(reason, delay)
 
-    @staticmethod
-    def _after_emit(action: Callable[[], str]) -> str:
-        """Side effects after the lead is out (the amoCRM note): best effort, and never a reason to re-emit (its
-        failure is a state for the ledger, whatever it was)."""
+    def _after_emit(self, key: str, action: Callable[[], str]) -> None:
+        """Side effects after the lead is out (the amoCRM note): best effort, recorded, never re-emitting."""
         try:
-            return action()
-        except Exception as exc:
+            state = action()
+        except CrmError as exc:
+            state = f"failed: {type(exc).__name__}"
             logger.warning("after-emit action failed", extra={"error": type(exc).__name__})
-            return f"failed: {type(exc).__name__}"
+        self.ledger.set_fields(key, note_state=state)
 
 
 def imported(lead: NormalizedLead, message: InboxMessage) -> NormalizedLead:
