@@ -84,6 +84,11 @@ def test_the_list_comes_in_pages_with_a_cursor(client: TestClient) -> None:
     listed = every_integration(client, limit=3)
     assert len(listed) == len(set(listed))  # no page repeats another's item
     assert set(mine) <= set(listed)
+    # A Scan may stop at any item (a status, a token): the cursor it gives is good for the next page.
+    from leadbridge.flows.api.service import encode_cursor
+
+    stopped_at_a_token = encode_cursor({"pk": f"TOKEN#{mine[0]}", "sk": "TOKEN"})
+    assert client.get("/integrations", params={"cursor": stopped_at_a_token, "limit": "3"}).status_code == 200
     assert client.get("/integrations", params={"limit": "101"}).status_code == 422
     refused = client.get("/integrations", params={"cursor": "bm90LW91cnM"})
     assert (refused.status_code, refused.json()["code"], refused.json()["field"]) == (422, "invalid_cursor", "cursor")
