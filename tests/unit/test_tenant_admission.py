@@ -66,3 +66,25 @@ def test_refusals_stop_before_the_crm_would_switch_the_hook_off() -> None:
 def test_deliveries_that_come_once_are_never_refused() -> None:
     admission = TenantAdmission(Budgets(), rate=1, quiet=0, chunk=10, clock=Clock())
     assert all(admission.admit("storm", may_refuse=False) for _ in range(100))
+
+
+def test_deliveries_at_once_in_one_environment_share_one_chunk() -> None:
+    """A server running requests in threads (the local stack): ten deliveries at once take one chunk, not five."""
+    import threading
+    import time as real_time
+
+    class SlowBudgets(Budgets):
+        def take(self, key: str, window: int, count: int, cap: int) -> bool:
+            real_time.sleep(0.05)  # the conditional write's round trip: the others arrive meanwhile
+            return super().take(key, window, count, cap)
+
+    budgets = SlowBudgets()
+    admission = TenantAdmission(budgets, rate=1, quiet=5, chunk=10, clock=Clock())
+    answers: list[bool] = []
+    threads = [threading.Thread(target=lambda: answers.append(admission.admit("quiet"))) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [True] * 10
+    assert budgets.writes == 1

@@ -17,6 +17,7 @@ will still deliver it later:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -49,9 +50,16 @@ class TenantAdmission:
         self.clock = clock
         # integration -> [window, deliveries here, granted and unused, 1 once the shared budget said it is spent]
         self._seen: dict[str, list[int]] = {}
-        self._forgiven: dict[str, int] = {}  # integration -> the 2-hour window whose refusals are all used
+        self._forgiven: dict[str, int] = {}
+        self._lock = threading.Lock()  # integration -> the 2-hour window whose refusals are all used
 
     def admit(self, integration_id: str, may_refuse: bool = True) -> bool:
+        # Lambda runs one request at a time in an environment; a server that runs them in threads (the local stack)
+        # must not let two deliveries each take a chunk that one would have covered.
+        with self._lock:
+            return self._admit(integration_id, may_refuse)
+
+    def _admit(self, integration_id: str, may_refuse: bool) -> bool:
         now = self.clock()
         window = int(now // self.window_seconds)
         seen = self._seen.get(integration_id)
