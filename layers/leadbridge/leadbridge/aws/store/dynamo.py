@@ -66,7 +66,29 @@ def put_if_absent(table_name: str, item: dict[str, Any], key_attribute: str) -> 
             TableName=table_name, Item=to_item(item), ConditionExpression=f"attribute_not_exists({key_attribute})"
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        if condition_failed(exc):
+            return False
+        raise
+    return True
+
+
+def condition_failed(exc: ClientError) -> bool:
+    """The write was refused because its condition did not hold (not a failure of DynamoDB)."""
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def update_if(table_name: str, key: dict[str, Any], expression: str, condition: str, values: dict[str, Any]) -> bool:
+    """One conditional UpdateItem (``values``: already typed); False when its condition did not hold."""
+    try:
+        dynamodb_client().update_item(
+            TableName=table_name,
+            Key=key,
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+        )
+    except ClientError as exc:
+        if condition_failed(exc):
             return False
         raise
     return True

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from leadbridge.aws.store.dynamo import dynamodb_client
+from leadbridge.aws.store.dynamo import update_if
 
 
 class DynamoHookBudgets:
@@ -36,16 +36,4 @@ class DynamoHookBudgets:
         if ":left" in condition:
             values[":left"] = {"N": str(left)}
         self.writes += 1
-        try:
-            dynamodb_client().update_item(
-                TableName=self.table_name,
-                Key={"limit_key": {"S": key}},
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return update_if(self.table_name, {"limit_key": {"S": key}}, expression, condition, values)

@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from leadbridge.aws.store.dynamo import dynamodb_client
+from leadbridge.aws.store.dynamo import condition_failed, dynamodb_client
 from leadbridge.http.ratelimit import StateUnavailable
 
 
@@ -39,7 +39,7 @@ class DynamoLimitState:
                 **extra,
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 raise _Refused(dict(exc.response.get("Item", {}))) from exc  # type: ignore[call-overload]
             raise StateUnavailable(type(exc).__name__) from exc
         except BotoCoreError as exc:

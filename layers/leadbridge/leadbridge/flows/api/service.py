@@ -6,7 +6,6 @@ import base64
 import json
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -50,12 +49,11 @@ from leadbridge.flows.api.settings import (
 from leadbridge.flows.api.setup import setup_checklist
 from leadbridge.flows.api.site_script import site_script
 from leadbridge.flows.connect.authorize import authorize_url
-from leadbridge.flows.connect.crm_lists import CrmPickers, NotReadable, SettingsCheck
+from leadbridge.flows.connect.crm_lists import SESSION_FIELD_PROBLEMS, CrmPickers, NotReadable, SettingsCheck
 from leadbridge.flows.connect.state import StateSigner
 from leadbridge.flows.recovery.backfill.begin import begin_backfill
 from leadbridge.flows.worker.lead_worker import HOOKS_REMOVAL
 from leadbridge.flows.worker.parking import Parking
-from leadbridge.http.errors import CrmError
 from leadbridge.http.public_host import require_public
 
 RESUME_LEASE_SECONDS = 60  # longer than the API's 15 s timeout: a resume cut off there does not overlap the next
@@ -160,9 +158,9 @@ class IntegrationsService:
         now = int(time.time())
         if pickers is None or not integration.account_id:
             return SettingsCheck("pending", now, [], "not_connected: checked once the integration is connected")
-        with suppress(NotReadable, CrmError):  # the check below says pending
-            pickers.refuse_unusable(integration)
-        return pickers.check(integration)
+        check = pickers.check(integration)
+        check.refuse_session_field()
+        return check
 
     def crm_list(
         self, integration_id: str, kind: ListKind, request_base_url: str = ""
@@ -428,9 +426,7 @@ class IntegrationsService:
 
 def _check_notice(checked: dict[str, Any]) -> list[str]:
     """A session field gone from the CRM is the loss of every lead's session: it is a notice too."""
-    return (
-        [str(checked["state"])] if checked.get("state") in {"session_field_missing", "session_field_unusable"} else []
-    )
+    return [str(checked["state"])] if checked.get("state") in SESSION_FIELD_PROBLEMS else []
 
 
 class InvalidCursor(ValueError):

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
 from leadbridge.contract.integration import Integration
+from leadbridge.flows.connect.crm_lists import SESSION_FIELD_PROBLEMS
 
 StepState = Literal["ok", "missing", "failed"]
 
@@ -179,7 +180,7 @@ def _default_target(integration: Integration) -> SetupStep:
 def _session_field(integration: Integration, status: Mapping[str, Any]) -> SetupStep:
     checked = status.get("settings_check")
     state = checked.get("state") if isinstance(checked, dict) else None
-    if integration.session_field is not None and state in {"session_field_missing", "session_field_unusable"}:
+    if integration.session_field is not None and state in SESSION_FIELD_PROBLEMS:
         return SetupStep(
             "session_field",
             "failed",

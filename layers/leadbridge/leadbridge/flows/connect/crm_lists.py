@@ -36,6 +36,7 @@ logger = Logger(child=True)
 CHECK_EVERY_SECONDS = 86_400
 MAX_CACHED_BYTES = 300_000  # a list larger than this is read each time rather than pass DynamoDB's 400 KB item
 CheckState = Literal["ok", "pending", "session_field_missing", "session_field_unusable"]
+SESSION_FIELD_PROBLEMS: frozenset[str] = frozenset({"session_field_missing", "session_field_unusable"})
 
 
 class NotReadable(Exception):
@@ -63,6 +64,11 @@ class SettingsCheck(NamedTuple):
 
     def record(self) -> dict[str, Any]:
         return self._asdict()
+
+    def refuse_session_field(self) -> None:
+        """Raise ``SettingsRefused`` when the check found the session field missing or unable to hold text."""
+        if self.state in SESSION_FIELD_PROBLEMS:
+            raise SettingsRefused(self.state, self.detail)
 
 
 def lists_for(integration: Integration, tokens: TokenProvider, budgets: Budgets) -> CrmLists:
@@ -107,21 +113,9 @@ class CrmPickers:
             self.cache.write(integration.integration_id, kind, rows, self.clock())
         return rows
 
-    def refuse_unusable(self, integration: Integration) -> None:
-        """Raise ``SettingsRefused`` when the amoCRM session field is not one the CRM has, or cannot hold text. A
-        cached list that lacks it is read again first: the field may have been created a minute ago."""
-        wanted = integration.session_field
-        if integration.crm != "amocrm" or wanted is None:
-            return
-        found = _field(self.read(integration, "fields"), wanted.field_id, wanted.entity)
-        if found is None:
-            found = _field(self.read(integration, "fields", fresh=True), wanted.field_id, wanted.entity)
-        problem = _session_field_problem(integration, found)
-        if problem is not None:
-            raise SettingsRefused(*problem)
-
     def check(self, integration: Integration, fresh: bool = False) -> SettingsCheck:
-        """What the CRM says of the saved settings now; ``pending`` when it cannot be asked."""
+        """What the CRM says of the saved settings now; ``pending`` when it cannot be asked. A cached list that
+        lacks the session field is read again first: the field may have been created a minute ago."""
         now = int(self.clock())
         try:
             state: CheckState = "ok"
@@ -129,6 +123,8 @@ class CrmPickers:
             wanted = integration.session_field
             if integration.crm == "amocrm" and wanted is not None:
                 found = _field(self.read(integration, "fields", fresh), wanted.field_id, wanted.entity)
+                if found is None and not fresh:
+                    found = _field(self.read(integration, "fields", fresh=True), wanted.field_id, wanted.entity)
                 problem = _session_field_problem(integration, found)
                 if problem is not None:
                     state, detail = problem

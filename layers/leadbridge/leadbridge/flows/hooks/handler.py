@@ -37,23 +37,24 @@ class SparseOutcomes:
 
     def record_hook(self, integration_id: str, reason: str | None, ignored: Mapping[str, int]) -> None:
         now = self.clock()
-        if reason in SPARSE_REFUSALS:  # a storm's refusals: the status needs the fact, the metric counts them
-            last = self._refused_at.get(integration_id)
-            if last is not None and now - last < self.every_seconds:
-                return
-            if len(self._refused_at) > 10_000:
-                self._refused_at.clear()
-            self._refused_at[integration_id] = now
+        # A storm's refusals: the status needs the fact, the metric counts them.
+        if reason in SPARSE_REFUSALS and not self._due(self._refused_at, integration_id, now):
+            return
         if reason is not None:
             self._taken_at.pop(integration_id, None)
-        elif not ignored:
-            last = self._taken_at.get(integration_id)
-            if last is not None and now - last < self.every_seconds:
-                return
-            if len(self._taken_at) > 10_000:
-                self._taken_at.clear()
-            self._taken_at[integration_id] = now
+        elif not ignored and not self._due(self._taken_at, integration_id, now):
+            return
         self.inner.record_hook(integration_id, reason, ignored)
+
+    def _due(self, written_at: dict[str, float], integration_id: str, now: float) -> bool:
+        """Whether the integration's last such write is ``every_seconds`` old (then this one is stamped)."""
+        last = written_at.get(integration_id)
+        if last is not None and now - last < self.every_seconds:
+            return False
+        if len(written_at) > 10_000:
+            written_at.clear()
+        written_at[integration_id] = now
+        return True
 
 
 def handle_hook(

@@ -20,7 +20,7 @@ from leadbridge.aws.store.tokens import DynamoTokens
 from leadbridge.contract.integration import Integration
 from leadbridge.crms.token_provider import TokenProvider
 from leadbridge.flows.connect.crm_lists import CHECK_EVERY_SECONDS as SETTINGS_CHECK_SECONDS
-from leadbridge.flows.connect.crm_lists import CrmPickers
+from leadbridge.flows.connect.crm_lists import SESSION_FIELD_PROBLEMS, CrmPickers
 from leadbridge.flows.connect.subscription import CHECK_EVERY_SECONDS, ensure_subscription, subscriptions_for
 from leadbridge.flows.recovery.backfill.runner import BackfillRunner
 from leadbridge.flows.recovery.sweep import Reconciler
@@ -153,7 +153,7 @@ class ScheduledWork:
             return
         check = self.pickers.check(integration, fresh=True)
         self.integrations.record_settings_check(integration.integration_id, check.record())
-        if check.state in {"session_field_missing", "session_field_unusable"}:
+        if check.state in SESSION_FIELD_PROBLEMS:
             self.count("SessionFieldMissing")
         if check.unknown_mapping_keys:
             self.count("UnknownMappingKeys", len(check.unknown_mapping_keys))
