@@ -12,6 +12,7 @@ from leadbridge.aws.queues import DeadLetters, InboxQueue, LeadsQueue
 from leadbridge.aws.secret_values import secret_string, secret_string_fresh
 from leadbridge.aws.store.account_claims import DynamoAccountClaims
 from leadbridge.aws.store.backfills import DynamoBackfills
+from leadbridge.aws.store.batch_reads import BatchReads
 from leadbridge.aws.store.bot_sessions import DynamoBotSessions
 from leadbridge.aws.store.chat_scopes import DynamoChatScopes
 from leadbridge.aws.store.crm_lists import DynamoCrmLists
@@ -19,6 +20,7 @@ from leadbridge.aws.store.integrations import BatchStatus, CachedIntegrations, D
 from leadbridge.aws.store.ledger import DynamoLedger
 from leadbridge.aws.store.limits import DynamoLimitState
 from leadbridge.aws.store.parked import DynamoParkedEvents
+from leadbridge.aws.store.read_ahead import ReadAhead
 from leadbridge.aws.store.site_chats import DynamoSiteChats
 from leadbridge.aws.store.talk_messages import DynamoTalkMessages
 from leadbridge.aws.store.tokens import DynamoTokens
@@ -67,24 +69,28 @@ def refreshers(redirect_uri: str) -> dict[str, Refresher]:
     return {"amocrm": AmoOAuth(redirect_uri), "bitrix24": BitrixOAuth()}
 
 
-def token_provider(table: str, redirect_uri: str, metrics: Metrics | None) -> TokenProvider:
+def token_provider(
+    table: str, redirect_uri: str, metrics: Metrics | None, read_ahead: ReadAhead | None = None
+) -> TokenProvider:
     integrations = DynamoIntegrations(table)
-    return TokenProvider(DynamoTokens(table), refreshers(redirect_uri), observer=ReauthAlarm(integrations, metrics))
+    stored = DynamoTokens(table, read_ahead)
+    return TokenProvider(stored, refreshers(redirect_uri), observer=ReauthAlarm(integrations, metrics))
 
 
-def parking(table: str, inbox_queue_url: str) -> Parking:
-    return Parking(DynamoParkedEvents(table), InboxQueue(inbox_queue_url), DynamoIntegrations(table))
+def parking(table: str, inbox_queue_url: str, read_ahead: ReadAhead | None = None) -> Parking:
+    return Parking(DynamoParkedEvents(table), InboxQueue(inbox_queue_url), DynamoIntegrations(table, read_ahead))
 
 
 def lead_worker(config: WorkerConfig, metrics: Metrics) -> WorkerBatch:
-    integrations = DynamoIntegrations(config.integrations_table)
-    tokens = token_provider(config.integrations_table, config.redirect_uri, metrics)
+    read_ahead = ReadAhead()  # this environment's batch reads: one request instead of one per item
+    integrations = DynamoIntegrations(config.integrations_table, read_ahead)
+    tokens = token_provider(config.integrations_table, config.redirect_uri, metrics, read_ahead)
     budgets = Budgets(DynamoLimitState(config.limits_table))  # one per process: shared with every other one
     enrichers: dict[str, Enricher] = {
         "amocrm": AmoEnricher(
             tokens,
             budgets,
-            DynamoTalkMessages(config.ledger_table, config.ledger_retention_days),
+            DynamoTalkMessages(config.ledger_table, config.ledger_retention_days, read_ahead),
             DynamoBotSessions(config.ledger_table, config.ledger_retention_days),
             chat_channel(config, tokens, budgets, integrations),
         ),
@@ -98,8 +104,10 @@ def lead_worker(config: WorkerConfig, metrics: Metrics) -> WorkerBatch:
         leads=LeadsQueue(config.leads_queue_url),
         enrichers=enrichers,
         count=MetricCounter(metrics),
-        parking=parking(config.integrations_table, config.inbox_queue_url),
+        parking=parking(config.integrations_table, config.inbox_queue_url, read_ahead),
         remove_hooks=hooks_remover(tokens, budgets, DynamoTokens(config.integrations_table), config.redirect_uri),
+        reads=BatchReads(read_ahead, config.integrations_table, config.ledger_table),
+        batch_scoped=[tokens],
     )
     sources = [InboxQueue(url) for url in (config.inbox_queue_url, config.bot_continue_queue_url) if url]
     return WorkerBatch(worker, sources, DeadLetters(config.inbox_dlq_url), status)

@@ -67,12 +67,30 @@ class TokenProvider:
         self.clock = clock
         self.sleep = sleep
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._batch: dict[str, StoredToken] | None = None
+
+    def begin_batch(self) -> None:
+        """Until ``end_batch``, a token read once serves every request of the batch (a worker batch makes several
+        per integration: reads, then notes). The CRM refusing it, or a refresh, reads the table again."""
+        self._batch = {}
+
+    def end_batch(self) -> None:
+        self._batch = None
 
     def get(self, integration: Integration) -> AccessToken:
-        stored = self._read(integration)
+        stored = self._batch.get(integration.integration_id) if self._batch is not None else None
+        if stored is None:
+            stored = self._read(integration)
+            if self._batch is not None:
+                self._batch[integration.integration_id] = stored
         if stored.tokens.expires_at - FRESHNESS_MARGIN_SECONDS > self.clock():
             return _access(stored)
+        self._forget(integration)
         return self._refresh(integration, stored)
+
+    def _forget(self, integration: Integration) -> None:
+        if self._batch is not None:
+            self._batch.pop(integration.integration_id, None)
 
     def has_live_access(self, integration: Integration) -> bool:
         """Whether a request now would go out without a token call (the stored access token is still fresh)."""
@@ -85,6 +103,7 @@ class TokenProvider:
 
     def after_unauthorized(self, integration: Integration, used_version: int) -> AccessToken:
         """The CRM refused the token of ``used_version``: a newer one if someone saved it, else a refresh."""
+        self._forget(integration)
         stored = self._read(integration)
         if stored.version != used_version:
             return _access(stored)
@@ -92,6 +111,7 @@ class TokenProvider:
 
     def refresh_now(self, integration: Integration) -> AccessToken:
         """Scheduled refresh: refresh unless another process is doing it (then take its result)."""
+        self._forget(integration)
         return self._refresh(integration, self._read(integration))
 
     def _read(self, integration: Integration) -> StoredToken:
@@ -148,6 +168,7 @@ class TokenProvider:
         return AccessToken(value=fresh.access_token, version=stored.version + 1, extra=fresh.extra)
 
     def _revoked(self, integration: Integration, reason: str) -> None:
+        self._forget(integration)
         self.tokens.set_state(integration.integration_id, "reauth_required", reason)
         self._observe_revoked(integration, reason)
 

@@ -8,6 +8,7 @@ custom field. The first session given for a lead stays (a bot run again later do
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 
 from leadbridge.aws.store.dynamo import dynamodb_client, from_item, put_if_absent
 
@@ -49,17 +50,24 @@ class DynamoBotSessions:
 
     def for_leads(self, account: str, lead_ids: list[str]) -> dict[str, str]:
         """lead id -> session id, for those of ``lead_ids`` that have one (one request per 100 leads)."""
-        found: dict[str, str] = {}
-        wanted = sorted(set(lead_ids))
-        for start in range(0, len(wanted), 100):
-            keys = [{"lead_key": {"S": session_key(account, lead_id)}} for lead_id in wanted[start : start + 100]]
-            request = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+        return self.for_accounts({account: lead_ids}).get(account, {})
+
+    def for_accounts(self, lead_ids: Mapping[str, Iterable[str]]) -> dict[str, dict[str, str]]:
+        """account -> lead id -> session id, for the leads (by account) that have one: every account's in one
+        request per 100 leads."""
+        found: dict[str, dict[str, str]] = {}
+        wanted = {
+            session_key(account, lead_id): (account, lead_id) for account, ids in lead_ids.items() for lead_id in ids
+        }
+        keys = [{"lead_key": {"S": key}} for key in sorted(wanted)]
+        for start in range(0, len(keys), 100):
+            request = {self.table_name: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
             while request:
                 response = dynamodb_client().batch_get_item(RequestItems=request)  # type: ignore[arg-type]
                 for raw in response.get("Responses", {}).get(self.table_name, []):
                     record = from_item(raw)
-                    lead_id = str(record["lead_key"]).rsplit(":", 1)[1].split("#", 1)[0]
+                    account, lead_id = wanted[str(record["lead_key"])]
                     if isinstance(record.get("session_id"), str):
-                        found[lead_id] = record["session_id"]
+                        found.setdefault(account, {})[lead_id] = record["session_id"]
                 request = response.get("UnprocessedKeys") or {}  # type: ignore[assignment]
         return found

@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from leadbridge.aws.store.dynamo import dynamodb_client, from_item, to_item
+from leadbridge.aws.store.read_ahead import NotReadAhead, ReadAhead
 from leadbridge.aws.store.work_index import work_shard
 from leadbridge.contract.integration import ConnectionState, Integration, SessionField, TrafficTarget
 
@@ -29,6 +30,14 @@ STATUS_SK = "STATUS"
 
 LIST_MAX_READS = 5
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_]")
+
+
+def settings_key(integration_id: str) -> dict[str, Any]:
+    return {"pk": {"S": integration_pk(integration_id)}, "sk": {"S": SETTINGS_SK}}
+
+
+def status_key(integration_id: str) -> dict[str, Any]:
+    return {"pk": {"S": integration_pk(integration_id)}, "sk": {"S": STATUS_SK}}
 
 
 def integration_pk(integration_id: str) -> str:
@@ -44,19 +53,33 @@ class IntegrationRepository(Protocol):
 class DynamoIntegrations:
     """The integrations table. One instance per process; it holds no per-request state."""
 
-    def __init__(self, table_name: str) -> None:
+    def __init__(self, table_name: str, read_ahead: ReadAhead | None = None) -> None:
+        """``read_ahead``: the worker's batch reads (``store/read_ahead.py``), consulted before the table."""
         self.table_name = table_name
+        self.read_ahead = read_ahead
 
     def get(self, integration_id: str) -> Integration | None:
-        response = dynamodb_client().get_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": SETTINGS_SK}},
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
+        item = self._read(settings_key(integration_id))
         return integration_from_record(from_item(item)) if item else None
 
+    def _read(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        if self.read_ahead is not None:
+            found = self.read_ahead.take(self.table_name, key)
+            if not isinstance(found, NotReadAhead):
+                return found
+        return dynamodb_client().get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
+
+    def _forget(self, key: dict[str, Any]) -> None:
+        if self.read_ahead is not None:
+            self.read_ahead.forget(self.table_name, key)
+
+    def _forgotten(self, key: dict[str, Any]) -> dict[str, Any]:
+        """``key``, no longer read ahead: this store is about to write its item."""
+        self._forget(key)
+        return key
+
     def put(self, integration: Integration) -> None:
+        self._forget(settings_key(integration.integration_id))
         record = integration_to_record(integration)
         record.update(pk=integration_pk(integration.integration_id), sk=SETTINGS_SK, updated_at=int(time.time()))
         if integration.active:  # in the scheduled-work index while active (store/work_index.py)
@@ -100,7 +123,7 @@ class DynamoIntegrations:
         """Remember the CRM account an integration connected to (first connect, or a domain rename)."""
         dynamodb_client().update_item(
             TableName=self.table_name,
-            Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": SETTINGS_SK}},
+            Key=self._forgotten(settings_key(integration_id)),
             UpdateExpression="SET account_id = :a, crm_domain = :d",
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues={":a": {"S": account_id}, ":d": {"S": crm_domain}},
@@ -175,7 +198,7 @@ class DynamoIntegrations:
         try:
             dynamodb_client().update_item(
                 TableName=self.table_name,
-                Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": STATUS_SK}},
+                Key=self._forgotten(status_key(integration_id)),
                 UpdateExpression="SET #lease = :until",
                 ConditionExpression="attribute_not_exists(#lease) OR #lease < :now",
                 ExpressionAttributeNames={"#lease": f"{name}_lease_until"},
@@ -190,7 +213,7 @@ class DynamoIntegrations:
     def release_lease(self, integration_id: str, name: str) -> None:
         dynamodb_client().update_item(
             TableName=self.table_name,
-            Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": STATUS_SK}},
+            Key=self._forgotten(status_key(integration_id)),
             UpdateExpression="SET #lease = :zero",
             ExpressionAttributeNames={"#lease": f"{name}_lease_until"},
             ExpressionAttributeValues={":zero": {"N": "0"}},
@@ -241,7 +264,7 @@ class DynamoIntegrations:
         sets = "webhook_secret_hash = :n, previous_webhook_secret_hash = :p, previous_secret_until = :u"
         dynamodb_client().update_item(
             TableName=self.table_name,
-            Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": SETTINGS_SK}},
+            Key=self._forgotten(settings_key(integration_id)),
             UpdateExpression=f"SET {sets}",
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues=to_item({":n": new_hash, ":p": previous_hash or "", ":u": previous_until or 0}),
@@ -253,7 +276,7 @@ class DynamoIntegrations:
         try:
             dynamodb_client().update_item(
                 TableName=self.table_name,
-                Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": SETTINGS_SK}},
+                Key=self._forgotten(settings_key(integration_id)),
                 UpdateExpression="SET application_token_hash = :h",
                 ConditionExpression="attribute_exists(pk) AND attribute_not_exists(application_token_hash)",
                 ExpressionAttributeValues={":h": {"S": token_hash}},
@@ -308,7 +331,7 @@ class DynamoIntegrations:
         """A window listed to its end: the next one starts at ``watermark`` (less the overlap)."""
         dynamodb_client().update_item(
             TableName=self.table_name,
-            Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": STATUS_SK}},
+            Key=self._forgotten(status_key(integration_id)),
             UpdateExpression=(
                 "SET sweep_watermark = :w, sweep_finished_at = :f, last_sweep = :r "
                 "REMOVE sweep_position, failed_runs_sweep, gave_up_sweep_at"
@@ -361,18 +384,13 @@ class DynamoIntegrations:
         self._update_status(expression, values, integration_id)
 
     def status(self, integration_id: str) -> dict[str, Any]:
-        response = dynamodb_client().get_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": STATUS_SK}},
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
+        item = self._read(status_key(integration_id))
         return {k: v for k, v in from_item(item).items() if k not in {"pk", "sk"}} if item else {}
 
     def _update_status(self, expression: str, values: dict[str, Any], integration_id: str) -> None:
         dynamodb_client().update_item(
             TableName=self.table_name,
-            Key={"pk": {"S": integration_pk(integration_id)}, "sk": {"S": STATUS_SK}},
+            Key=self._forgotten(status_key(integration_id)),
             UpdateExpression=expression,
             ExpressionAttributeValues=to_item(values),
         )

@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from leadbridge.aws.store.dynamo import dynamodb_client, from_item, to_item
+from leadbridge.aws.store.read_ahead import NOT_READ_AHEAD, NotReadAhead, ReadAhead
 
 MAX_MESSAGES = 60  # the chat's first words are what a request needs
 MAX_BYTES = 200_000  # the messages' JSON, UTF-8: with the key and the counters, half of an item's 400 KB
@@ -26,13 +27,23 @@ def messages_key(account: str, talk_id: str) -> str:
 
 
 class DynamoTalkMessages:
-    def __init__(self, table_name: str, retention_days: int) -> None:
+    def __init__(self, table_name: str, retention_days: int, read_ahead: ReadAhead | None = None) -> None:
+        """``read_ahead``: the worker's batch reads (``store/read_ahead.py``): the batch's talks in one request."""
         self.table_name = table_name
         self.retention_seconds = retention_days * 86400
+        self.read_ahead = read_ahead
+
+    def read_ahead_of(self, talks: list[tuple[str, str]]) -> None:
+        """Read the messages of these (account, talk id) in one request, for the ``get`` each talk makes later."""
+        if self.read_ahead is not None and talks:
+            keys = [{"lead_key": {"S": messages_key(account, talk_id)}} for account, talk_id in talks]
+            self.read_ahead.load({self.table_name: keys})
 
     def add(self, account: str, talk_id: str, message: dict[str, Any]) -> None:
         size = len(json.dumps(message, ensure_ascii=False, default=str).encode())
         key = {"lead_key": {"S": messages_key(account, talk_id)}}
+        if self.read_ahead is not None:
+            self.read_ahead.forget(self.table_name, key)
         expires = int(time.time()) + self.retention_seconds
         try:
             dynamodb_client().update_item(
@@ -73,15 +84,11 @@ class DynamoTalkMessages:
             )
 
     def get(self, account: str, talk_id: str) -> list[dict[str, Any]]:
-        item = (
-            dynamodb_client()
-            .get_item(
-                TableName=self.table_name,
-                Key={"lead_key": {"S": messages_key(account, talk_id)}},
-                ConsistentRead=True,
-            )
-            .get("Item")
-        )
+        key = {"lead_key": {"S": messages_key(account, talk_id)}}
+        found = self.read_ahead.take(self.table_name, key) if self.read_ahead is not None else NOT_READ_AHEAD
+        if isinstance(found, NotReadAhead):
+            found = dynamodb_client().get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
+        item = found
         if not item:
             return []
         stored = from_item(item)

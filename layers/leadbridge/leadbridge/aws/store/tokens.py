@@ -17,6 +17,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from leadbridge.aws.store.dynamo import dynamodb_client, from_item, to_item, to_value
+from leadbridge.aws.store.read_ahead import NotReadAhead, ReadAhead
 
 TOKEN_PK_PREFIX = "TOKEN#"  # noqa: S105 - a key prefix, not a secret
 TOKEN_SK = "TOKEN"  # noqa: S105 - a sort key, not a secret
@@ -62,7 +63,7 @@ def token_pk(integration_id: str) -> str:
     return f"{TOKEN_PK_PREFIX}{integration_id}"
 
 
-def _key(integration_id: str) -> dict[str, Any]:
+def token_key(integration_id: str) -> dict[str, Any]:
     return {"pk": {"S": token_pk(integration_id)}, "sk": {"S": TOKEN_SK}}
 
 
@@ -71,11 +72,23 @@ def _is_conditional_failure(exc: ClientError) -> bool:
 
 
 class DynamoTokens:
-    def __init__(self, table_name: str) -> None:
+    def __init__(self, table_name: str, read_ahead: ReadAhead | None = None) -> None:
+        """``read_ahead``: the worker's batch reads (``store/read_ahead.py``), consulted before the table."""
         self.table_name = table_name
+        self.read_ahead = read_ahead
+
+    def _written(self, integration_id: str) -> dict[str, Any]:
+        """The token item's key, no longer read ahead: this store is about to write it."""
+        if self.read_ahead is not None:
+            self.read_ahead.forget(self.table_name, token_key(integration_id))
+        return token_key(integration_id)
 
     def read(self, integration_id: str) -> StoredToken | None:
-        item = dynamodb_client().get_item(TableName=self.table_name, Key=_key(integration_id), ConsistentRead=True)
+        if self.read_ahead is not None:
+            found = self.read_ahead.take(self.table_name, token_key(integration_id))
+            if not isinstance(found, NotReadAhead):
+                return _stored(from_item(found)) if found else None
+        item = dynamodb_client().get_item(TableName=self.table_name, Key=token_key(integration_id), ConsistentRead=True)
         return _stored(from_item(item["Item"])) if "Item" in item else None
 
     def save_new(self, integration_id: str, crm: str, tokens: TokenSet) -> None:
@@ -91,13 +104,14 @@ class DynamoTokens:
             "refreshed_at": int(time.time()),
             **_token_fields(tokens),
         }
+        self._written(integration_id)
         dynamodb_client().put_item(TableName=self.table_name, Item=to_item(record))
 
     def try_lease(self, integration_id: str, version: int, owner: str, now: int, seconds: int) -> bool:
         try:
             dynamodb_client().update_item(
                 TableName=self.table_name,
-                Key=_key(integration_id),
+                Key=self._written(integration_id),
                 UpdateExpression="SET lease_owner = :o, lease_until = :u",
                 ConditionExpression="token_version = :v AND (attribute_not_exists(lease_until) OR lease_until < :now)",
                 ExpressionAttributeValues=to_item({":o": owner, ":u": now + seconds, ":v": version, ":now": now}),
@@ -122,7 +136,7 @@ class DynamoTokens:
         try:
             dynamodb_client().update_item(
                 TableName=self.table_name,
-                Key=_key(integration_id),
+                Key=self._written(integration_id),
                 UpdateExpression=f"SET {', '.join(sets)}, token_version = :next, refreshed_at = :now REMOVE {', '.join(removes)}",
                 ConditionExpression="token_version = :v AND lease_owner = :o",
                 ExpressionAttributeValues=to_item(values),
@@ -136,7 +150,7 @@ class DynamoTokens:
         try:
             dynamodb_client().update_item(
                 TableName=self.table_name,
-                Key=_key(integration_id),
+                Key=self._written(integration_id),
                 UpdateExpression="REMOVE lease_owner, lease_until",
                 ConditionExpression="lease_owner = :o",
                 ExpressionAttributeValues={":o": to_value(owner)},
@@ -150,7 +164,7 @@ class DynamoTokens:
         try:
             dynamodb_client().update_item(
                 TableName=self.table_name,
-                Key=_key(integration_id),
+                Key=self._written(integration_id),
                 UpdateExpression=(
                     "SET token_state = :s, state_reason = :r, token_version = token_version + :one "
                     "REMOVE access_token, refresh_token, refresh_shard, refresh_due_at, lease_owner, lease_until"
@@ -163,7 +177,7 @@ class DynamoTokens:
                 raise
 
     def delete(self, integration_id: str) -> None:
-        dynamodb_client().delete_item(TableName=self.table_name, Key=_key(integration_id))
+        dynamodb_client().delete_item(TableName=self.table_name, Key=self._written(integration_id))
 
     def due(self, before: int, limit: int = 500) -> list[str]:
         """Integration ids whose tokens are due for refresh at ``before`` (an index query, never a Scan)."""

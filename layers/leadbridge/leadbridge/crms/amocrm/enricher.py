@@ -14,7 +14,7 @@ A single lead costs 2 requests (3 with its note); a batch of 10 from one account
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -73,6 +73,8 @@ class _Account:
 class BotSessionStore(Protocol):
     def for_leads(self, account: str, lead_ids: list[str]) -> dict[str, str]: ...
 
+    def for_accounts(self, lead_ids: Mapping[str, Iterable[str]]) -> dict[str, dict[str, str]]: ...
+
 
 class AmoEnricher:
     def __init__(
@@ -101,6 +103,10 @@ class AmoEnricher:
     def prepare(self, batch: list[tuple[InboxMessage, Integration]]) -> None:
         self._accounts.clear()
         self._prefetch_bot_sessions(batch)
+        try:
+            self.messages.read_ahead_of([(m.account, m.entity_id) for m, _ in batch if m.entity_type == "talk"])
+        except (BotoCoreError, ClientError) as exc:  # each talk reads its own
+            logger.warning("talk messages not read ahead", extra={"error": type(exc).__name__})
         by_integration: dict[str, list[InboxMessage]] = {}
         for message, integration in batch:
             if message.entity_type == "talk":
@@ -239,18 +245,22 @@ class AmoEnricher:
         return replace(emission, after_emit=queue_note)
 
     def _prefetch_bot_sessions(self, batch: list[tuple[InboxMessage, Integration]]) -> None:
-        """The Salesbot sessions of the batch's leads, one read per account (they win over the custom field)."""
+        """The Salesbot sessions of the batch's leads, one read for all its accounts (they win over the custom
+        field)."""
         self._bot_sessions = {}
         wanted: dict[str, set[str]] = {}
         for message, _ in batch:
             lead_id = message.entity_id if message.entity_type == "lead" else as_id(message.payload.get("entity_id"))
             if message.entity_type in {"talk", "lead"} and lead_id:
                 wanted.setdefault(message.account, set()).add(lead_id)
-        for account, lead_ids in wanted.items():
-            try:
-                self._bot_sessions[account] = (lead_ids, self.sessions.for_leads(account, sorted(lead_ids)))
-            except (BotoCoreError, ClientError) as exc:  # each lead asks again on its own (and retries there)
-                logger.warning("bot sessions not read", extra={"error": type(exc).__name__})
+        if not wanted:
+            return
+        try:
+            found = self.sessions.for_accounts(wanted)
+        except (BotoCoreError, ClientError) as exc:  # each lead asks again on its own (and retries there)
+            logger.warning("bot sessions not read", extra={"error": type(exc).__name__})
+            return
+        self._bot_sessions = {account: (lead_ids, found.get(account, {})) for account, lead_ids in wanted.items()}
 
     def _bot_session_of(self, account: str) -> BotSessions:
         asked, known = self._bot_sessions.get(account, (set(), {}))

@@ -14,7 +14,7 @@ and the integration's next event goes on; an AWS error is "try again later".
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
@@ -77,6 +77,22 @@ class StatusRecorder(Protocol):
     ) -> None: ...
 
 
+class BatchReads(Protocol):
+    def read(self, lead_keys: list[str], integration_ids: list[str]) -> set[str]:
+        """Read ahead what the batch's integrations will need; which of ``lead_keys`` are final."""
+        ...
+
+    def end_batch(self) -> None: ...
+
+
+class BatchScoped(Protocol):
+    """Something that keeps what one batch read (a token) only while the batch lasts."""
+
+    def begin_batch(self) -> None: ...
+
+    def end_batch(self) -> None: ...
+
+
 class Counter(Protocol):
     def __call__(self, name: str, value: int = 1) -> None: ...
 
@@ -110,8 +126,12 @@ class LeadWorker:
         parking: ParkingPlace,
         clock: Callable[[], float] = time.time,
         remove_hooks: Callable[[Integration], None] | None = None,
+        reads: BatchReads | None = None,
+        batch_scoped: Sequence[BatchScoped] = (),
     ) -> None:
         self.remove_hooks = remove_hooks
+        self.reads = reads
+        self.batch_scoped = batch_scoped
         self.parking = parking
         self.integrations = integrations
         self.status = status
@@ -124,8 +144,14 @@ class LeadWorker:
     def prepare(self, messages: list[InboxMessage]) -> None:
         """Let each CRM's enricher read what the batch's open conversations need, in as few requests as it can
         (duplicates of finished conversations, amoCRM's update_talk storms, need nothing)."""
+        for scoped in self.batch_scoped:
+            scoped.begin_batch()
+        keys = [m.lead_key for m in messages]
         try:
-            finished = self.ledger.finished([m.lead_key for m in messages])
+            if self.reads is not None:
+                finished = self.reads.read(keys, sorted({m.integration_id for m in messages}))
+            else:
+                finished = self.ledger.finished(keys)
         except (BotoCoreError, ClientError):
             finished = set()
         by_crm: dict[str, list[tuple[InboxMessage, Integration]]] = {}
@@ -142,6 +168,15 @@ class LeadWorker:
                 logger.warning("batch prefetch failed", extra={"crm": crm, "error": type(exc).__name__})
 
     def finish_batch(self) -> None:
+        try:
+            self._finish_batch()
+        finally:
+            for scoped in self.batch_scoped:
+                scoped.end_batch()
+            if self.reads is not None:
+                self.reads.end_batch()
+
+    def _finish_batch(self) -> None:
         for crm, enricher in self.enrichers.items():
             try:
                 states = enricher.finish_batch()

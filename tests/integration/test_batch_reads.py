@@ -1,0 +1,94 @@
+"""A worker batch reads its integrations' settings, connection states and tokens, and its talks' messages, ahead in
+one request each (``store/read_ahead.py``), and never serves what it read ahead after something changed it."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+
+from leadbridge.aws.request_count import requests_so_far
+from leadbridge.aws.store.read_ahead import NOT_READ_AHEAD, ReadAhead
+from leadbridge.aws.store.tokens import DynamoTokens, TokenSet, token_key
+from leadbridge.composition import refreshers
+from leadbridge.crms.token_provider import TokenProvider
+from leadbridge_local.runner import LocalRunner
+from tests.integration.helpers import add_amo_talks, new_amo_integration, post_amo_talks, sample_body
+
+
+def test_read_ahead_serves_each_item_once_and_remembers_what_is_absent(runner: LocalRunner) -> None:
+    table = runner.stack.ref("LeadLedgerTable")
+    client = runner.stack.client("dynamodb")
+    present = [{"lead_key": {"S": f"read-ahead-test:{n}"}} for n in range(150)]
+    for key in present:
+        client.put_item(TableName=table, Item={**key, "n": {"N": key["lead_key"]["S"].rsplit(":", 1)[1]}})
+    absent = {"lead_key": {"S": "read-ahead-test:none"}}
+    log = runner.stack.moto.app.requests
+    before = Counter(log)
+    read_ahead = ReadAhead()
+    read_ahead.load({table: [*present, absent, present[0]]})
+    assert (Counter(log) - before)["dynamodb:BatchGetItem"] == 2  # 151 distinct keys: 100 a request
+
+    assert read_ahead.take(table, present[7]) == {**present[7], "n": {"N": "7"}}
+    assert read_ahead.take(table, present[7]) is NOT_READ_AHEAD  # once: a second read goes to the table
+    assert read_ahead.take(table, absent) is None  # read, and not there
+    assert read_ahead.take(table, {"lead_key": {"S": "never-asked"}}) is NOT_READ_AHEAD
+    read_ahead.forget(table, present[8])
+    assert read_ahead.take(table, present[8]) is NOT_READ_AHEAD
+    read_ahead.clear()
+    assert read_ahead.take(table, present[9]) is NOT_READ_AHEAD
+
+
+def test_a_batch_reads_ahead_and_a_message_absorbed_in_it_reaches_its_lead(runner: LocalRunner) -> None:
+    made = [new_amo_integration(runner, amo_note_enabled=False) for _ in range(3)]
+    for k, (integration, _, _) in enumerate(made):
+        add_amo_talks(runner, integration, range(81_000 + 10 * k, 81_002 + 10 * k))
+    runner.drain(timeout=120, environments=0)
+    integration, secret, account = made[0]
+    talk = 81_000
+    url = f"/hooks/amocrm/{integration.integration_id}/{secret}/"
+    fields = {"account[subdomain]": integration.account_name, "account[id]": str(account)}
+    fields |= {f"message[add][{i}][talk_id]": str(talk) for i in range(2)}
+    # In the same batch as its talk and before it: the read ahead saw no messages; the lead must have them.
+    assert runner.post(url, sample_body("amo_hook", "message_incoming.json", **fields)).status_code == 200
+    for k, (each, each_secret, each_account) in enumerate(made):
+        post_amo_talks(runner, each, each_secret, each_account, range(81_000 + 10 * k, 81_002 + 10 * k))
+
+    reported_before = requests_so_far()
+    runner.drain(timeout=120, environments=0)  # the worker in this process: its own counter is read here
+    spent = requests_so_far() - reported_before
+    leads = [lead for lead in runner.take_leads() if lead["integration_id"] in {i.integration_id for i, _, _ in made}]
+    assert len(leads) == 6
+    chats = [[m["text"] for m in (lead.get("chat") or {}).get("messages", [])] for lead in leads]
+    assert sorted(chats, key=len)[-1][:1] == ["Здравствуйте! Сколько стоит доставка в Казань?"]
+    assert sum(1 for chat in chats if chat) == 1
+    # Settings, states and tokens of three integrations and the talks' messages: read ahead, not one by one.
+    assert spent["dynamodb:GetItem"] <= 1  # the talk whose message came in the batch reads it again
+    assert 1 <= spent["dynamodb:BatchGetItem"] <= 3 * max(1, spent["sqs:SendMessage"] // 10 + 1)
+
+
+def test_a_batch_keeps_its_token_until_the_crm_refuses_it_and_never_past_its_end(runner: LocalRunner) -> None:
+    integration, _, _ = new_amo_integration(runner)
+    table = runner.stack.ref("IntegrationsTable")
+    elsewhere = DynamoTokens(table)  # another process: a refresh, or the OAuth callback of a re-connect
+    read_ahead = ReadAhead()
+    provider = TokenProvider(DynamoTokens(table, read_ahead), refreshers(os.environ["OAUTH_REDIRECT_URI"]))
+
+    provider.begin_batch()
+    read_ahead.load({table: [token_key(integration.integration_id)]})
+    first = provider.get(integration)
+    stored = elsewhere.read(integration.integration_id)
+    assert stored is not None
+    assert first.value == stored.tokens.access_token
+    newer = TokenSet("access-newer", stored.tokens.refresh_token, int(time.time()) + 3600, None, stored.tokens.extra)
+    elsewhere.save_new(integration.integration_id, integration.crm, newer)
+    assert provider.get(integration).value == first.value  # the batch's read: no request per use
+    again = provider.after_unauthorized(integration, first.version)  # the CRM refused it: the table's is taken
+    assert again.value == "access-newer"
+    assert again.version > first.version
+    assert provider.get(integration).value == "access-newer"
+    provider.end_batch()
+
+    newest = TokenSet("access-newest", stored.tokens.refresh_token, int(time.time()) + 3600, None, stored.tokens.extra)
+    elsewhere.save_new(integration.integration_id, integration.crm, newest)
+    assert provider.get(integration).value == "access-newest"  # outside a batch every get reads the table
