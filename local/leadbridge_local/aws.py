@@ -429,12 +429,20 @@ class LocalMotoServer:
         self.app.throttle = throttled if ratio > 0 else None
 
     def fail_sends_to(
-        self, queue_name: str, ratio: float, seed: int = 11, containing: str = "", after: int = 0
+        self,
+        queue_name: str,
+        ratio: float,
+        seed: int = 11,
+        containing: str = "",
+        after: int = 0,
+        times: int | None = None,
     ) -> None:
         """Fault tests: answer a share of SendMessage(Batch) calls to one queue (whose body has ``containing``)
-        with SQS's 500 InternalError; the first ``after`` such calls go through (a failure half-way)."""
+        with SQS's 500 InternalError; the first ``after`` such calls go through (a failure half-way); at most
+        ``times`` are refused (an outage that ends, past the SDK's own retries)."""
         rng = random.Random(seed)  # noqa: S311 - not for security
         passed = [0]
+        refused = [0]
 
         def fault(environ: dict[str, Any], body: bytes) -> bool:
             target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -443,7 +451,11 @@ class LocalMotoServer:
             if matches and passed[0] < after:
                 passed[0] += 1
                 return False
-            return matches and rng.random() < ratio
+            if times is not None and refused[0] >= times:
+                return False
+            refuse = matches and rng.random() < ratio
+            refused[0] += refuse
+            return refuse
 
         self.app.fault = fault if ratio > 0 else None
 

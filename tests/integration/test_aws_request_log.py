@@ -29,6 +29,6 @@ def test_the_request_log_counts_what_the_worker_reports(runner: LocalRunner) -> 
     leads = [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]
     assert len(leads) == len(TALKS)
     worker_ops = {op for op in reported if op.startswith(WORKER_ONLY)}
-    assert {"dynamodb:UpdateItem", "dynamodb:BatchGetItem", "sqs:SendMessage"} <= worker_ops
+    assert {"dynamodb:UpdateItem", "dynamodb:BatchGetItem", "sqs:SendMessageBatch"} <= worker_ops
     assert {op: seen[op] for op in worker_ops} == {op: reported[op] for op in worker_ops}
     assert seen["sqs:ReceiveMessage"] >= 1  # the poller's, counted as AWS bills them

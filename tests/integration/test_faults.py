@@ -187,3 +187,32 @@ def test_dynamodb_throttling_the_ledger_loses_and_doubles_nothing(runner: LocalR
     leads = [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]
     assert sorted(int(lead["source_entity"]["id"]) for lead in leads) == list(talks)
     assert [m for m in runner.take_messages("InboxDeadLetterQueue") if integration.integration_id in m["Body"]] == []
+
+
+def test_leads_sent_together_and_refused_come_back_and_go_out_once(runner: LocalRunner) -> None:
+    """The worker sends a batch's leads in one SendMessageBatch; when the leads queue refuses (a 500), each event
+    whose lead did not go out is failed, its claim released, and it comes back: every talk ends as exactly one
+    lead, none in the DLQ."""
+    from leadbridge.aws.store.ledger import DynamoLedger
+    from tests.integration.helpers import add_amo_talks, post_amo_talks
+
+    integration, secret, account = new_amo_integration(runner, amo_note_enabled=False)
+    talks = range(7_970, 7_978)
+    add_amo_talks(runner, integration, talks)
+    moto = runner.stack.moto
+    assert moto is not None
+    injected = moto.app.injected
+    # Refused past the SDK's retries for the first sends, then an outage that ends.
+    moto.fail_sends_to("leads.fifo", ratio=1.0, containing=integration.integration_id, times=12)
+    try:
+        post_amo_talks(runner, integration, secret, account, talks)
+        runner.drain(timeout=120, environments=0)
+    finally:
+        moto.fail_sends_to("leads.fifo", ratio=0)
+    assert moto.app.injected > injected  # sends really failed
+    leads = [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]
+    assert sorted(int(lead["source_entity"]["id"]) for lead in leads) == list(talks)
+    assert [m for m in runner.take_messages("InboxDeadLetterQueue") if integration.integration_id in m["Body"]] == []
+    ledger = DynamoLedger(runner.stack.ref("LeadLedgerTable"), 1)
+    keys = [f"amocrm:{account}:talk:{talk}" for talk in talks]
+    assert ledger.finished(keys) == set(keys)

@@ -142,7 +142,14 @@ class MemoryLedger:
     def finish(self, lead_key: str, state: LedgerState, **fields: object) -> None:
         self.states[lead_key] = state
 
+    def finish_all(self, lead_keys: list[str], state: LedgerState, **fields: object) -> None:
+        for lead_key in lead_keys:
+            self.states[lead_key] = state
+
     def set_fields(self, lead_key: str, **fields: object) -> None:
+        pass
+
+    def set_each(self, changes: list[tuple[str, dict[str, object]]]) -> None:
         pass
 
     def finished(self, lead_keys: list[str]) -> set[str]:

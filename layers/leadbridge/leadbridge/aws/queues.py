@@ -182,6 +182,58 @@ class LeadsQueue:
         )
         return response["MessageId"]
 
+    def publish_many(self, leads: list[OutgoingLead]) -> list[str | None]:
+        """Send a batch's leads in as few requests as SQS takes (10 a request, 256 KiB together); for each lead, in
+        order, its message id, or None when it was not sent (that entry refused, or the request failed)."""
+        sent: list[str | None] = [None] * len(leads)
+        for chunk in _send_chunks([(index, sqs_safe(lead.body, "leads")) for index, lead in enumerate(leads)]):
+            entries = [
+                {
+                    "Id": str(index),
+                    "MessageBody": body,
+                    "MessageGroupId": leads[index].integration_id,
+                    "MessageDeduplicationId": leads[index].lead_id,
+                    "MessageAttributes": {"schema_version": {"DataType": "Number", "StringValue": "1"}},
+                }
+                for index, body in chunk
+            ]
+            try:
+                response = sqs_client().send_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
+            except (BotoCoreError, ClientError) as exc:
+                logger.warning("leads not sent", extra={"error": type(exc).__name__, "leads": len(chunk)})
+                continue
+            for done in response.get("Successful", []):
+                sent[int(done["Id"])] = done["MessageId"]
+            for refused in response.get("Failed", []):
+                logger.warning(
+                    "lead not sent", extra={"code": refused.get("Code"), "sender": refused.get("SenderFault")}
+                )
+        return sent
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingLead:
+    body: str  # the lead's JSON
+    lead_id: str  # its deduplication id: a lead sent again within 5 minutes is dropped
+    integration_id: str  # its message group: one integration's leads in order
+
+
+SEND_BATCH_ENTRIES = 10
+SEND_BATCH_BYTES = 256 * 1024 - 4 * 1024  # SQS's limit for a batch's bodies and attributes, less room for the latter
+
+
+def _send_chunks(bodies: list[tuple[int, str]]) -> list[list[tuple[int, str]]]:
+    chunks: list[list[tuple[int, str]]] = []
+    size = 0
+    for index, body in bodies:
+        length = len(body.encode())
+        if not chunks or len(chunks[-1]) == SEND_BATCH_ENTRIES or size + length > SEND_BATCH_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append((index, body))
+        size += length
+    return chunks
+
 
 class DeadLetters:
     """Events that can never succeed go straight to the inbox DLQ, with the reason as a message attribute."""

@@ -18,6 +18,7 @@ from leadbridge.aws.store.dynamo import dynamodb_client, from_item, to_item
 LedgerState = Literal["in_progress", "waiting", "failed", "parked", "emitted", "skipped"]
 FINAL_STATES = frozenset({"emitted", "skipped"})
 CLAIM_LEASE_SECONDS = 120  # longer than the worker's 60 s timeout
+MAX_TRANSACTION_ITEMS = 100  # TransactWriteItems' limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,27 +105,53 @@ class DynamoLedger:
 
     def finish(self, lead_key: str, state: LedgerState, **fields: Any) -> None:
         """Record the outcome of the attempt that holds the claim."""
+        self.finish_all([lead_key], state, **fields)
+
+    def finish_all(self, lead_keys: list[str], state: LedgerState, **fields: Any) -> None:
+        """The same outcome for every key one attempt claimed (a Bitrix24 lead and its session): one request, all
+        or none, so no key of a conversation can say ``emitted`` while another still holds the claim."""
         values: dict[str, Any] = {":s": state, ":now": int(time.time())}
         sets = ["ledger_state = :s", "finished_at = :now"]
         for name, value in fields.items():
             if value is not None:
                 sets.append(f"{name} = :{name}")
                 values[f":{name}"] = value[:500] if isinstance(value, str) else value
-        dynamodb_client().update_item(
-            TableName=self.table_name,
-            Key={"lead_key": {"S": lead_key}},
-            UpdateExpression="SET " + ", ".join(sets) + " REMOVE lease_until",
-            ExpressionAttributeValues=to_item(values),
-        )
+        update = {
+            "TableName": self.table_name,
+            "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE lease_until",
+            "ExpressionAttributeValues": to_item(values),
+        }
+        keys = list(dict.fromkeys(lead_keys))
+        if len(keys) == 1:
+            dynamodb_client().update_item(Key={"lead_key": {"S": keys[0]}}, **update)  # type: ignore[arg-type]
+            return
+        items = [{"Update": {"Key": {"lead_key": {"S": key}}, **update}} for key in keys]
+        dynamodb_client().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
 
     def set_fields(self, lead_key: str, **fields: Any) -> None:
-        values = {f":{k}": v for k, v in fields.items()}
-        dynamodb_client().update_item(
-            TableName=self.table_name,
-            Key={"lead_key": {"S": lead_key}},
-            UpdateExpression="SET " + ", ".join(f"{k} = :{k}" for k in fields),
-            ExpressionAttributeValues=to_item(values),
-        )
+        dynamodb_client().update_item(TableName=self.table_name, Key={"lead_key": {"S": lead_key}}, **_set(fields))
+
+    def set_each(self, changes: list[tuple[str, dict[str, Any]]]) -> None:
+        """Bookkeeping for many conversations after their leads are out (amoCRM's note states): one request per
+        100; a transaction refused as a whole (another write to one of its items at that moment) is written item
+        by item instead."""
+        latest = dict(changes)  # one change per item: a transaction may not name an item twice
+        pending = list(latest.items())
+        for start in range(0, len(pending), MAX_TRANSACTION_ITEMS):
+            chunk = pending[start : start + MAX_TRANSACTION_ITEMS]
+            if len(chunk) > 1:
+                items = [
+                    {"Update": {"TableName": self.table_name, "Key": {"lead_key": {"S": key}}, **_set(fields)}}
+                    for key, fields in chunk
+                ]
+                try:
+                    dynamodb_client().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+                    continue
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                        raise
+            for key, fields in chunk:
+                self.set_fields(key, **fields)
 
     def get(self, lead_key: str) -> LedgerEntry | None:
         raw = self._raw(lead_key)
@@ -160,6 +187,14 @@ class DynamoLedger:
             TableName=self.table_name, Key={"lead_key": {"S": lead_key}}, ConsistentRead=True
         )
         return from_item(item["Item"]) if "Item" in item else {}
+
+
+def _set(fields: dict[str, Any]) -> dict[str, Any]:
+    """An UpdateItem's expression and values that set ``fields``."""
+    return {
+        "UpdateExpression": "SET " + ", ".join(f"{name} = :{name}" for name in fields),
+        "ExpressionAttributeValues": to_item({f":{name}": value for name, value in fields.items()}),
+    }
 
 
 def _entry(record: dict[str, Any]) -> LedgerEntry:

@@ -1,6 +1,8 @@
 """The worker's SQS side: a FIFO batch in, partial failures out (Powertools batch processing).
 
-Records of one message group are processed in order; after a failure the rest of that group is failed too
+Records of one message group are processed in order, and the leads they build are sent together when the
+batch's records are done (one SendMessageBatch for ten leads; an event whose lead did not go out is failed and
+comes back, see ``LeadWorker.send_batch_leads``); after a failure the rest of that group is failed too
 (``skip_group_on_error``) so order per integration holds. A retryable failure shortens the message's visibility
 to its backoff, and so does every record handed back behind it: Lambda's poller leaves a failed record invisible
 for the queue's whole visibility timeout (360 s), so a record that is only skipped would hold its integration's
@@ -53,6 +55,7 @@ class WorkerBatch:
         self._context: LambdaContext | None = None
         self._retimed: set[str] = set()  # records whose visibility this invocation already set
         self._group_delay: dict[str, int] = {}  # the backoff of the record that stopped each message group
+        self._records: dict[int, SQSRecord] = {}  # each event handled in this batch (by identity): its record
 
     def process(self, event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
         messages = []
@@ -64,8 +67,10 @@ class WorkerBatch:
         self._context = context
         self._retimed, self._group_delay = set(), {}
         before = requests_so_far()
+        self._records = {}
         try:
             response = self._process(event, context, messages)
+            self._report_unsent(response)
             self._retime_handed_back(event, response)
             return response
         finally:
@@ -100,6 +105,7 @@ class WorkerBatch:
             self._dead_letter(record, "unreadable inbox message")
             return "dead_lettered"
         receive_count = int(record.attributes.approximate_receive_count or 1)
+        self._records[id(message)] = record  # its lead may be sent after the handler returns: found by the event
         try:
             outcome = self.worker.handle(message, receive_count)
         except RetryLater as exc:
@@ -114,6 +120,22 @@ class WorkerBatch:
             return "dead_lettered"
         logger.info("event processed", extra={"outcome": outcome, "crm": message.crm, "event": message.event})
         return outcome
+
+    def _report_unsent(self, response: dict[str, Any]) -> None:
+        """Send the leads the batch built; an event whose lead did not go out is failed, to come back soon."""
+        failures = response.setdefault("batchItemFailures", [])
+        reported = {item.get("itemIdentifier") for item in failures}
+        for message, reason in self.worker.send_batch_leads():
+            record = self._records.get(id(message))
+            if record is None or record.message_id in reported:
+                continue
+            logger.warning("retry scheduled", extra={"reason": reason, "delay": HANDED_BACK_SECONDS})
+            try:
+                self._delay(record, HANDED_BACK_SECONDS)
+            except (BotoCoreError, ClientError):  # it comes back after the queue's visibility timeout: late, not lost
+                self._retimed.add(record.message_id)
+            failures.append({"itemIdentifier": record.message_id})
+            reported.add(record.message_id)
 
     def _delay(self, record: SQSRecord, seconds: int) -> None:
         self._source_of(record).delay_retry(record.receipt_handle, seconds)

@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from leadbridge.aws.queues import InboxMessage
+from leadbridge.aws.queues import InboxMessage, OutgoingLead
 from leadbridge.aws.store.integrations import Outcome
 from leadbridge.aws.store.ledger import AlreadyFinal, Claimed, HeldElsewhere, LedgerState
 from leadbridge.contract.integration import Integration
 from leadbridge.contract.lead import Backfill, NormalizedLead, fit_for_queue, lead_id_for
-from leadbridge.crms.enrichment import Enricher, NotReadyYet, PoisonEvent, RetryLater, Skip
+from leadbridge.crms.enrichment import Emission, Enricher, NotReadyYet, PoisonEvent, RetryLater, Skip
 from leadbridge.http.errors import (
     AccessTokenRejected,
     AccountBlocked,
@@ -56,13 +57,19 @@ class Ledger(Protocol):
 
     def finish(self, lead_key: str, state: LedgerState, **fields: object) -> None: ...
 
+    def finish_all(self, lead_keys: list[str], state: LedgerState, **fields: object) -> None: ...
+
     def set_fields(self, lead_key: str, **fields: object) -> None: ...
+
+    def set_each(self, changes: list[tuple[str, dict[str, Any]]]) -> None: ...
 
     def finished(self, lead_keys: list[str]) -> set[str]: ...
 
 
 class LeadPublisher(Protocol):
     def publish(self, lead_json: str, lead_id: str, integration_id: str) -> str: ...
+
+    def publish_many(self, leads: list[OutgoingLead]) -> list[str | None]: ...
 
 
 class StatusRecorder(Protocol):
@@ -111,7 +118,20 @@ WorkOutcome = Literal["emitted", "skipped", "parked", "duplicate", "integration_
 SIDE_INPUTS = frozenset(
     {"talk_message", "bot_continue", "site_chat_message", "channel_connect", "channel_disconnect", "channel_delivery"}
 )
+EMITTED_WRITE_PAUSES = (0.2, 0.5, 1.0, 2.0)  # seconds; the SDK's own retries come first
+QUEUED = "queued"  # an after-emit action that only queued its work for the batch's end (amoCRM's notes)
 HOOKS_REMOVAL = "hooks_unsubscribe"  # a deactivated integration's own webhook subscriptions, to remove from its CRM
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyLead:
+    """A lead built in a batch, waiting for the batch's send; ``keys``: the conversation's claimed ledger keys."""
+
+    message: InboxMessage
+    integration: Integration
+    keys: list[str]
+    lead: NormalizedLead
+    result: Emission
 
 
 class LeadWorker:
@@ -125,6 +145,7 @@ class LeadWorker:
         count: Counter,
         parking: ParkingPlace,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
         remove_hooks: Callable[[Integration], None] | None = None,
         reads: BatchReads | None = None,
         batch_scoped: Sequence[BatchScoped] = (),
@@ -140,12 +161,16 @@ class LeadWorker:
         self.enrichers = enrichers
         self.count = count
         self.clock = clock
+        self.sleep = sleep
+        self._outbox: list[ReadyLead] | None = None  # a batch's leads, sent together; None: each sent at once
+        self._failed_sends: list[tuple[InboxMessage, str]] = []
 
     def prepare(self, messages: list[InboxMessage]) -> None:
         """Let each CRM's enricher read what the batch's open conversations need, in as few requests as it can
         (duplicates of finished conversations, amoCRM's update_talk storms, need nothing)."""
         for scoped in self.batch_scoped:
             scoped.begin_batch()
+        self._outbox, self._failed_sends = [], []
         keys = [m.lead_key for m in messages]
         try:
             if self.reads is not None:
@@ -183,11 +208,10 @@ class LeadWorker:
             except Exception as exc:
                 logger.warning("batch follow-up failed", extra={"crm": crm, "error": type(exc).__name__})
                 continue
-            for lead_key, state in states:
-                try:
-                    self.ledger.set_fields(lead_key, note_state=state)
-                except (BotoCoreError, ClientError) as exc:  # bookkeeping after the leads are out: never fail them
-                    logger.warning("note state not recorded", extra={"crm": crm, "error": type(exc).__name__})
+            try:
+                self.ledger.set_each([(lead_key, {"note_state": state}) for lead_key, state in states])
+            except (BotoCoreError, ClientError) as exc:  # bookkeeping after the leads are out: never fail them
+                logger.warning("note state not recorded", extra={"crm": crm, "error": type(exc).__name__})
 
     def handle(self, message: InboxMessage, receive_count: int = 1) -> WorkOutcome:
         try:
@@ -247,6 +271,7 @@ class LeadWorker:
             return "kept"
         key = message.lead_key
         lead_id = lead_id_for(key)
+        self._send_pending([key])
         claim = self.ledger.claim(key, lead_id, integration.integration_id, message.source)
         if isinstance(claim, AlreadyFinal):
             again = enricher.follow_up(message, claim.entry)
@@ -299,21 +324,65 @@ class LeadWorker:
         if joined is None:
             return "duplicate"
         lead = fit_for_queue(imported(result.lead, message))
-        try:
-            message_id = self.leads.publish(lead.model_dump_json(), lead.lead_id, integration.integration_id)
-        except Exception:
-            self._release(joined)
-            raise
-        for claimed in (key, *joined):
-            self.ledger.finish(
-                claimed,
-                "emitted",
-                emitted_at=int(self.clock()),
-                leads_message_id=message_id,
-                facts=list(result.notes) or None,
-                crm_lead_id=result.crm_lead_id,
-                crm_lead_created_at=result.crm_lead_created_at,
-            )
+        ready = ReadyLead(message, integration, [key, *joined], lead, result)
+        if self._outbox is None:  # outside a batch: sent at once
+            try:
+                message_id = self.leads.publish(lead.model_dump_json(), lead.lead_id, integration.integration_id)
+            except Exception:
+                self._release(joined)
+                raise
+            self._emitted(ready, message_id)
+            return "emitted"
+        self._outbox.append(ready)
+        return "emitted"
+
+    def send_batch_leads(self) -> list[tuple[InboxMessage, str]]:
+        """Send the leads the batch built, together (``publish_many``), then record each one sent. Returns the
+        events whose lead did not go out or was not recorded, with the reason: a lead not sent has its claims
+        released, so its event, tried again, builds it at once (the deduplication id drops a send that did go out
+        unseen). After this, leads are sent one at a time until the next batch."""
+        failed = [*self._failed_sends, *self._send_ready()]
+        self._outbox, self._failed_sends = None, []
+        return failed
+
+    def _send_ready(self) -> list[tuple[InboxMessage, str]]:
+        ready, self._outbox = self._outbox or [], None
+        if not ready:
+            return []
+        sent = self.leads.publish_many(
+            [OutgoingLead(r.lead.model_dump_json(), r.lead.lead_id, r.integration.integration_id) for r in ready]
+        )
+        failed: list[tuple[InboxMessage, str]] = []
+        for each, message_id in zip(ready, sent, strict=True):
+            try:
+                if message_id is None:
+                    self._release(each.keys)
+                    failed.append((each.message, "leads_queue_unavailable"))
+                    continue
+                self._emitted(each, message_id)
+            except (BotoCoreError, ClientError) as exc:  # out, but not recorded: the claim's lease decides
+                failed.append((each.message, f"aws_unavailable: {type(exc).__name__}"))
+        return failed
+
+    def _send_pending(self, keys: list[str]) -> None:
+        """An event about a conversation whose lead waits in the batch's outbox: send the outbox first, so the
+        event finds the conversation emitted (as it would have, one event at a time)."""
+        if self._outbox and any(key in r.keys for r in self._outbox for key in keys):
+            self._failed_sends.extend(self._send_ready())
+            self._outbox = []
+
+    def _emitted(self, ready: ReadyLead, message_id: str) -> None:
+        result, integration, lead = ready.result, ready.integration, ready.lead
+        expected_note = QUEUED if result.after_emit is not None else None  # what the action says when it works
+        self._record_emitted(
+            ready.keys,
+            emitted_at=int(self.clock()),
+            leads_message_id=message_id,
+            facts=list(result.notes) or None,
+            crm_lead_id=result.crm_lead_id,
+            crm_lead_created_at=result.crm_lead_created_at,
+            note_state=expected_note,
+        )
         self.status.record_outcome(integration.integration_id, "emitted")
         if lead.channel.origin and any(fact.startswith("unknown_") for fact in result.notes):
             self.status.record_unknown_channel(integration.integration_id, lead.channel.origin)
@@ -324,14 +393,28 @@ class LeadWorker:
         for fact in result.notes:
             self.count(f"Fact_{fact}")
         if result.after_emit is not None:
-            self._after_emit(key, result.after_emit)
-        return "emitted"
+            self._after_emit(ready.keys[0], result.after_emit, expected_note)
+
+    def _record_emitted(self, keys: list[str], **fields: object) -> None:
+        """The lead is out: its conversation must say so. A refused write (a throttled partition) is tried again
+        here, because the record coming back would find its own claim leased for minutes and spend its receives
+        waiting (then the DLQ, for a lead that was sent)."""
+        for pause in (*EMITTED_WRITE_PAUSES, None):
+            try:
+                self.ledger.finish_all(keys, "emitted", **fields)
+                return
+            except (BotoCoreError, ClientError) as exc:
+                if pause is None:
+                    raise
+                logger.warning("emitted not recorded yet", extra={"error": type(exc).__name__})
+                self.sleep(pause)
 
     def _join(self, message: InboxMessage, integration: Integration, others: tuple[str, ...]) -> list[str] | None:
         """Claim the conversation's other keys: the claimed ones, or None when another entity's event already
         emitted it (this event is then a duplicate, recorded as such)."""
         claimed: list[str] = []
         for other in sorted(set(others) - {message.lead_key}):  # one order everywhere: no two workers cross
+            self._send_pending([other])
             result = self.ledger.claim(other, lead_id_for(other), integration.integration_id, message.source)
             if isinstance(result, Claimed):
                 claimed.append(other)
@@ -360,14 +443,16 @@ class LeadWorker:
         self.status.record_outcome(integration.integration_id, "failed", reason)
         raise RetryLater(reason, delay)
 
-    def _after_emit(self, key: str, action: Callable[[], str]) -> None:
-        """Side effects after the lead is out (the amoCRM note): best effort, recorded, never re-emitting."""
+    def _after_emit(self, key: str, action: Callable[[], str], recorded: str | None) -> None:
+        """Side effects after the lead is out (the amoCRM note): best effort, recorded, never re-emitting.
+        ``recorded``: the state the emitted write already holds; only a different one costs a write."""
         try:
             state = action()
         except CrmError as exc:
             state = f"failed: {type(exc).__name__}"
             logger.warning("after-emit action failed", extra={"error": type(exc).__name__})
-        self.ledger.set_fields(key, note_state=state)
+        if state != recorded:
+            self.ledger.set_fields(key, note_state=state)
 
 
 def imported(lead: NormalizedLead, message: InboxMessage) -> NormalizedLead:
