@@ -235,10 +235,11 @@ BURST_CHATS = 2 if SMOKE else 10
 TENANT_SHARE = os.environ.get("BENCH_TENANT_WEBHOOKS_PER_SECOND", "3")
 STORM = int(os.environ.get("BENCH_STORM", "40" if SMOKE else "2000"))
 COST_PASS = 4 if SMOKE else 50  # integrations per CRM for the AWS-requests-per-lead pass (2 chats each)
+ONE_INTEGRATION_PASS = 2 if SMOKE else 5  # integrations per CRM for the pass of one-integration batches (10 each)
 # List prices, us-east-1, December 2026 (on-demand): SQS FIFO $0.50 per million requests; DynamoDB on-demand $0.625
-# per million write request units and $0.125 per million read request units (each request counted as one unit:
-# the items are under 1 KB written / 4 KB read; a BatchGetItem of n items counts n); Secrets Manager $0.05 per
-# 10,000 API calls. Lambda is not included.
+# per million write request units and $0.125 per million read request units (as the local AWS's ``billed_units``
+# counts them: an item of a batch read is a unit, a transaction's item two; the items are under 1 KB written / 4 KB
+# read); SQS per 64 KiB of payload; Secrets Manager $0.05 per 10,000 API calls. Lambda is not included.
 PRICE_PER_REQUEST = {"sqs": 0.50e-6, "secretsmanager": 5.0e-6}
 DYNAMODB_WRITE, DYNAMODB_READ = 0.625e-6, 0.125e-6
 READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem"})
@@ -305,34 +306,45 @@ def cost(requests: dict[str, int], leads: int) -> float:
     return round(dollars / leads * 1_000_000, 2)
 
 
-def requests_per_lead(runner: Any, chosen: list[Any], first_number: int) -> dict[str, Any]:
-    """Two chats on each integration, posted and drained with nothing else running: the local AWS's request log
-    before and after, per lead, by operation. The poller's side is Lambda's: one receive and one batch delete per
-    batch it delivers (the local poller's own polls, the harness's reads of the leads queue and the TTL sweeper's
-    scans are not the product's and are left out)."""
-    posts = [new_chat(runner, i, first_number + k * 10 + c) for k, i in enumerate(chosen) for c in range(2)]
-    log = runner.stack.moto.app.requests
-    before = dict(log)
+def requests_per_lead(runner: Any, chosen: list[Any], first_number: int, chats: int = 2) -> dict[str, Any]:
+    """``chats`` chats on each integration, posted and drained with nothing else running: the local AWS's request
+    log before and after, per lead, by operation. Two chats on each of many integrations: batches that mix ten
+    leads of five integrations; ten on one integration at a time (each drained before the next): batches of one
+    integration, as the floor is counted. The poller's side is Lambda's: one receive and one batch delete per batch
+    it delivers (the local poller's own polls, the harness's reads of the leads queue and the TTL sweeper's scans
+    are not the product's and are left out). The cost is priced on what AWS bills (``billed_units``: items of a
+    batch read or a transaction, 64 KiB of an SQS payload), not on requests."""
+    app = runner.stack.moto.app
+    before, billed_before = dict(app.requests), dict(app.billed)
     batches_before = runner.invocations.get("LeadWorkerFunction", 0)
-    for path, body in posts:
-        assert runner.post(path, body).status_code == 200
-    runner.drain(timeout=300)
-    spent = {op: n - before.get(op, 0) for op, n in log.items() if n - before.get(op, 0) > 0}
+    rounds = [chosen] if chats < 10 else [[one] for one in chosen]  # ten chats: one integration a batch
+    for k, group in enumerate(rounds):
+        posts = [
+            new_chat(runner, i, first_number + (k + j) * 100 + c) for j, i in enumerate(group) for c in range(chats)
+        ]
+        for path, body in posts:
+            assert runner.post(path, body).status_code == 200
+        runner.drain(timeout=300)
+    spent = {op: n - before.get(op, 0) for op, n in app.requests.items() if n - before.get(op, 0) > 0}
+    billed = {op: n - billed_before.get(op, 0) for op, n in app.billed.items() if n - billed_before.get(op, 0) > 0}
     batches = runner.invocations.get("LeadWorkerFunction", 0) - batches_before
     leads = len(runner.take_leads())
-    product = {op: n for op, n in spent.items() if op not in HARNESS_OPERATIONS}
-    product |= {"sqs:ReceiveMessage (poller: one a batch)": batches, "sqs:DeleteMessageBatch (poller)": batches}
+    poller = {"sqs:ReceiveMessage (poller: one a batch)": batches, "sqs:DeleteMessageBatch (poller)": batches}
+    product = {op: n for op, n in spent.items() if op not in HARNESS_OPERATIONS} | poller
+    product_billed = {op: n for op, n in billed.items() if op not in HARNESS_OPERATIONS} | poller
     floor = round(sum(FLOOR.values()), 2)
     per_lead = sum(product.values()) / max(leads, 1)
     return {
         "leads": leads,
+        "chats_per_integration": chats,
         "worker_batches": batches,
         "aws_requests_per_lead": round(per_lead, 2),
         "aws_requests_floor": floor,
         "ratio_to_floor": round(per_lead / floor, 2),
-        "cost_per_million_leads_usd": cost(product, leads),
+        "cost_per_million_leads_usd": cost(product_billed, leads),
         "floor_cost_per_million_leads_usd": round((floor - 1.0) * 0.50 + 1.0 * 0.625, 2),
         "by_operation": {op: round(n / max(leads, 1), 2) for op, n in sorted(product.items())},
+        "billed_units_by_operation": {op: round(n / max(leads, 1), 2) for op, n in sorted(product_billed.items())},
     }
 
 
@@ -353,10 +365,18 @@ def burst_figures(runner: Any, integrations: list[Any], broken: set[str]) -> dic
     amo = [i for i in healthy if i.crm == "amocrm"][BACKFILLS:]  # not the backfills' (their chats are old)
     b24 = [i for i in healthy if i.crm == "bitrix24"][BACKFILLS:]
     figures: dict[str, Any] = {
-        "aws_requests": {
+        "aws_requests": {  # batches of five integrations' leads (two each)
             "amocrm": requests_per_lead(runner, amo[-COST_PASS:], 8_000_000),
             "bitrix24": requests_per_lead(runner, b24[-COST_PASS:], 8_000_000),
-        }
+        },
+        "aws_requests_one_integration_batches": {  # batches of ten leads of one integration, as the floor counts
+            "amocrm": requests_per_lead(
+                runner, amo[-COST_PASS - ONE_INTEGRATION_PASS : -COST_PASS], 8_500_000, chats=10
+            ),
+            "bitrix24": requests_per_lead(
+                runner, b24[-COST_PASS - ONE_INTEGRATION_PASS : -COST_PASS], 8_500_000, chats=10
+            ),
+        },
     }
     quiet = amo[: BURST_INTEGRATIONS // 2] + b24[: BURST_INTEGRATIONS // 2]
     storm = amo[BURST_INTEGRATIONS // 2]

@@ -224,6 +224,40 @@ def _operation(environ: dict[str, Any]) -> str:
     return f"other:{str(environ.get('PATH_INFO') or '/').split('/')[1][:40]}"
 
 
+BILLED_BY_CONTENT = frozenset(
+    {
+        "dynamodb:BatchGetItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:TransactWriteItems",
+        "dynamodb:TransactGetItems",
+        "sqs:SendMessage",
+        "sqs:SendMessageBatch",
+    }
+)
+SQS_BILLING_CHUNK = 64 * 1024  # SQS bills each 64 KiB of a request's payload as one request
+
+
+def billed_units(operation: str, body: bytes) -> int:
+    """What AWS bills for one request, from its body: DynamoDB's batch reads and writes by item (each item as its
+    own read or write of up to 4 KiB / 1 KiB: item sizes are not looked at), transactions at two units an item;
+    SQS by 64 KiB of payload. (On-demand pricing; item sizes above the unit are left out.)"""
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return 1
+    if operation == "dynamodb:BatchGetItem":
+        return sum(len(entry.get("Keys") or []) for entry in (request.get("RequestItems") or {}).values())
+    if operation == "dynamodb:BatchWriteItem":
+        return sum(len(entries) for entries in (request.get("RequestItems") or {}).values())
+    if operation in {"dynamodb:TransactWriteItems", "dynamodb:TransactGetItems"}:
+        return 2 * len(request.get("TransactItems") or [])
+    if operation == "sqs:SendMessageBatch":
+        payload = sum(len(str(entry.get("MessageBody") or "").encode()) for entry in request.get("Entries") or [])
+        return max(1, -(-payload // SQS_BILLING_CHUNK))
+    payload = len(str(request.get("MessageBody") or "").encode())
+    return max(1, -(-payload // SQS_BILLING_CHUNK))
+
+
 class SerializedApp:
     """DynamoDB makes every conditional write atomic; moto's backends take no locks and its server is threaded, so
     a check and its write from two concurrent requests can interleave. Serving one request at a time restores the
@@ -242,10 +276,20 @@ class SerializedApp:
         # The request log: every request any process made, by service and operation (``dynamodb:UpdateItem``), as
         # AWS bills them (a batch is one request; the pollers' receives and deletes count as they would).
         self.requests: Counter[str] = Counter()
+        # What AWS bills for them, in its own units: a request is one, except where the price counts items or
+        # payload (``billed_units``). Benchmarks price these, not requests.
+        self.billed: Counter[str] = Counter()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with self.lock:
-            self.requests[_operation(environ)] += 1
+            operation = _operation(environ)
+            self.requests[operation] += 1
+            if operation in BILLED_BY_CONTENT:
+                body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+                environ["wsgi.input"] = io.BytesIO(body)
+                self.billed[operation] += billed_units(operation, body)
+            else:
+                self.billed[operation] += 1
             if environ.get("HTTP_X_AMZ_TARGET", "") in SQS_SENDS:
                 return self._send(environ, start_response)
             if self.fault is not None or self.watched or self.throttle is not None:
