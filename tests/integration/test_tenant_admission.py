@@ -92,3 +92,17 @@ def test_two_environments_starting_the_same_window_both_take_from_it(runner: Loc
     assert raced.writes == 3
     assert raced.take("hook:raced-integration", 7, 10, 30)  # 30 of 30 taken: the window is full now
     assert not raced.take("hook:raced-integration", 7, 10, 30)
+
+
+def test_the_first_chunk_of_a_window_costs_one_write(runner: LocalRunner) -> None:
+    """A quiet integration's burst: the window is new, so starting it is tried first (one write, not two); another
+    environment that starts the same window then takes from it as it stands."""
+    table = runner.stack.ref("LimitsTable")
+    first, second = DynamoHookBudgets(table), DynamoHookBudgets(table)
+    assert first.take("hook:bursty-integration", 11, 10, 30, new_window=True)
+    assert first.writes == 1
+    assert second.take("hook:bursty-integration", 11, 10, 30, new_window=True)
+    assert second.writes == 2  # its start refused (the window is there), then taken from it
+    assert first.take("hook:bursty-integration", 11, 10, 30)
+    assert first.writes == 2
+    assert not second.take("hook:bursty-integration", 11, 10, 30)  # 30 of 30

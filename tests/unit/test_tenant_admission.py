@@ -13,7 +13,7 @@ class Budgets:
         self.items: dict[str, tuple[int, int]] = {}
         self.writes = 0
 
-    def take(self, key: str, window: int, count: int, cap: int) -> bool:
+    def take(self, key: str, window: int, count: int, cap: int, new_window: bool = False) -> bool:
         self.writes += 1
         seen_window, taken = self.items.get(key, (-1, 0))
         if seen_window == window and taken + count > cap:
@@ -74,7 +74,7 @@ def test_deliveries_at_once_in_one_environment_share_one_chunk() -> None:
     import time as real_time
 
     class SlowBudgets(Budgets):
-        def take(self, key: str, window: int, count: int, cap: int) -> bool:
+        def take(self, key: str, window: int, count: int, cap: int, new_window: bool = False) -> bool:
             real_time.sleep(0.05)  # the conditional write's round trip: the others arrive meanwhile
             return super().take(key, window, count, cap)
 

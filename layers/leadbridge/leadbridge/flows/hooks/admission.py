@@ -27,7 +27,7 @@ MAX_TRACKED = 10_000  # integrations this environment remembers; past it, it for
 
 
 class SharedBudgets(Protocol):
-    def take(self, key: str, window: int, count: int, cap: int) -> bool: ...
+    def take(self, key: str, window: int, count: int, cap: int, new_window: bool = False) -> bool: ...
 
 
 class TenantAdmission:
@@ -48,7 +48,8 @@ class TenantAdmission:
         self.chunk = chunk
         self.refusals = refusals
         self.clock = clock
-        # integration -> [window, deliveries here, granted and unused, 1 once the shared budget said it is spent]
+        # integration -> [window, deliveries here, granted and unused, 1 once the shared budget said it is spent,
+        # 1 once this environment took from the window]
         self._seen: dict[str, list[int]] = {}
         self._forgiven: dict[str, int] = {}
         self._lock = threading.Lock()  # integration -> the 2-hour window whose refusals are all used
@@ -66,7 +67,7 @@ class TenantAdmission:
         if seen is None or seen[0] != window:
             if len(self._seen) >= MAX_TRACKED:
                 self._seen.clear()
-            seen = self._seen[integration_id] = [window, 0, 0, 0]
+            seen = self._seen[integration_id] = [window, 0, 0, 0, 0]
         seen[1] += 1
         if seen[1] <= self.quiet:
             return True
@@ -74,7 +75,9 @@ class TenantAdmission:
             seen[2] -= 1
             return True
         if not seen[3]:  # asked once a window at most after a no: a storm's refusals cost no budget writes
-            if self.budgets.take(f"hook:{integration_id}", window, self.chunk, self.cap):
+            new_window = not seen[4]
+            seen[4] = 1
+            if self.budgets.take(f"hook:{integration_id}", window, self.chunk, self.cap, new_window):
                 seen[2] = self.chunk - 1
                 return True
             seen[3] = 1
