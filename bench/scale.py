@@ -381,17 +381,20 @@ def burst_figures(runner: Any, integrations: list[Any], broken: set[str]) -> dic
     quiet = amo[: BURST_INTEGRATIONS // 2] + b24[: BURST_INTEGRATIONS // 2]
     storm = amo[BURST_INTEGRATIONS // 2]
     quiet_posts = [
-        (i, new_chat(runner, i, 9_000_000 + k * 100 + c)) for k, i in enumerate(quiet) for c in range(BURST_CHATS)
+        (i, number, new_chat(runner, i, number))
+        for k, i in enumerate(quiet)
+        for c in range(BURST_CHATS)
+        if (number := 9_000_000 + k * 100 + c)
     ]
     storm_posts = [new_chat(runner, storm, 9_900_000 + n) for n in range(STORM)]
     violations_before = runner.amocrm.counts["limit_violations"] + runner.bitrix24.counts["limit_violations"]
-    posted_at: dict[str, float] = {}
+    posted_at: dict[tuple[str, str], float] = {}  # (integration, chat): when its webhook was posted
     quiet_answers: list[int] = []
     storm_answers: list[int] = []
 
-    def post_quiet(item: tuple[Any, tuple[str, bytes]]) -> None:
-        integration, (path, body) = item
-        posted_at.setdefault(integration.integration_id, time.time())
+    def post_quiet(item: tuple[Any, int, tuple[str, bytes]]) -> None:
+        integration, number, (path, body) = item
+        posted_at[(integration.integration_id, str(number))] = time.time()
         quiet_answers.append(runner.post(path, body).status_code)
 
     def post_storm(item: tuple[str, bytes]) -> None:
@@ -400,7 +403,7 @@ def burst_figures(runner: Any, integrations: list[Any], broken: set[str]) -> dic
     started = time.time()
     with ThreadPoolExecutor(8) as quiet_pool, ThreadPoolExecutor(8) as storm_pool:
         storm_done = storm_pool.map(post_storm, storm_posts)
-        quiet_done = quiet_pool.map(post_quiet, sorted(quiet_posts, key=lambda p: p[1][1]))
+        quiet_done = quiet_pool.map(post_quiet, sorted(quiet_posts, key=lambda p: p[2][1]))
         drained = threading.Thread(target=lambda: runner.drain(timeout=120), daemon=True)
         drained.start()
         list(quiet_done)
@@ -410,8 +413,9 @@ def burst_figures(runner: Any, integrations: list[Any], broken: set[str]) -> dic
     messages = runner.take_messages("LeadsQueue")
     elapsed = max(int(m["Attributes"]["SentTimestamp"]) for m in messages) / 1000 - started
     quiet_ids = {i.integration_id for i in quiet}
+    # Each webhook's own time: from its post to its lead in the leads queue (the lead's source entity is the chat).
     delays = sorted(
-        int(m["Attributes"]["SentTimestamp"]) / 1000 - posted_at[lead["integration_id"]]
+        int(m["Attributes"]["SentTimestamp"]) / 1000 - posted_at[(lead["integration_id"], lead["source_entity"]["id"])]
         for m in messages
         if (lead := json.loads(m["Body"]))["integration_id"] in quiet_ids
     )
