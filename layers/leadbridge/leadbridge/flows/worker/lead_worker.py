@@ -1,7 +1,9 @@
 """One inbox event -> at most one lead, exactly once per conversation.
 
 For each event: claim the conversation in the ledger (a duplicate of a finished one ends here), build the lead
-through the CRM's enricher, publish it (deduplication id = lead id), record the outcome. Errors are sorted into
+through the CRM's enricher, publish it (deduplication id = lead id), record the outcome. In a batch, what its
+events will read is read ahead first (``BatchReads``), and its leads are published together at its end
+(``send_batch_leads``; an event about a conversation whose lead still waits sends them first). Errors are sorted into
 "try again later" (``RetryLater``: the message comes back after a backoff, and after the queue's receive limit it
 lands in the DLQ), "wait for a person" (re-authorization, a blocked account: the event is parked out of the inbox
 and resumed when the integration is connected again, see ``parking``), "never" (``PoisonEvent``: straight to the
