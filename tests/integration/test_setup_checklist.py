@@ -196,3 +196,22 @@ def test_an_amocrm_user_who_may_not_read_the_events_log_is_named_at_connect(runn
     assert state == "failed"
     assert reason is not None
     assert "GET /api/v4/events" in reason
+
+
+def test_a_delivery_taken_is_stamped_by_the_worker_not_by_the_hook(runner: LocalRunner) -> None:
+    """The hook's one request for a delivery it takes is the inbox's: ``last_webhook_at`` comes with the worker's
+    counters for the batch, at the time the hook took it."""
+    from tests.integration.helpers import add_amo_talks, integration_status, post_amo_talks
+
+    integration, secret, account = new_amo_integration(runner)
+    add_amo_talks(runner, integration, [6_301])
+    before = time.time()
+    post_amo_talks(runner, integration, secret, account, [6_301])
+    posted = time.time()
+    assert "last_webhook_at" not in integration_status(runner, integration.integration_id)
+    assert steps(runner, integration.integration_id)["webhook"][0] == "missing"
+    runner.drain(timeout=60)
+    assert [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]
+    stamped = float(integration_status(runner, integration.integration_id)["last_webhook_at"])
+    assert before - 1 <= stamped <= posted + 1  # when the hook took it, not when the worker ran
+    assert steps(runner, integration.integration_id)["webhook"][0] == "ok"

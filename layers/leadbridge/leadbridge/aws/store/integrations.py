@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from decimal import Decimal
 from typing import Any, Literal, Protocol
@@ -167,13 +167,20 @@ class DynamoIntegrations:
         error: str | None = None,
         unknown_channels: set[str] | None = None,
         notices: set[str] | None = None,
+        delivered_at: float | None = None,
     ) -> None:
-        """Add to the status counters (and the sets of unknown channel values and notices) in one write."""
+        """Add to the status counters (and the sets of unknown channel values and notices) in one write;
+        ``delivered_at``: the latest delivery of the hook among the events counted (``last_webhook_at``)."""
         counts = {k: v for k, v in counts.items() if v}
         if not counts:
+            if delivered_at is not None:
+                self.record_delivery(integration_id, delivered_at)
             return
         values: dict[str, Any] = {":now": int(time.time())}
         adds, sets = [], []
+        if delivered_at is not None:
+            sets.append("last_webhook_at = :delivered")
+            values[":delivered"] = Decimal(str(round(delivered_at, 3)))
         for outcome, count in counts.items():
             adds.append(f"count_{outcome} :n_{outcome}")
             sets.append(f"last_{_LAST[outcome]}_at = :now")
@@ -191,6 +198,10 @@ class DynamoIntegrations:
             adds.append("notices :notices")
             values[":notices"] = {n[:100] for n in notices}
         self._update_status(f"ADD {', '.join(adds)} SET {', '.join(sets)}", values, integration_id)
+
+    def record_delivery(self, integration_id: str, delivered_at: float) -> None:
+        """A delivery the hook took, stamped by the worker that handled its events (``last_webhook_at``)."""
+        self._update_status("SET last_webhook_at = :d", {":d": Decimal(str(round(delivered_at, 3)))}, integration_id)
 
     def take_lease(self, integration_id: str, name: str, now: int, seconds: int) -> bool:
         """One holder at a time of the integration's ``name`` lease (resume, sweep): False while another one's
@@ -412,8 +423,14 @@ class BatchStatus:
     the counters are for people, the ledger is the record. Connection states are written at once.
     """
 
-    def __init__(self, inner: DynamoIntegrations) -> None:
+    def __init__(
+        self, inner: DynamoIntegrations, stamp_every_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.inner = inner
+        self.stamp_every_seconds = stamp_every_seconds
+        self.clock = clock
+        self._delivered: dict[str, float] = {}
+        self._stamped_at: dict[str, float] = {}  # integration -> when this environment last wrote only its stamp
         self._counts: dict[str, dict[Outcome, int]] = {}
         self._errors: dict[str, str] = {}
         self._unknown: dict[str, set[str]] = {}
@@ -424,6 +441,11 @@ class BatchStatus:
         counts[outcome] = counts.get(outcome, 0) + 1
         if error is not None:
             self._errors[integration_id] = error
+
+    def record_delivery(self, integration_id: str, delivered_at: float) -> None:
+        """The hook took a delivery at ``delivered_at``: written with the batch's counters (no request of its own),
+        or, for a batch that counted nothing for the integration (chat messages only), at most once a minute."""
+        self._delivered[integration_id] = max(delivered_at, self._delivered.get(integration_id, 0.0))
 
     def record_unknown_channel(self, integration_id: str, origin: str) -> None:
         self._unknown.setdefault(integration_id, set()).add(origin)
@@ -437,8 +459,18 @@ class BatchStatus:
 
     def flush(self) -> None:
         counts, errors, unknown, notices = self._counts, self._errors, self._unknown, self._notices
+        delivered, self._delivered = self._delivered, {}
         self._counts, self._errors, self._unknown, self._notices = {}, {}, {}, {}
-        for integration_id, outcome_counts in counts.items():
+        now = self.clock()
+        for integration_id in sorted(set(counts) | set(delivered)):
+            outcome_counts = {k: v for k, v in counts.get(integration_id, {}).items() if v}
+            if not outcome_counts:
+                last = self._stamped_at.get(integration_id)
+                if integration_id not in delivered or (last is not None and now - last < self.stamp_every_seconds):
+                    continue
+                if len(self._stamped_at) > 10_000:
+                    self._stamped_at.clear()
+                self._stamped_at[integration_id] = now
             try:
                 self.inner.record_outcomes(
                     integration_id,
@@ -446,6 +478,7 @@ class BatchStatus:
                     errors.get(integration_id),
                     unknown.get(integration_id),
                     notices.get(integration_id),
+                    delivered.get(integration_id),
                 )
             except (BotoCoreError, ClientError):  # counters are for people: a throttled write never fails a batch
                 continue

@@ -23,10 +23,12 @@ class HookOutcomes(Protocol):
 
 
 class SparseOutcomes:
-    """The checklist needs to know that deliveries come, not each one: a delivery taken with nothing ignored is
-    written at most once per ``every_seconds`` per integration in this environment, so the 2 s path keeps one AWS
-    request (the inbox's) in the common case. Refusals and ignored events are each written; after a refusal, the
-    next delivery taken is written at once, so the checklist never shows a refusal as the latest word wrongly."""
+    """The checklist needs to know that deliveries come, not each one. A delivery whose events all went to the inbox
+    is not written here at all: the worker stamps it (``last_webhook_at``, its delivery time) with the batch's
+    counters, so the 2 s path keeps one AWS request (the inbox's). What is written here: refusals and ignored events,
+    each (a storm's refusals once per ``every_seconds``), and a delivery taken with nothing in it at most once per
+    ``every_seconds`` per integration in this environment; after a refusal, that next delivery is written at once,
+    so the checklist never shows a refusal as the latest word wrongly."""
 
     def __init__(self, inner: HookOutcomes, every_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic):
         self.inner = inner
@@ -62,7 +64,9 @@ def handle_hook(
 ) -> dict[str, Any]:
     integration_id = path_param(event, "integration_id")
     result = accept(integration_id, path_param(event, "secret"), body_bytes(event))
-    if outcomes is not None and result.reason not in UNRECORDED and result.status < 500:
+    # A delivery whose events went to the inbox is stamped by the worker that handles them, with its counters.
+    taken_whole = result.status < 400 and result.accepted > 0 and not result.ignored
+    if outcomes is not None and result.reason not in UNRECORDED and result.status < 500 and not taken_whole:
         # For the set-up checklist (a wrong URL, a wrong event, a missing token). Advice: never the answer's fault.
         with contextlib.suppress(Exception):
             outcomes.record_hook(integration_id, result.reason if result.status >= 400 else None, result.ignored)

@@ -77,6 +77,8 @@ class LeadPublisher(Protocol):
 class StatusRecorder(Protocol):
     def record_outcome(self, integration_id: str, outcome: Outcome, error: str | None = None) -> None: ...
 
+    def record_delivery(self, integration_id: str, delivered_at: float) -> None: ...
+
     def record_unknown_channel(self, integration_id: str, origin: str) -> None: ...
 
     def record_notice(self, integration_id: str, notice: str) -> None: ...
@@ -121,6 +123,8 @@ SIDE_INPUTS = frozenset(
     {"talk_message", "bot_continue", "site_chat_message", "channel_connect", "channel_disconnect", "channel_delivery"}
 )
 EMITTED_WRITE_PAUSES = (0.2, 0.5, 1.0, 2.0)  # seconds; the SDK's own retries come first
+FRESH_DELIVERY_SECONDS = 600  # a delivery this recent stamps the checklist's last_webhook_at when handled
+CLOCK_SKEW_SECONDS = 60  # the hook's clock may run ahead of the worker's
 QUEUED = "queued"  # an after-emit action that only queued its work for the batch's end (amoCRM's notes)
 HOOKS_REMOVAL = "hooks_unsubscribe"  # a deactivated integration's own webhook subscriptions, to remove from its CRM
 
@@ -227,6 +231,18 @@ class LeadWorker:
         except Exception as exc:
             raise self._unexpected(message, exc) from exc
 
+    def _stamp_delivery(self, message: InboxMessage) -> None:
+        """The set-up checklist's ``last_webhook_at``, written with the batch's counters instead of by the hook (a
+        request per delivery there). Only a delivery of the last minutes: a resumed or retried event is not news."""
+        if message.source != "webhook":
+            return
+        try:
+            delivered_at = datetime.fromisoformat(message.received_at).timestamp()
+        except (TypeError, ValueError):
+            return
+        if -CLOCK_SKEW_SECONDS <= self.clock() - delivered_at <= FRESH_DELIVERY_SECONDS:
+            self.status.record_delivery(message.integration_id, delivered_at)
+
     def _remove_hooks(self, integration: Integration, receive_count: int) -> WorkOutcome:
         """Deactivated: its own webhook subscriptions leave the CRM (then its tokens go). A CRM that cannot be
         reached now is tried again; one that refuses (the grant is dead, no admin rights) is left as it is."""
@@ -265,6 +281,7 @@ class LeadWorker:
         if integration is None or not integration.active:
             self.count("EventsForGoneIntegration")
             return "integration_gone"
+        self._stamp_delivery(message)
         enricher = self.enrichers.get(message.crm)
         if enricher is None:
             raise PoisonEvent(f"no enricher for crm {message.crm!r}")
