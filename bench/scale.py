@@ -518,7 +518,7 @@ def main() -> int:
     results |= token_calls_per_day()
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     sys.stdout = sys.__stdout__
-    name = os.environ.get("BENCH_OUT", "scale-results.json")  # BENCH_PHASES=burst: scale-burst-results.json
+    name = os.environ.get("BENCH_OUT", "scale-results.json")  # a phase alone: e.g. scale-sweep-results.json
     out = REPO / ("out/bench-smoke" if SMOKE else "bench") / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
