@@ -131,7 +131,8 @@ HOOKS_REMOVAL = "hooks_unsubscribe"  # a deactivated integration's own webhook s
 
 @dataclass(frozen=True, slots=True)
 class ReadyLead:
-    """A lead built in a batch, waiting for the batch's send; ``keys``: the conversation's claimed ledger keys."""
+    """A lead built in a batch, waiting for the batch's send; ``keys``: the conversation's claimed ledger keys;
+    ``message``: the event its record carried (a returning client's follow-up is built from another one)."""
 
     message: InboxMessage
     integration: Integration
@@ -170,6 +171,7 @@ class LeadWorker:
         self.sleep = sleep
         self._outbox: list[ReadyLead] | None = None  # a batch's leads, sent together; None: each sent at once
         self._failed_sends: list[tuple[InboxMessage, str]] = []
+        self._handling: InboxMessage | None = None
 
     def prepare(self, messages: list[InboxMessage]) -> None:
         """Let each CRM's enricher read what the batch's open conversations need, in as few requests as it can
@@ -220,6 +222,7 @@ class LeadWorker:
                 logger.warning("note state not recorded", extra={"crm": crm, "error": type(exc).__name__})
 
     def handle(self, message: InboxMessage, receive_count: int = 1) -> WorkOutcome:
+        self._handling = message  # the record's own event, whatever follow-up it turns into
         try:
             return self._handle(message, receive_count)
         except (RetryLater, PoisonEvent):
@@ -343,7 +346,7 @@ class LeadWorker:
         if joined is None:
             return "duplicate"
         lead = fit_for_queue(imported(result.lead, message))
-        ready = ReadyLead(message, integration, [key, *joined], lead, result)
+        ready = ReadyLead(self._handling or message, integration, [key, *joined], lead, result)
         if self._outbox is None:  # outside a batch: sent at once
             try:
                 message_id = self.leads.publish(lead.model_dump_json(), lead.lead_id, integration.integration_id)
