@@ -62,9 +62,6 @@ class ReadAhead:
         """The item as read ahead (None: it did not exist), once; ``NOT_READ_AHEAD`` when it was not read ahead."""
         return self._items.pop(_identity(table, key), NOT_READ_AHEAD)
 
-    def peek(self, table: str, key: Mapping[str, Any]) -> dict[str, Any] | NotReadAhead | None:
-        return self._items.get(_identity(table, key), NOT_READ_AHEAD)
-
     def forget(self, table: str, key: Mapping[str, Any]) -> None:
         self._items.pop(_identity(table, key), None)
 
