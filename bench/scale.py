@@ -315,7 +315,7 @@ def requests_per_lead(runner: Any, chosen: list[Any], first_number: int, chats: 
     are not the product's and are left out). The cost is priced on what AWS bills (``billed_units``: items of a
     batch read or a transaction, 64 KiB of an SQS payload), not on requests."""
     app = runner.stack.moto.app
-    before, billed_before = dict(app.requests), dict(app.billed)
+    before, billed_before = Counter(app.requests), Counter(app.billed)
     batches_before = runner.invocations.get("LeadWorkerFunction", 0)
     rounds = [chosen] if chats < 10 else [[one] for one in chosen]  # ten chats: one integration a batch
     for k, group in enumerate(rounds):
@@ -325,13 +325,15 @@ def requests_per_lead(runner: Any, chosen: list[Any], first_number: int, chats: 
         for path, body in posts:
             assert runner.post(path, body).status_code == 200
         runner.drain(timeout=300)
-    spent = {op: n - before.get(op, 0) for op, n in app.requests.items() if n - before.get(op, 0) > 0}
-    billed = {op: n - billed_before.get(op, 0) for op, n in app.billed.items() if n - billed_before.get(op, 0) > 0}
     batches = runner.invocations.get("LeadWorkerFunction", 0) - batches_before
     leads = len(runner.take_leads())
     poller = {"sqs:ReceiveMessage (poller: one a batch)": batches, "sqs:DeleteMessageBatch (poller)": batches}
-    product = {op: n for op, n in spent.items() if op not in HARNESS_OPERATIONS} | poller
-    product_billed = {op: n for op, n in billed.items() if op not in HARNESS_OPERATIONS} | poller
+
+    def product_of(spent: Counter[str]) -> dict[str, int]:
+        return {op: n for op, n in spent.items() if op not in HARNESS_OPERATIONS} | poller
+
+    product = product_of(Counter(app.requests) - before)
+    product_billed = product_of(Counter(app.billed) - billed_before)
     floor = round(sum(FLOOR.values()), 2)
     per_lead = sum(product.values()) / max(leads, 1)
     return {
@@ -383,8 +385,7 @@ def burst_figures(runner: Any, integrations: list[Any], broken: set[str]) -> dic
     quiet_posts = [
         (i, number, new_chat(runner, i, number))
         for k, i in enumerate(quiet)
-        for c in range(BURST_CHATS)
-        if (number := 9_000_000 + k * 100 + c)
+        for number in range(9_000_000 + k * 100, 9_000_000 + k * 100 + BURST_CHATS)
     ]
     storm_posts = [new_chat(runner, storm, 9_900_000 + n) for n in range(STORM)]
     violations_before = runner.amocrm.counts["limit_violations"] + runner.bitrix24.counts["limit_violations"]

@@ -251,10 +251,8 @@ def billed_units(operation: str, body: bytes) -> int:
         return sum(len(entries) for entries in (request.get("RequestItems") or {}).values())
     if operation in {"dynamodb:TransactWriteItems", "dynamodb:TransactGetItems"}:
         return 2 * len(request.get("TransactItems") or [])
-    if operation == "sqs:SendMessageBatch":
-        payload = sum(len(str(entry.get("MessageBody") or "").encode()) for entry in request.get("Entries") or [])
-        return max(1, -(-payload // SQS_BILLING_CHUNK))
-    payload = len(str(request.get("MessageBody") or "").encode())
+    messages = request.get("Entries") or [request]  # SendMessageBatch, or SendMessage
+    payload = sum(len(str(message.get("MessageBody") or "").encode()) for message in messages)
     return max(1, -(-payload // SQS_BILLING_CHUNK))
 
 
@@ -284,17 +282,16 @@ class SerializedApp:
         with self.lock:
             operation = _operation(environ)
             self.requests[operation] += 1
-            if operation in BILLED_BY_CONTENT:
+            sending = environ.get("HTTP_X_AMZ_TARGET", "") in SQS_SENDS
+            inspected = self.fault is not None or self.watched or self.throttle is not None
+            body = b""
+            if sending or inspected or operation in BILLED_BY_CONTENT:  # read once, kept for moto
                 body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
                 environ["wsgi.input"] = io.BytesIO(body)
-                self.billed[operation] += billed_units(operation, body)
-            else:
-                self.billed[operation] += 1
-            if environ.get("HTTP_X_AMZ_TARGET", "") in SQS_SENDS:
-                return self._send(environ, start_response)
-            if self.fault is not None or self.watched or self.throttle is not None:
-                body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-                environ["wsgi.input"] = io.BytesIO(body)
+            self.billed[operation] += billed_units(operation, body) if operation in BILLED_BY_CONTENT else 1
+            if sending:
+                return self._send(environ, body, start_response)
+            if inspected:
                 injected = self._injected(environ, body, start_response)
                 if injected is not None:
                     return injected
@@ -315,8 +312,7 @@ class SerializedApp:
             return [b'{"__type":"com.amazonaws.sqs#InternalError","message":"injected fault"}']
         return None
 
-    def _send(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    def _send(self, environ: dict[str, Any], body: bytes, start_response: Callable[..., Any]) -> list[bytes]:
         injected = self._injected(environ, body, start_response)
         if injected is not None:
             return injected

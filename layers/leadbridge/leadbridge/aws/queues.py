@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -173,30 +173,16 @@ class LeadsQueue:
 
     def publish(self, lead_json: str, lead_id: str, integration_id: str) -> str:
         """Send one lead; the deduplication id is the lead id, so a retried emit within 5 minutes is dropped."""
-        response = sqs_client().send_message(
-            QueueUrl=self.queue_url,
-            MessageBody=sqs_safe(lead_json, "leads"),
-            MessageGroupId=integration_id,
-            MessageDeduplicationId=lead_id,
-            MessageAttributes={"schema_version": {"DataType": "Number", "StringValue": "1"}},
-        )
-        return response["MessageId"]
+        message = OutgoingLead(sqs_safe(lead_json, "leads"), lead_id, integration_id).message()
+        return sqs_client().send_message(QueueUrl=self.queue_url, **message)["MessageId"]
 
     def publish_many(self, leads: list[OutgoingLead]) -> list[str | None]:
         """Send a batch's leads in as few requests as SQS takes (10 a request, 256 KiB together); for each lead, in
         order, its message id, or None when it was not sent (that entry refused, or the request failed)."""
         sent: list[str | None] = [None] * len(leads)
-        for chunk in _send_chunks([(index, sqs_safe(lead.body, "leads")) for index, lead in enumerate(leads)]):
-            entries = [
-                {
-                    "Id": str(index),
-                    "MessageBody": body,
-                    "MessageGroupId": leads[index].integration_id,
-                    "MessageDeduplicationId": leads[index].lead_id,
-                    "MessageAttributes": {"schema_version": {"DataType": "Number", "StringValue": "1"}},
-                }
-                for index, body in chunk
-            ]
+        safe = [replace(lead, body=sqs_safe(lead.body, "leads")) for lead in leads]
+        for chunk in _send_chunks([(index, lead.body) for index, lead in enumerate(safe)]):
+            entries = [{"Id": str(index), **safe[index].message()} for index, _ in chunk]
             try:
                 response = sqs_client().send_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
             except (BotoCoreError, ClientError) as exc:
@@ -216,6 +202,15 @@ class OutgoingLead:
     body: str  # the lead's JSON
     lead_id: str  # its deduplication id: a lead sent again within 5 minutes is dropped
     integration_id: str  # its message group: one integration's leads in order
+
+    def message(self) -> dict[str, Any]:
+        """The lead's SQS message (its body already ``sqs_safe``)."""
+        return {
+            "MessageBody": self.body,
+            "MessageGroupId": self.integration_id,
+            "MessageDeduplicationId": self.lead_id,
+            "MessageAttributes": {"schema_version": {"DataType": "Number", "StringValue": "1"}},
+        }
 
 
 SEND_BATCH_ENTRIES = 10

@@ -205,3 +205,30 @@ class Budgets:
 def backoff_seconds(attempt: int, base: float = 1.0, cap: float = 60.0) -> float:
     """Exponential backoff for attempt 1, 2, 3...: base, 2*base, 4*base..., capped."""
     return float(min(cap, base * (2 ** max(0, attempt - 1))))
+
+
+class OncePer:
+    """At most once per ``seconds`` per key in this process: for writes that only say something still happens (a
+    status stamp), where the first of a burst tells all. Past ``max_keys`` keys it forgets them all (each is due
+    again), so it never grows without bound."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self.max_keys = max_keys
+        self._at: dict[str, float] = {}
+
+    def due(self, key: str) -> bool:
+        """Whether ``key``'s last time is ``seconds`` old or more (then now is its last time)."""
+        now = self.clock()
+        last = self._at.get(key)
+        if last is not None and now - last < self.seconds:
+            return False
+        if len(self._at) >= self.max_keys:
+            self._at.clear()
+        self._at[key] = now
+        return True
+
+    def forget(self, key: str) -> None:
+        """``key`` is due at once."""
+        self._at.pop(key, None)

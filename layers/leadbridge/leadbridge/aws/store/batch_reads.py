@@ -4,8 +4,9 @@ and the token that its events would each read on their own (``store/read_ahead.p
 
 from __future__ import annotations
 
+from leadbridge.aws.store.dynamo import batch_get
 from leadbridge.aws.store.integrations import settings_key, status_key
-from leadbridge.aws.store.ledger import FINAL_STATES
+from leadbridge.aws.store.ledger import FINAL_STATES, STATE_PROJECTION, states_of
 from leadbridge.aws.store.read_ahead import ReadAhead
 from leadbridge.aws.store.tokens import token_key
 
@@ -18,22 +19,13 @@ class BatchReads:
 
     def read(self, lead_keys: list[str], integration_ids: list[str]) -> set[str]:
         """Read ahead the integrations' items; return which of ``lead_keys`` are final (emitted or skipped)."""
-        ledger_keys = [{"lead_key": {"S": key}} for key in dict.fromkeys(lead_keys)]
-        per_integration = [
-            key(integration_id)
-            for integration_id in dict.fromkeys(integration_ids)
-            for key in (settings_key, status_key, token_key)
-        ]
-        self.read_ahead.load(
-            {self.ledger_table: ledger_keys, self.integrations_table: per_integration},
-            projections={self.ledger_table: "lead_key, ledger_state"},
-        )
-        finished = set()
-        for key in ledger_keys:  # taken here: the ledger's own reads and writes never go through the read-ahead
-            item = self.read_ahead.take(self.ledger_table, key)
-            if isinstance(item, dict) and item.get("ledger_state", {}).get("S") in FINAL_STATES:
-                finished.add(key["lead_key"]["S"])
-        return finished
+        ledger_keys = [{"lead_key": {"S": key}} for key in lead_keys]
+        per_integration = [key(each) for each in integration_ids for key in (settings_key, status_key, token_key)]
+        wanted = {self.ledger_table: ledger_keys, self.integrations_table: per_integration}
+        found = batch_get(wanted, {self.ledger_table: STATE_PROJECTION})
+        self.read_ahead.hold({self.integrations_table: per_integration}, found)  # the ledger reads its own
+        states = states_of(found[self.ledger_table])
+        return {key for key, state in states.items() if state in FINAL_STATES}
 
     def end_batch(self) -> None:
         self.read_ahead.clear()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 
-from leadbridge.aws.store.dynamo import dynamodb_client, from_item, put_if_absent
+from leadbridge.aws.store.dynamo import batch_get, dynamodb_client, from_item, put_if_absent
 
 
 def session_key(account: str, lead_id: str) -> str:
@@ -54,20 +54,15 @@ class DynamoBotSessions:
 
     def for_accounts(self, lead_ids: Mapping[str, Iterable[str]]) -> dict[str, dict[str, str]]:
         """account -> lead id -> session id, for the leads (by account) that have one: every account's in one
-        request per 100 leads."""
+        request per 100 leads (``dynamo.batch_get``)."""
         found: dict[str, dict[str, str]] = {}
         wanted = {
             session_key(account, lead_id): (account, lead_id) for account, ids in lead_ids.items() for lead_id in ids
         }
         keys = [{"lead_key": {"S": key}} for key in sorted(wanted)]
-        for start in range(0, len(keys), 100):
-            request = {self.table_name: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
-            while request:
-                response = dynamodb_client().batch_get_item(RequestItems=request)  # type: ignore[arg-type]
-                for raw in response.get("Responses", {}).get(self.table_name, []):
-                    record = from_item(raw)
-                    account, lead_id = wanted[str(record["lead_key"])]
-                    if isinstance(record.get("session_id"), str):
-                        found.setdefault(account, {})[lead_id] = record["session_id"]
-                request = response.get("UnprocessedKeys") or {}  # type: ignore[assignment]
+        for raw in batch_get({self.table_name: keys})[self.table_name]:
+            record = from_item(raw)
+            account, lead_id = wanted[str(record["lead_key"])]
+            if isinstance(record.get("session_id"), str):
+                found.setdefault(account, {})[lead_id] = record["session_id"]
         return found

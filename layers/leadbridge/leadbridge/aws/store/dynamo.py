@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -92,3 +94,33 @@ def update_if(table_name: str, key: dict[str, Any], expression: str, condition: 
             return False
         raise
     return True
+
+
+BATCH_GET_KEYS = 100  # BatchGetItem's limit per request
+
+
+def batch_get(
+    wanted: Mapping[str, Iterable[dict[str, Any]]],
+    projections: Mapping[str, str] | None = None,
+    consistent: bool = True,
+) -> dict[str, list[dict[str, Any]]]:
+    """The items (as DynamoDB types them) of ``wanted`` (table -> typed keys) that exist, by table: as few
+    BatchGetItem requests as its 100 keys allow, whatever several tables ask, and the keys it leaves unprocessed
+    asked again. ``projections``: table -> ProjectionExpression."""
+    pairs = list(
+        dict.fromkeys((table, json.dumps(key, sort_keys=True)) for table, keys in wanted.items() for key in keys)
+    )
+    found: dict[str, list[dict[str, Any]]] = {table: [] for table in wanted}
+    for start in range(0, len(pairs), BATCH_GET_KEYS):
+        request: dict[str, Any] = {}
+        for table, key in pairs[start : start + BATCH_GET_KEYS]:
+            entry = request.setdefault(table, {"Keys": [], "ConsistentRead": consistent})
+            entry["Keys"].append(json.loads(key))
+            if projections and table in projections:
+                entry["ProjectionExpression"] = projections[table]
+        while request:
+            response = dynamodb_client().batch_get_item(RequestItems=request)
+            for table, items in response.get("Responses", {}).items():
+                found[table].extend(dict(item) for item in items)
+            request = dict(response.get("UnprocessedKeys") or {})
+    return found

@@ -19,9 +19,10 @@ from typing import Any, Literal, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from leadbridge.aws.store.dynamo import dynamodb_client, from_item, to_item
-from leadbridge.aws.store.read_ahead import NotReadAhead, ReadAhead
+from leadbridge.aws.store.read_ahead import ReadAhead, read_item, written
 from leadbridge.aws.store.work_index import work_shard
 from leadbridge.contract.integration import ConnectionState, Integration, SessionField, TrafficTarget
+from leadbridge.http.ratelimit import OncePer
 
 Outcome = Literal["accepted", "emitted", "skipped", "failed", "parked"]
 SETTINGS_SK = "SETTINGS"
@@ -63,23 +64,13 @@ class DynamoIntegrations:
         return integration_from_record(from_item(item)) if item else None
 
     def _read(self, key: dict[str, Any]) -> dict[str, Any] | None:
-        if self.read_ahead is not None:
-            found = self.read_ahead.take(self.table_name, key)
-            if not isinstance(found, NotReadAhead):
-                return found
-        return dynamodb_client().get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
+        return read_item(self.read_ahead, self.table_name, key)
 
-    def _forget(self, key: dict[str, Any]) -> None:
-        if self.read_ahead is not None:
-            self.read_ahead.forget(self.table_name, key)
-
-    def _forgotten(self, key: dict[str, Any]) -> dict[str, Any]:
-        """``key``, no longer read ahead: this store is about to write its item."""
-        self._forget(key)
-        return key
+    def _written(self, key: dict[str, Any]) -> dict[str, Any]:
+        return written(self.read_ahead, self.table_name, key)
 
     def put(self, integration: Integration) -> None:
-        self._forget(settings_key(integration.integration_id))
+        self._written(settings_key(integration.integration_id))
         record = integration_to_record(integration)
         record.update(pk=integration_pk(integration.integration_id), sk=SETTINGS_SK, updated_at=int(time.time()))
         if integration.active:  # in the scheduled-work index while active (store/work_index.py)
@@ -123,7 +114,7 @@ class DynamoIntegrations:
         """Remember the CRM account an integration connected to (first connect, or a domain rename)."""
         dynamodb_client().update_item(
             TableName=self.table_name,
-            Key=self._forgotten(settings_key(integration_id)),
+            Key=self._written(settings_key(integration_id)),
             UpdateExpression="SET account_id = :a, crm_domain = :d",
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues={":a": {"S": account_id}, ":d": {"S": crm_domain}},
@@ -209,7 +200,7 @@ class DynamoIntegrations:
         try:
             dynamodb_client().update_item(
                 TableName=self.table_name,
-                Key=self._forgotten(status_key(integration_id)),
+                Key=self._written(status_key(integration_id)),
                 UpdateExpression="SET #lease = :until",
                 ConditionExpression="attribute_not_exists(#lease) OR #lease < :now",
                 ExpressionAttributeNames={"#lease": f"{name}_lease_until"},
@@ -224,7 +215,7 @@ class DynamoIntegrations:
     def release_lease(self, integration_id: str, name: str) -> None:
         dynamodb_client().update_item(
             TableName=self.table_name,
-            Key=self._forgotten(status_key(integration_id)),
+            Key=self._written(status_key(integration_id)),
             UpdateExpression="SET #lease = :zero",
             ExpressionAttributeNames={"#lease": f"{name}_lease_until"},
             ExpressionAttributeValues={":zero": {"N": "0"}},
@@ -275,7 +266,7 @@ class DynamoIntegrations:
         sets = "webhook_secret_hash = :n, previous_webhook_secret_hash = :p, previous_secret_until = :u"
         dynamodb_client().update_item(
             TableName=self.table_name,
-            Key=self._forgotten(settings_key(integration_id)),
+            Key=self._written(settings_key(integration_id)),
             UpdateExpression=f"SET {sets}",
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues=to_item({":n": new_hash, ":p": previous_hash or "", ":u": previous_until or 0}),
@@ -287,7 +278,7 @@ class DynamoIntegrations:
         try:
             dynamodb_client().update_item(
                 TableName=self.table_name,
-                Key=self._forgotten(settings_key(integration_id)),
+                Key=self._written(settings_key(integration_id)),
                 UpdateExpression="SET application_token_hash = :h",
                 ConditionExpression="attribute_exists(pk) AND attribute_not_exists(application_token_hash)",
                 ExpressionAttributeValues={":h": {"S": token_hash}},
@@ -342,7 +333,7 @@ class DynamoIntegrations:
         """A window listed to its end: the next one starts at ``watermark`` (less the overlap)."""
         dynamodb_client().update_item(
             TableName=self.table_name,
-            Key=self._forgotten(status_key(integration_id)),
+            Key=self._written(status_key(integration_id)),
             UpdateExpression=(
                 "SET sweep_watermark = :w, sweep_finished_at = :f, last_sweep = :r "
                 "REMOVE sweep_position, failed_runs_sweep, gave_up_sweep_at"
@@ -401,7 +392,7 @@ class DynamoIntegrations:
     def _update_status(self, expression: str, values: dict[str, Any], integration_id: str) -> None:
         dynamodb_client().update_item(
             TableName=self.table_name,
-            Key=self._forgotten(status_key(integration_id)),
+            Key=self._written(status_key(integration_id)),
             UpdateExpression=expression,
             ExpressionAttributeValues=to_item(values),
         )
@@ -427,10 +418,8 @@ class BatchStatus:
         self, inner: DynamoIntegrations, stamp_every_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.inner = inner
-        self.stamp_every_seconds = stamp_every_seconds
-        self.clock = clock
         self._delivered: dict[str, float] = {}
-        self._stamped_at: dict[str, float] = {}  # integration -> when this environment last wrote only its stamp
+        self._stamp_alone = OncePer(stamp_every_seconds, clock)  # a write that holds only the delivery's stamp
         self._counts: dict[str, dict[Outcome, int]] = {}
         self._errors: dict[str, str] = {}
         self._unknown: dict[str, set[str]] = {}
@@ -461,16 +450,10 @@ class BatchStatus:
         counts, errors, unknown, notices = self._counts, self._errors, self._unknown, self._notices
         delivered, self._delivered = self._delivered, {}
         self._counts, self._errors, self._unknown, self._notices = {}, {}, {}, {}
-        now = self.clock()
         for integration_id in sorted(set(counts) | set(delivered)):
             outcome_counts = {k: v for k, v in counts.get(integration_id, {}).items() if v}
-            if not outcome_counts:
-                last = self._stamped_at.get(integration_id)
-                if integration_id not in delivered or (last is not None and now - last < self.stamp_every_seconds):
-                    continue
-                if len(self._stamped_at) > 10_000:
-                    self._stamped_at.clear()
-                self._stamped_at[integration_id] = now
+            if not outcome_counts and (integration_id not in delivered or not self._stamp_alone.due(integration_id)):
+                continue
             try:
                 self.inner.record_outcomes(
                     integration_id,

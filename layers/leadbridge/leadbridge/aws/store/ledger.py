@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from leadbridge.aws.store.dynamo import dynamodb_client, from_item, to_item
+from leadbridge.aws.store.dynamo import batch_get, dynamodb_client, from_item, to_item
 
 LedgerState = Literal["in_progress", "waiting", "failed", "parked", "emitted", "skipped"]
 FINAL_STATES = frozenset({"emitted", "skipped"})
@@ -166,27 +166,23 @@ class DynamoLedger:
         return {key for key, state in self._states(lead_keys).items() if state in FINAL_STATES}
 
     def _states(self, lead_keys: list[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        unique = list(dict.fromkeys(lead_keys))
-        for start in range(0, len(unique), 100):
-            request: Any = {
-                self.table_name: {
-                    "Keys": [{"lead_key": {"S": k}} for k in unique[start : start + 100]],
-                    "ProjectionExpression": "lead_key, ledger_state",
-                }
-            }
-            while request:
-                response = dynamodb_client().batch_get_item(RequestItems=request)
-                for item in response["Responses"].get(self.table_name, []):
-                    found[item["lead_key"]["S"]] = item.get("ledger_state", {}).get("S", "")
-                request = response.get("UnprocessedKeys") or None
-        return found
+        keys = [{"lead_key": {"S": key}} for key in lead_keys]
+        items = batch_get({self.table_name: keys}, {self.table_name: STATE_PROJECTION}, consistent=False)
+        return states_of(items[self.table_name])
 
     def _raw(self, lead_key: str) -> dict[str, Any]:
         item = dynamodb_client().get_item(
             TableName=self.table_name, Key={"lead_key": {"S": lead_key}}, ConsistentRead=True
         )
         return from_item(item["Item"]) if "Item" in item else {}
+
+
+STATE_PROJECTION = "lead_key, ledger_state"
+
+
+def states_of(items: list[dict[str, Any]]) -> dict[str, str]:
+    """lead key -> ledger state, of ledger items as DynamoDB types them (read with ``STATE_PROJECTION``)."""
+    return {item["lead_key"]["S"]: item.get("ledger_state", {}).get("S", "") for item in items}
 
 
 def _set(fields: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,8 @@ A batch of ten leads from five integrations reads each integration's settings, c
 each amoCRM talk's messages: some twenty GetItems. Read ahead with one consistent ``BatchGetItem`` (like the reads
 they replace), they cost one request. Each item read ahead serves one read (``take`` removes it): a second read of
 the same item, such as parking's re-check or a token read after the CRM refused one, goes to the table. A store
-that writes an item ``forget``s it first, and ``clear`` ends the batch: nothing read ahead outlives its batch.
+that writes an item ``forget``s it first (``written``), and ``clear`` ends the batch: nothing read ahead outlives
+its batch.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from leadbridge.aws.store.dynamo import dynamodb_client
+from leadbridge.aws.store.dynamo import batch_get, dynamodb_client
 
 Key = dict[str, Any]  # a key as DynamoDB types it: {"pk": {"S": "..."}, "sk": {"S": "..."}}
-BATCH_GET_KEYS = 100  # BatchGetItem's limit per request
 
 
 class NotReadAhead:
@@ -35,28 +35,19 @@ class ReadAhead:
         self._items: dict[tuple[str, str], dict[str, Any] | None] = {}
 
     def load(self, wanted: Mapping[str, Iterable[Key]], projections: Mapping[str, str] | None = None) -> None:
-        """Read ``wanted`` (table -> keys) in as few requests as BatchGetItem allows; an item that does not exist
-        is remembered as absent (``take`` answers None). ``projections``: table -> ProjectionExpression."""
-        pairs = list(
-            dict.fromkeys((table, json.dumps(key, sort_keys=True)) for table, keys in wanted.items() for key in keys)
-        )
-        key_names = {table: sorted(json.loads(key)) for table, key in pairs}
-        for start in range(0, len(pairs), BATCH_GET_KEYS):
-            chunk = pairs[start : start + BATCH_GET_KEYS]
-            request: dict[str, Any] = {}
-            for table, key in chunk:
-                self._items[(table, key)] = None
-                entry = request.setdefault(table, {"Keys": [], "ConsistentRead": True})
-                entry["Keys"].append(json.loads(key))
-                if projections and table in projections:
-                    entry["ProjectionExpression"] = projections[table]
-            while request:
-                response = dynamodb_client().batch_get_item(RequestItems=request)
-                for table, items in response.get("Responses", {}).items():
-                    for item in items:
-                        found = {name: item[name] for name in key_names[table] if name in item}
-                        self._items[_identity(table, found)] = dict(item)
-                request = dict(response.get("UnprocessedKeys") or {})
+        """Read ``wanted`` (table -> keys) in as few requests as BatchGetItem allows (``dynamo.batch_get``)."""
+        listed = {table: list(keys) for table, keys in wanted.items()}
+        self.hold(listed, batch_get(listed, projections))
+
+    def hold(self, wanted: Mapping[str, list[Key]], found: Mapping[str, list[dict[str, Any]]]) -> None:
+        """Keep what a batch read found for ``wanted``; a key it did not find is remembered as absent (``take``
+        answers None)."""
+        for table, keys in wanted.items():
+            for key in keys:
+                self._items[_identity(table, key)] = None
+            names = sorted(keys[0]) if keys else []
+            for item in found.get(table, []):
+                self._items[_identity(table, {name: item[name] for name in names if name in item})] = item
 
     def take(self, table: str, key: Mapping[str, Any]) -> dict[str, Any] | NotReadAhead | None:
         """The item as read ahead (None: it did not exist), once; ``NOT_READ_AHEAD`` when it was not read ahead."""
@@ -67,3 +58,19 @@ class ReadAhead:
 
     def clear(self) -> None:
         self._items.clear()
+
+
+def read_item(read_ahead: ReadAhead | None, table: str, key: Key) -> dict[str, Any] | None:
+    """A consistent GetItem, answered by the batch's read-ahead when it holds the item."""
+    if read_ahead is not None:
+        found = read_ahead.take(table, key)
+        if not isinstance(found, NotReadAhead):
+            return found
+    return dynamodb_client().get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+
+
+def written(read_ahead: ReadAhead | None, table: str, key: Key) -> Key:
+    """``key``, no longer read ahead: the caller is about to write its item."""
+    if read_ahead is not None:
+        read_ahead.forget(table, key)
+    return key

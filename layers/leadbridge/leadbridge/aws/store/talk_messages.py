@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from leadbridge.aws.store.dynamo import dynamodb_client, from_item, to_item
-from leadbridge.aws.store.read_ahead import NOT_READ_AHEAD, NotReadAhead, ReadAhead
+from leadbridge.aws.store.read_ahead import ReadAhead, read_item, written
 
 MAX_MESSAGES = 60  # the chat's first words are what a request needs
 MAX_BYTES = 200_000  # the messages' JSON, UTF-8: with the key and the counters, half of an item's 400 KB
@@ -41,9 +41,7 @@ class DynamoTalkMessages:
 
     def add(self, account: str, talk_id: str, message: dict[str, Any]) -> None:
         size = len(json.dumps(message, ensure_ascii=False, default=str).encode())
-        key = {"lead_key": {"S": messages_key(account, talk_id)}}
-        if self.read_ahead is not None:
-            self.read_ahead.forget(self.table_name, key)
+        key = written(self.read_ahead, self.table_name, {"lead_key": {"S": messages_key(account, talk_id)}})
         expires = int(time.time()) + self.retention_seconds
         try:
             dynamodb_client().update_item(
@@ -84,11 +82,7 @@ class DynamoTalkMessages:
             )
 
     def get(self, account: str, talk_id: str) -> list[dict[str, Any]]:
-        key = {"lead_key": {"S": messages_key(account, talk_id)}}
-        found = self.read_ahead.take(self.table_name, key) if self.read_ahead is not None else NOT_READ_AHEAD
-        if isinstance(found, NotReadAhead):
-            found = dynamodb_client().get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
-        item = found
+        item = read_item(self.read_ahead, self.table_name, {"lead_key": {"S": messages_key(account, talk_id)}})
         if not item:
             return []
         stored = from_item(item)

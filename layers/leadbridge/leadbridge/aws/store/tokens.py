@@ -17,7 +17,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from leadbridge.aws.store.dynamo import dynamodb_client, from_item, to_item, to_value
-from leadbridge.aws.store.read_ahead import NotReadAhead, ReadAhead
+from leadbridge.aws.store.read_ahead import ReadAhead, read_item, written
 
 TOKEN_PK_PREFIX = "TOKEN#"  # noqa: S105 - a key prefix, not a secret
 TOKEN_SK = "TOKEN"  # noqa: S105 - a sort key, not a secret
@@ -78,18 +78,11 @@ class DynamoTokens:
         self.read_ahead = read_ahead
 
     def _written(self, integration_id: str) -> dict[str, Any]:
-        """The token item's key, no longer read ahead: this store is about to write it."""
-        if self.read_ahead is not None:
-            self.read_ahead.forget(self.table_name, token_key(integration_id))
-        return token_key(integration_id)
+        return written(self.read_ahead, self.table_name, token_key(integration_id))
 
     def read(self, integration_id: str) -> StoredToken | None:
-        if self.read_ahead is not None:
-            found = self.read_ahead.take(self.table_name, token_key(integration_id))
-            if not isinstance(found, NotReadAhead):
-                return _stored(from_item(found)) if found else None
-        item = dynamodb_client().get_item(TableName=self.table_name, Key=token_key(integration_id), ConsistentRead=True)
-        return _stored(from_item(item["Item"])) if "Item" in item else None
+        item = read_item(self.read_ahead, self.table_name, token_key(integration_id))
+        return _stored(from_item(item)) if item else None
 
     def save_new(self, integration_id: str, crm: str, tokens: TokenSet) -> None:
         """First connect (or re-connect): a new grant replaces whatever was there."""

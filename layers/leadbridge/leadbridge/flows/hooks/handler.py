@@ -12,6 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from leadbridge.aws.apigw import body_bytes, json_response, path_param
 from leadbridge.flows.hooks.intake import HookResult
+from leadbridge.http.ratelimit import OncePer
 
 Accept = Callable[[str, str, bytes], HookResult]
 UNRECORDED = frozenset({"unknown_integration", "body_too_large"})  # no integration to tell, or not read at all
@@ -32,31 +33,18 @@ class SparseOutcomes:
 
     def __init__(self, inner: HookOutcomes, every_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic):
         self.inner = inner
-        self.every_seconds = every_seconds
-        self.clock = clock
-        self._taken_at: dict[str, float] = {}
-        self._refused_at: dict[str, float] = {}
+        self._taken = OncePer(every_seconds, clock)
+        self._refused = OncePer(every_seconds, clock)
 
     def record_hook(self, integration_id: str, reason: str | None, ignored: Mapping[str, int]) -> None:
-        now = self.clock()
         # A storm's refusals: the status needs the fact, the metric counts them.
-        if reason in SPARSE_REFUSALS and not self._due(self._refused_at, integration_id, now):
+        if reason in SPARSE_REFUSALS and not self._refused.due(integration_id):
             return
         if reason is not None:
-            self._taken_at.pop(integration_id, None)
-        elif not ignored and not self._due(self._taken_at, integration_id, now):
+            self._taken.forget(integration_id)
+        elif not ignored and not self._taken.due(integration_id):
             return
         self.inner.record_hook(integration_id, reason, ignored)
-
-    def _due(self, written_at: dict[str, float], integration_id: str, now: float) -> bool:
-        """Whether the integration's last such write is ``every_seconds`` old (then this one is stamped)."""
-        last = written_at.get(integration_id)
-        if last is not None and now - last < self.every_seconds:
-            return False
-        if len(written_at) > 10_000:
-            written_at.clear()
-        written_at[integration_id] = now
-        return True
 
 
 def handle_hook(

@@ -293,7 +293,7 @@ class LeadWorker:
             return "kept"
         key = message.lead_key
         lead_id = lead_id_for(key)
-        self._send_pending([key])
+        self._send_pending(key)
         claim = self.ledger.claim(key, lead_id, integration.integration_id, message.source)
         if isinstance(claim, AlreadyFinal):
             again = enricher.follow_up(message, claim.entry)
@@ -363,35 +363,33 @@ class LeadWorker:
         events whose lead did not go out or was not recorded, with the reason: a lead not sent has its claims
         released, so its event, tried again, builds it at once (the deduplication id drops a send that did go out
         unseen). After this, leads are sent one at a time until the next batch."""
-        failed = [*self._failed_sends, *self._send_ready()]
-        self._outbox, self._failed_sends = None, []
+        self._send_ready()
+        failed, self._failed_sends, self._outbox = self._failed_sends, [], None
         return failed
 
-    def _send_ready(self) -> list[tuple[InboxMessage, str]]:
-        ready, self._outbox = self._outbox or [], None
+    def _send_ready(self) -> None:
+        """Send the outbox now; the events whose lead did not go out (or was not recorded) join ``_failed_sends``."""
+        ready, self._outbox = self._outbox or [], []
         if not ready:
-            return []
+            return
         sent = self.leads.publish_many(
             [OutgoingLead(r.lead.model_dump_json(), r.lead.lead_id, r.integration.integration_id) for r in ready]
         )
-        failed: list[tuple[InboxMessage, str]] = []
         for each, message_id in zip(ready, sent, strict=True):
             try:
                 if message_id is None:
                     self._release(each.keys)
-                    failed.append((each.message, "leads_queue_unavailable"))
+                    self._failed_sends.append((each.message, "leads_queue_unavailable"))
                     continue
                 self._emitted(each, message_id)
             except (BotoCoreError, ClientError) as exc:  # out, but not recorded: the claim's lease decides
-                failed.append((each.message, f"aws_unavailable: {type(exc).__name__}"))
-        return failed
+                self._failed_sends.append((each.message, f"aws_unavailable: {type(exc).__name__}"))
 
-    def _send_pending(self, keys: list[str]) -> None:
+    def _send_pending(self, key: str) -> None:
         """An event about a conversation whose lead waits in the batch's outbox: send the outbox first, so the
         event finds the conversation emitted (as it would have, one event at a time)."""
-        if self._outbox and any(key in r.keys for r in self._outbox for key in keys):
-            self._failed_sends.extend(self._send_ready())
-            self._outbox = []
+        if self._outbox and any(key in r.keys for r in self._outbox):
+            self._send_ready()
 
     def _emitted(self, ready: ReadyLead, message_id: str) -> None:
         result, integration, lead = ready.result, ready.integration, ready.lead
@@ -436,7 +434,7 @@ class LeadWorker:
         emitted it (this event is then a duplicate, recorded as such)."""
         claimed: list[str] = []
         for other in sorted(set(others) - {message.lead_key}):  # one order everywhere: no two workers cross
-            self._send_pending([other])
+            self._send_pending(other)
             result = self.ledger.claim(other, lead_id_for(other), integration.integration_id, message.source)
             if isinstance(result, Claimed):
                 claimed.append(other)
