@@ -8,6 +8,8 @@ import time
 from collections import Counter
 
 from leadbridge.aws.request_count import requests_so_far
+from leadbridge.aws.store.batch_reads import BatchReads
+from leadbridge.aws.store.ledger import DynamoLedger
 from leadbridge.aws.store.read_ahead import NOT_READ_AHEAD, ReadAhead
 from leadbridge.aws.store.tokens import DynamoTokens, TokenSet, token_key
 from leadbridge.composition import refreshers
@@ -92,3 +94,35 @@ def test_a_batch_keeps_its_token_until_the_crm_refuses_it_and_never_past_its_end
     newest = TokenSet("access-newest", stored.tokens.refresh_token, int(time.time()) + 3600, None, stored.tokens.extra)
     elsewhere.save_new(integration.integration_id, integration.crm, newest)
     assert provider.get(integration).value == "access-newest"  # outside a batch every get reads the table
+
+
+def test_claiming_keys_together_needs_the_item_as_the_batch_read_it(runner: LocalRunner) -> None:
+    """One write claims a conversation and its other keys, and its entry is the one a read would show; a key that
+    changed since the batch's read, or another key already final, refuses the whole write (nothing claimed)."""
+    ledger = DynamoLedger(runner.stack.ref("LeadLedgerTable"), retention_days=30)
+    table = runner.stack.ref("LeadLedgerTable")
+    own, session = "claim-together:lead:1", "claim-together:session:1"
+    ledger.claim(own, "L1", "i-1", "webhook", now=1_000)
+    ledger.finish(own, "waiting", last_error="open-lines activity not written yet")
+    seen = BatchReads(ReadAhead(), runner.stack.ref("IntegrationsTable"), table).read([own, session], [])
+    assert set(seen) == {own}  # the session has no item yet
+    assert seen[own].attempts == 1 and seen[own].state == "waiting"
+
+    claimed = ledger.claim_together(own, [(session, "S1")], "L1", "i-1", "webhook", seen[own], now=2_000)
+    assert claimed is not None
+    assert claimed.entry == ledger.get(own)  # known without reading it back
+    assert (claimed.entry.attempts, claimed.entry.first_seen_at, claimed.entry.state) == (2, 1_000, "in_progress")
+    assert getattr(ledger.get(session), "state", None) == "in_progress"
+
+    ledger.finish_all([own, session], "failed", last_error="released")
+    stale = seen[own]  # attempts 1; the item says 2 now
+    assert ledger.claim_together(own, [(session, "S1")], "L1", "i-1", "webhook", stale, now=3_000) is None
+    fresh = ledger.get(own)
+    assert fresh is not None and (fresh.state, fresh.attempts) == ("failed", 2)  # untouched
+
+    ledger.finish(session, "emitted")  # another event emitted the conversation meanwhile
+    assert ledger.claim_together(own, [(session, "S1")], "L1", "i-1", "webhook", fresh, now=3_000) is None
+    after = ledger.get(own)
+    assert after is not None and (after.state, after.attempts) == ("failed", 2)
+    assert ledger.claim_together("claim-together:lead:2", [], "L2", "i-1", "webhook", None, now=3_000) is not None
+    assert ledger.claim_together("claim-together:lead:2", [], "L2", "i-1", "webhook", None, now=3_000) is None

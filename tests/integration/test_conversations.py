@@ -83,6 +83,35 @@ def leads_of_key(integration_id: str, member: str, lead: int) -> str:
 
     return lead_id_for(f"bitrix24:{member}:lead:{lead}")
 
+CLAIM = "SET ledger_state = :busy"  # the ledger's claim, alone or in a transaction
+
+
+def test_a_lead_and_its_deal_in_one_batch_are_one_conversation_claimed_in_one_write(runner: LocalRunner) -> None:
+    """The deal's event, read in the batch, names the lead it came from and the open-lines session: all three keys
+    are claimed in one write; the lead's event in the same batch finds the conversation emitted."""
+    integration, secret, member, token = new_bitrix_integration(runner)
+    domain = integration.crm_domain
+    runner.bitrix24.add_open_lines_lead(domain, 7_301)
+    convert(runner, domain, 7_301, 9_301)
+    url = f"/hooks/bitrix24/{integration.integration_id}/{secret}"
+    app = runner.stack.moto.app
+    app.watched[CLAIM] = 0
+    try:
+        for event, entity_id in (("ONCRMDEALADD", 9_301), ("ONCRMLEADADD", 7_301)):
+            fields = bitrix_fields(integration, member, token, entity_id) | {"event": event}
+            body = sample_body("bitrix_hook", "lead_telegram_without_session.json", **fields)
+            assert runner.post(url, body).status_code == 200
+        runner.drain(timeout=60)
+        claims = app.watched[CLAIM]
+    finally:
+        app.watched.pop(CLAIM, None)
+    leads = leads_of(runner, integration.integration_id)
+    assert [lead["source_entity"] for lead in leads] == [{"type": "deal", "id": "9301"}]
+    assert leads[0]["lead_id"] == leads_of_key(integration_id=integration.integration_id, member=member, lead=7_301)
+    # One write for the deal's three keys, one for the lead's event (refused: emitted); one at a time would be four.
+    assert claims == 2
+
+
 
 def test_a_deal_an_open_line_created_directly_is_its_own_conversation(runner: LocalRunner) -> None:
     integration, secret, member, token = new_bitrix_integration(runner)

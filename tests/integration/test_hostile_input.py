@@ -328,6 +328,9 @@ def test_an_unexpected_error_fails_the_event_at_once_with_its_type(runner: Local
         def prepare(self, batch: Any) -> None:
             real.prepare(batch)
 
+        def other_keys(self, message: Any) -> tuple[str, ...]:
+            return real.other_keys(message)
+
         def build(self, message: Any, integration: Any, entry: Any) -> Any:
             if message.entity_id == "1101":
                 raise KeyError("a value that must not reach the logs: +79161234567")

@@ -187,6 +187,9 @@ class AnswersEnricher:
 
     def prepare(self, batch: Any) -> None: ...
 
+    def other_keys(self, message: InboxMessage) -> tuple[str, ...]:
+        return ()
+
     def build(self, message: InboxMessage, integration: Integration, entry: LedgerEntry) -> Emission | Skip:
         built = build_talk_lead(message, integration, AnsweringClient(self.lead, self.contact, {}))
         return Emission(lead=built.lead)

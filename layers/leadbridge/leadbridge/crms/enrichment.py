@@ -52,6 +52,11 @@ class Enricher(Protocol):
 
     def build(self, message: InboxMessage, integration: Integration, entry: LedgerEntry) -> Emission | Skip: ...
 
+    def other_keys(self, message: InboxMessage) -> tuple[str, ...]:
+        """The conversation's other ledger keys (``Emission.also_claims``) as far as ``prepare``'s reads already
+        show them, so they are claimed in the same write as the event's own; () when they are known only later."""
+        ...
+
     def follow_up(self, message: InboxMessage, finished: LedgerEntry) -> InboxMessage | None:
         """A later event of a finished conversation that starts a new one (else None: a duplicate)."""
         ...

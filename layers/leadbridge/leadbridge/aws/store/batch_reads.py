@@ -1,12 +1,12 @@
-"""What every worker batch reads first, in one request: its conversations' ledger states (a duplicate of a
-finished one needs nothing more) and, for each integration in it, the settings, the status (its connection state)
+"""What every worker batch reads first, in one request: its conversations' ledger entries (a duplicate of a
+finished one needs nothing more; an open one can be claimed with its other keys in one write) and, for each integration in it, the settings, the status (its connection state)
 and the token that its events would each read on their own (``store/read_ahead.py``)."""
 
 from __future__ import annotations
 
 from leadbridge.aws.store.dynamo import batch_get
 from leadbridge.aws.store.integrations import settings_key, status_key
-from leadbridge.aws.store.ledger import FINAL_STATES, STATE_PROJECTION, states_of
+from leadbridge.aws.store.ledger import ENTRY_PROJECTION, LedgerEntry, entries_of
 from leadbridge.aws.store.read_ahead import ReadAhead
 from leadbridge.aws.store.tokens import token_key
 
@@ -17,15 +17,14 @@ class BatchReads:
         self.integrations_table = integrations_table
         self.ledger_table = ledger_table
 
-    def read(self, lead_keys: list[str], integration_ids: list[str]) -> set[str]:
-        """Read ahead the integrations' items; return which of ``lead_keys`` are final (emitted or skipped)."""
+    def read(self, lead_keys: list[str], integration_ids: list[str]) -> dict[str, LedgerEntry]:
+        """Read ahead the integrations' items; return the ledger entries of ``lead_keys`` that exist."""
         ledger_keys = [{"lead_key": {"S": key}} for key in lead_keys]
         per_integration = [key(each) for each in integration_ids for key in (settings_key, status_key, token_key)]
         wanted = {self.ledger_table: ledger_keys, self.integrations_table: per_integration}
-        found = batch_get(wanted, {self.ledger_table: STATE_PROJECTION})
+        found = batch_get(wanted, {self.ledger_table: ENTRY_PROJECTION})
         self.read_ahead.hold({self.integrations_table: per_integration}, found)  # the ledger reads its own
-        states = states_of(found[self.ledger_table])
-        return {key for key, state in states.items() if state in FINAL_STATES}
+        return entries_of(found[self.ledger_table])
 
     def end_batch(self) -> None:
         self.read_ahead.clear()

@@ -8,7 +8,7 @@ finish; the next one may claim it), ``parked`` (waiting for a person: re-authori
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
@@ -57,41 +57,45 @@ class DynamoLedger:
         self.table_name = table_name
         self.retention_seconds = retention_days * 86400
 
+    def _claim_update(self, lead_key: str, lead_id: str, integration_id: str, source: str, now: int) -> dict[str, Any]:
+        """The conditional write that claims a conversation: it is new, or its last attempt did not finish."""
+        return {
+            "TableName": self.table_name,
+            "Key": {"lead_key": {"S": lead_key}},
+            "UpdateExpression": (
+                "SET ledger_state = :busy, lease_until = :lease, lead_id = :lid, integration_id = :iid, "
+                "first_seen_at = if_not_exists(first_seen_at, :now), first_source = if_not_exists(first_source, :src), "
+                "last_attempt_at = :now, #ttl = :exp ADD attempts :one"
+            ),
+            "ConditionExpression": (
+                "(attribute_not_exists(lead_key) OR ledger_state IN (:waiting, :failed, :parked) "
+                "OR (ledger_state = :busy AND lease_until < :now))"
+            ),
+            "ExpressionAttributeNames": {"#ttl": "ttl"},  # a reserved word; the table's TTL attribute
+            "ExpressionAttributeValues": to_item(
+                {
+                    ":busy": "in_progress",
+                    ":waiting": "waiting",
+                    ":failed": "failed",
+                    ":parked": "parked",
+                    ":lease": now + CLAIM_LEASE_SECONDS,
+                    ":lid": lead_id,
+                    ":iid": integration_id,
+                    ":now": now,
+                    ":src": source,
+                    ":exp": now + self.retention_seconds,
+                    ":one": 1,
+                }
+            ),
+        }
+
     def claim(
         self, lead_key: str, lead_id: str, integration_id: str, source: str, now: int | None = None
     ) -> ClaimResult:
         now = int(now if now is not None else time.time())
         try:
-            response = dynamodb_client().update_item(
-                TableName=self.table_name,
-                Key={"lead_key": {"S": lead_key}},
-                UpdateExpression=(
-                    "SET ledger_state = :busy, lease_until = :lease, lead_id = :lid, integration_id = :iid, "
-                    "first_seen_at = if_not_exists(first_seen_at, :now), first_source = if_not_exists(first_source, :src), "
-                    "last_attempt_at = :now, #ttl = :exp ADD attempts :one"
-                ),
-                ConditionExpression=(
-                    "attribute_not_exists(lead_key) OR ledger_state IN (:waiting, :failed, :parked) "
-                    "OR (ledger_state = :busy AND lease_until < :now)"
-                ),
-                ExpressionAttributeNames={"#ttl": "ttl"},  # a reserved word; the table's TTL attribute
-                ExpressionAttributeValues=to_item(
-                    {
-                        ":busy": "in_progress",
-                        ":waiting": "waiting",
-                        ":failed": "failed",
-                        ":parked": "parked",
-                        ":lease": now + CLAIM_LEASE_SECONDS,
-                        ":lid": lead_id,
-                        ":iid": integration_id,
-                        ":now": now,
-                        ":src": source,
-                        ":exp": now + self.retention_seconds,
-                        ":one": 1,
-                    }
-                ),
-                ReturnValues="ALL_NEW",
-            )
+            update = self._claim_update(lead_key, lead_id, integration_id, source, now)
+            response = dynamodb_client().update_item(**update, ReturnValues="ALL_NEW")
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
@@ -102,6 +106,41 @@ class DynamoLedger:
                 return AlreadyFinal(current)
             return HeldElsewhere(lease_until=int(self._raw(lead_key).get("lease_until", now)))
         return Claimed(_entry(from_item(response["Attributes"])))
+
+    def claim_together(
+        self,
+        lead_key: str,
+        others: list[tuple[str, str]],
+        lead_id: str,
+        integration_id: str,
+        source: str,
+        seen: LedgerEntry | None,
+        now: int | None = None,
+    ) -> Claimed | None:
+        """Claim a conversation and its other keys (``others``: key, lead id) in one request, when the batch's read
+        already showed them (``seen``: the conversation's item as read then, None when there was none). The claim
+        also requires the item to be as it was read (the same ``attempts``, which every claim adds to), so the entry
+        it returns is known without reading it back. None when any key is not claimable or changed since: the caller
+        claims one key at a time instead, which says why."""
+        now = int(now if now is not None else time.time())
+        own = self._claim_update(lead_key, lead_id, integration_id, source, now)
+        if seen is None:
+            own["ConditionExpression"] = "attribute_not_exists(lead_key)"
+        elif seen.attempts:
+            own["ConditionExpression"] += " AND attempts = :seen"
+            own["ExpressionAttributeValues"][":seen"] = {"N": str(seen.attempts)}
+        else:
+            own["ConditionExpression"] += " AND attribute_not_exists(attempts)"
+        items = [own] + [self._claim_update(key, lid, integration_id, source, now) for key, lid in others]
+        try:
+            dynamodb_client().transact_write_items(TransactItems=[{"Update": item} for item in items])  # type: ignore[typeddict-item]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            return None
+        before = seen or LedgerEntry(lead_key=lead_key, state="in_progress", attempts=0, first_seen_at=now)
+        claimed = replace(before, state="in_progress", attempts=before.attempts + 1, lead_id=lead_id)
+        return Claimed(replace(claimed, first_seen_at=claimed.first_seen_at or now))  # as if_not_exists sets it
 
     def finish(self, lead_key: str, state: LedgerState, **fields: Any) -> None:
         """Record the outcome of the attempt that holds the claim."""
@@ -178,6 +217,15 @@ class DynamoLedger:
 
 
 STATE_PROJECTION = "lead_key, ledger_state"
+# What a claim's entry holds (``LedgerEntry``), for a batch's read ahead of its claims.
+ENTRY_PROJECTION = (
+    "lead_key, ledger_state, attempts, first_seen_at, lead_id, last_error, note_state, crm_lead_id, crm_lead_created_at"
+)
+
+
+def entries_of(items: list[dict[str, Any]]) -> dict[str, LedgerEntry]:
+    """lead key -> entry, of ledger items as DynamoDB types them (read with ``ENTRY_PROJECTION``)."""
+    return {entry.lead_key: entry for entry in (_entry(from_item(item)) for item in items)}
 
 
 def states_of(items: list[dict[str, Any]]) -> dict[str, str]:

@@ -322,6 +322,10 @@ class AmoEnricher:
             ]
         )
 
+    def other_keys(self, message: InboxMessage) -> tuple[str, ...]:
+        """A talk's other key (its site chat, the talk a trigger's lead came from) is known once it is built."""
+        return ()
+
     def finish_batch(self) -> list[tuple[str, str]]:
         """Write the batch's notes, one request per account; (lead key, note state) for the ledger."""
         states: list[tuple[str, str]] = []

@@ -86,6 +86,15 @@ def conversation_keys(message: InboxMessage, entity: dict[str, Any], activity: d
     return keys
 
 
+def known_other_keys(message: InboxMessage, batch: BatchResult, prefix: str) -> tuple[str, ...]:
+    """The conversation's other ledger keys as a ``batch`` read of its event shows them (() without its entity)."""
+    entity = _result(batch, f"{prefix}e")
+    if not isinstance(entity, dict):
+        return ()
+    keys = conversation_keys(message, entity, _activity(batch, prefix))
+    return tuple(k for k in keys if k != message.lead_key)
+
+
 def commands(message: InboxMessage, prefix: str) -> dict[str, str]:
     entity, entity_id = message.entity_type, message.entity_id
     owner = OWNER_TYPE[entity]

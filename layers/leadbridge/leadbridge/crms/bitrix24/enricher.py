@@ -20,6 +20,7 @@ from leadbridge.crms.bitrix24.enrich import (
     NotFromOpenLines,
     build_bitrix_lead,
     commands,
+    known_other_keys,
 )
 from leadbridge.crms.enrichment import Emission, NotReadyYet, Skip
 from leadbridge.crms.token_provider import TokenProvider
@@ -123,6 +124,12 @@ class BitrixEnricher:
         if not built.connector_known:
             facts.append("unknown_connector")
         return Emission(lead=built.lead, notes=tuple(facts), also_claims=built.also_claims)
+
+    def other_keys(self, message: InboxMessage) -> tuple[str, ...]:
+        prefetched = self._prefetched.get(message.lead_key)
+        if prefetched is None or message.entity_type not in {"lead", "deal"}:
+            return ()
+        return known_other_keys(message, *prefetched)
 
     def finish_batch(self) -> list[tuple[str, str]]:
         return []

@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from leadbridge.aws.queues import InboxMessage, OutgoingLead
 from leadbridge.aws.store.integrations import Outcome
-from leadbridge.aws.store.ledger import AlreadyFinal, Claimed, HeldElsewhere, LedgerState
+from leadbridge.aws.store.ledger import FINAL_STATES, AlreadyFinal, Claimed, HeldElsewhere, LedgerEntry, LedgerState
 from leadbridge.contract.integration import Integration
 from leadbridge.contract.lead import Backfill, NormalizedLead, fit_for_queue, lead_id_for
 from leadbridge.crms.enrichment import Emission, Enricher, NotReadyYet, PoisonEvent, RetryLater, Skip
@@ -56,6 +56,17 @@ class Ledger(Protocol):
     def claim(
         self, lead_key: str, lead_id: str, integration_id: str, source: str, now: int | None = None
     ) -> Claimed | AlreadyFinal | HeldElsewhere: ...
+
+    def claim_together(
+        self,
+        lead_key: str,
+        others: list[tuple[str, str]],
+        lead_id: str,
+        integration_id: str,
+        source: str,
+        seen: LedgerEntry | None,
+        now: int | None = None,
+    ) -> Claimed | None: ...
 
     def finish(self, lead_key: str, state: LedgerState, **fields: object) -> None: ...
 
@@ -89,8 +100,8 @@ class StatusRecorder(Protocol):
 
 
 class BatchReads(Protocol):
-    def read(self, lead_keys: list[str], integration_ids: list[str]) -> set[str]:
-        """Read ahead what the batch's integrations will need; which of ``lead_keys`` are final."""
+    def read(self, lead_keys: list[str], integration_ids: list[str]) -> dict[str, LedgerEntry]:
+        """Read ahead what the batch's integrations will need; the ledger entries of ``lead_keys`` that exist."""
         ...
 
     def end_batch(self) -> None: ...
@@ -172,17 +183,21 @@ class LeadWorker:
         self._outbox: list[ReadyLead] | None = None  # a batch's leads, sent together; None: each sent at once
         self._failed_sends: list[tuple[InboxMessage, str]] = []
         self._handling: InboxMessage | None = None
+        self._seen: dict[str, LedgerEntry | None] = {}  # the batch's ledger read: key -> entry (None: no item)
+        self._held: dict[str, list[str]] = {}  # key -> the other keys claimed in the same write as it
 
     def prepare(self, messages: list[InboxMessage]) -> None:
         """Let each CRM's enricher read what the batch's open conversations need, in as few requests as it can
         (duplicates of finished conversations, amoCRM's update_talk storms, need nothing)."""
         for scoped in self.batch_scoped:
             scoped.begin_batch()
-        self._outbox, self._failed_sends = [], []
+        self._outbox, self._failed_sends, self._seen = [], [], {}
         keys = [m.lead_key for m in messages]
         try:
             if self.reads is not None:
-                finished = self.reads.read(keys, sorted({m.integration_id for m in messages}))
+                entries = self.reads.read(keys, sorted({m.integration_id for m in messages}))
+                finished = {key for key, entry in entries.items() if entry.state in FINAL_STATES}
+                self._seen = {key: entries.get(key) for key in keys}
             else:
                 finished = self.ledger.finished(keys)
         except (BotoCoreError, ClientError):
@@ -223,6 +238,7 @@ class LeadWorker:
 
     def handle(self, message: InboxMessage, receive_count: int = 1) -> WorkOutcome:
         self._handling = message  # the record's own event, whatever follow-up it turns into
+        self._held = {}
         try:
             return self._handle(message, receive_count)
         except (RetryLater, PoisonEvent):
@@ -270,7 +286,7 @@ class LeadWorker:
         logger.error("unexpected error", extra={"error": type(exc).__name__, "where": where, "crm": message.crm})
         self.count("EventsFailedUnexpectedly")
         try:
-            self.ledger.finish(message.lead_key, "failed", last_error=reason)
+            self._finish(message.lead_key, "failed", last_error=reason)
             self.status.record_outcome(message.integration_id, "failed", reason)
         except (BotoCoreError, ClientError):  # the DLQ message still carries the reason
             logger.warning("could not record the failure", extra={"error": type(exc).__name__})
@@ -293,8 +309,7 @@ class LeadWorker:
             return "kept"
         key = message.lead_key
         lead_id = lead_id_for(key)
-        self._send_pending(key)
-        claim = self.ledger.claim(key, lead_id, integration.integration_id, message.source)
+        claim = self._claim(message, integration, enricher, lead_id)
         if isinstance(claim, AlreadyFinal):
             again = enricher.follow_up(message, claim.entry)
             if again is not None and again.lead_key != key:
@@ -329,15 +344,15 @@ class LeadWorker:
             self._retry(key, integration, f"crm_unavailable: {exc}", int(backoff_seconds(receive_count, 5, 300)))
         except (BadRequest, BadResponse) as exc:
             reason = f"{'bad_response' if isinstance(exc, BadResponse) else 'bad_request'}: {exc}"
-            self.ledger.finish(key, "failed", last_error=reason)
+            self._finish(key, "failed", last_error=reason)
             self.status.record_outcome(integration.integration_id, "failed", reason)
             raise PoisonEvent(reason) from exc
         except NotReadyYet as exc:
-            self.ledger.finish(key, "waiting", last_error=exc.reason)
+            self._finish(key, "waiting", last_error=exc.reason)
             raise RetryLater(exc.reason, exc.delay_seconds) from exc
 
         if isinstance(result, Skip):
-            self.ledger.finish(key, "skipped", skip_reason=result.reason)
+            self._finish(key, "skipped", skip_reason=result.reason)
             self.status.record_outcome(integration.integration_id, "skipped")
             self.count("LeadsSkipped")
             return "skipped"
@@ -429,11 +444,47 @@ class LeadWorker:
                 logger.warning("emitted not recorded yet", extra={"error": type(exc).__name__})
                 self.sleep(pause)
 
+    def _claim(
+        self, message: InboxMessage, integration: Integration, enricher: Enricher, lead_id: str
+    ) -> Claimed | AlreadyFinal | HeldElsewhere:
+        """Claim the event's conversation. When the batch's reads already show its other keys (a Bitrix24 lead's
+        open-lines session) and its ledger item, all are claimed in one write; otherwise (or when that write is
+        refused) the event's own key alone, and the others once the lead is built (``_join``)."""
+        key = message.lead_key
+        others = sorted(set(enricher.other_keys(message)) - {key}) if key in self._seen else []
+        for each in (key, *others):
+            self._send_pending(each)
+        if others:
+            together = self.ledger.claim_together(
+                key,
+                [(other, lead_id_for(other)) for other in others],
+                lead_id,
+                integration.integration_id,
+                message.source,
+                self._seen.pop(key),  # once: this batch may change the item after
+            )
+            if together is not None:
+                self._held[key] = others
+                return together
+        return self.ledger.claim(key, lead_id, integration.integration_id, message.source)
+
+    def _finish(self, key: str, state: LedgerState, **fields: object) -> None:
+        """An attempt that ends without a lead: the other keys claimed with the event's own are let go with it (in
+        the same write; a skip, final for the event's key, leaves them claimable)."""
+        others = self._held.pop(key, [])
+        if state in FINAL_STATES and others:
+            self.ledger.finish(key, state, **fields)
+            self._release(others)
+            return
+        self.ledger.finish_all([key, *others], state, **fields)
+
     def _join(self, message: InboxMessage, integration: Integration, others: tuple[str, ...]) -> list[str] | None:
         """Claim the conversation's other keys: the claimed ones, or None when another entity's event already
         emitted it (this event is then a duplicate, recorded as such)."""
-        claimed: list[str] = []
-        for other in sorted(set(others) - {message.lead_key}):  # one order everywhere: no two workers cross
+        held = self._held.pop(message.lead_key, [])
+        self._release([key for key in held if key not in others])
+        claimed = [key for key in held if key in others]
+        for other in sorted(set(others) - {message.lead_key, *claimed}):  # one order everywhere: no two workers cross
             self._send_pending(other)
             result = self.ledger.claim(other, lead_id_for(other), integration.integration_id, message.source)
             if isinstance(result, Claimed):
@@ -452,14 +503,14 @@ class LeadWorker:
             self.ledger.finish(key, "failed", last_error="released: the event that claimed it did not finish")
 
     def _park(self, message: InboxMessage, integration: Integration, reason: str, decided_at: float) -> WorkOutcome:
-        self.ledger.finish(message.lead_key, "parked", last_error=reason)
+        self._finish(message.lead_key, "parked", last_error=reason)
         self.status.record_outcome(integration.integration_id, "parked", reason)
         self.count("EventsParked")
         self.parking.park(message, reason, decided_at)
         return "parked"
 
     def _retry(self, key: str, integration: Integration, reason: str, delay: int) -> None:
-        self.ledger.finish(key, "failed", last_error=reason)
+        self._finish(key, "failed", last_error=reason)
         self.status.record_outcome(integration.integration_id, "failed", reason)
         raise RetryLater(reason, delay)
 
