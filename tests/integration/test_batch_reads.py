@@ -106,7 +106,7 @@ def test_claiming_keys_together_needs_the_item_as_the_batch_read_it(runner: Loca
     ledger.finish(own, "waiting", last_error="open-lines activity not written yet")
     seen = BatchReads(ReadAhead(), runner.stack.ref("IntegrationsTable"), table).read([own, session], [])
     assert set(seen) == {own}  # the session has no item yet
-    assert seen[own].attempts == 1 and seen[own].state == "waiting"
+    assert (seen[own].attempts, seen[own].state) == (1, "waiting")
 
     claimed = ledger.claim_together(own, [(session, "S1")], "L1", "i-1", "webhook", seen[own], now=2_000)
     assert claimed is not None
@@ -118,11 +118,13 @@ def test_claiming_keys_together_needs_the_item_as_the_batch_read_it(runner: Loca
     stale = seen[own]  # attempts 1; the item says 2 now
     assert ledger.claim_together(own, [(session, "S1")], "L1", "i-1", "webhook", stale, now=3_000) is None
     fresh = ledger.get(own)
-    assert fresh is not None and (fresh.state, fresh.attempts) == ("failed", 2)  # untouched
+    assert fresh is not None
+    assert (fresh.state, fresh.attempts) == ("failed", 2)  # untouched
 
     ledger.finish(session, "emitted")  # another event emitted the conversation meanwhile
     assert ledger.claim_together(own, [(session, "S1")], "L1", "i-1", "webhook", fresh, now=3_000) is None
     after = ledger.get(own)
-    assert after is not None and (after.state, after.attempts) == ("failed", 2)
+    assert after is not None
+    assert (after.state, after.attempts) == ("failed", 2)
     assert ledger.claim_together("claim-together:lead:2", [], "L2", "i-1", "webhook", None, now=3_000) is not None
     assert ledger.claim_together("claim-together:lead:2", [], "L2", "i-1", "webhook", None, now=3_000) is None

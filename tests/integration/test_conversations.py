@@ -83,6 +83,7 @@ def leads_of_key(integration_id: str, member: str, lead: int) -> str:
 
     return lead_id_for(f"bitrix24:{member}:lead:{lead}")
 
+
 CLAIM = "SET ledger_state = :busy"  # the ledger's claim, alone or in a transaction
 
 
@@ -110,7 +111,6 @@ def test_a_lead_and_its_deal_in_one_batch_are_one_conversation_claimed_in_one_wr
     assert leads[0]["lead_id"] == leads_of_key(integration_id=integration.integration_id, member=member, lead=7_301)
     # One write for the deal's three keys, one for the lead's event (refused: emitted); one at a time would be four.
     assert claims == 2
-
 
 
 def test_a_deal_an_open_line_created_directly_is_its_own_conversation(runner: LocalRunner) -> None:

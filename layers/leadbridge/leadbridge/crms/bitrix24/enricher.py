@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Protocol
 
 from aws_lambda_powertools import Logger
@@ -22,7 +24,7 @@ from leadbridge.crms.bitrix24.enrich import (
     commands,
     known_other_keys,
 )
-from leadbridge.crms.enrichment import Emission, NotReadyYet, Skip
+from leadbridge.crms.enrichment import Emission, NotReadyYet, Skip, overlapped
 from leadbridge.crms.token_provider import TokenProvider
 from leadbridge.http.ratelimit import Budgets, backoff_seconds
 
@@ -53,6 +55,7 @@ class BitrixEnricher:
         self._prefetched: dict[str, tuple[BatchResult, str]] = {}
         self._moved: dict[str, str] = {}  # integration id -> the portal's new domain, learnt in this process
         self.requests_made = 0
+        self._counting = threading.Lock()
 
     def client(self, integration: Integration) -> BitrixClient:
         moved = self._moved.get(integration.integration_id)
@@ -64,7 +67,8 @@ class BitrixEnricher:
         try:
             return client.batch(cmd)
         finally:
-            self.requests_made += client.requests_made
+            with self._counting:  # portals are read at the same time (``overlapped``)
+                self.requests_made += client.requests_made
             if client.moved_to is not None:
                 self._portal_moved(client.integration, client.moved_to)
 
@@ -84,19 +88,23 @@ class BitrixEnricher:
         by_integration: dict[str, list[tuple[InboxMessage, Integration]]] = {}
         for message, integration in batch:
             by_integration.setdefault(integration.integration_id, []).append((message, integration))
-        for group in by_integration.values():
-            unique = list({m.lead_key: (m, i) for m, i in group}.values())
-            for start in range(0, len(unique), EVENTS_PER_BATCH):
-                chunk = unique[start : start + EVENTS_PER_BATCH]
-                cmd: dict[str, str] = {}
-                prefixes: dict[str, str] = {}
-                for index, (message, _) in enumerate(chunk):
-                    prefix = f"x{index}_"
-                    prefixes[message.lead_key] = prefix
-                    cmd.update(commands(message, prefix))
-                result = self._batch(self.client(chunk[0][1]), cmd)
-                for key, prefix in prefixes.items():
-                    self._prefetched[key] = (result, prefix)
+        overlapped([partial(self._prefetch, group) for group in by_integration.values()])
+
+    def _prefetch(self, group: list[tuple[InboxMessage, Integration]]) -> int:
+        """One portal's events, 12 to a ``batch`` call, one call after another (the portal's budget)."""
+        unique = list({m.lead_key: (m, i) for m, i in group}.values())
+        for start in range(0, len(unique), EVENTS_PER_BATCH):
+            chunk = unique[start : start + EVENTS_PER_BATCH]
+            cmd: dict[str, str] = {}
+            prefixes: dict[str, str] = {}
+            for index, (message, _) in enumerate(chunk):
+                prefix = f"x{index}_"
+                prefixes[message.lead_key] = prefix
+                cmd.update(commands(message, prefix))
+            result = self._batch(self.client(chunk[0][1]), cmd)
+            for key, prefix in prefixes.items():
+                self._prefetched[key] = (result, prefix)
+        return 0
 
     def build(self, message: InboxMessage, integration: Integration, entry: LedgerEntry) -> Emission | Skip:
         if message.entity_type not in {"lead", "deal"}:
