@@ -27,6 +27,7 @@ import boto3
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from moto.sqs import models as sqs_models
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from leadbridge_local.template import LOCAL_ACCOUNT, Resolver, load_template, resources_of_type
@@ -289,13 +290,14 @@ class SerializedApp:
                 body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
                 environ["wsgi.input"] = io.BytesIO(body)
             self.billed[operation] += billed_units(operation, body) if operation in BILLED_BY_CONTENT else 1
-            if sending:
-                return self._send(environ, body, start_response)
-            if inspected:
-                injected = self._injected(environ, body, start_response)
-                if injected is not None:
-                    return injected
-            return list(self.app(environ, start_response))
+            with _attributes_read_once(operation):
+                if sending:
+                    return self._send(environ, body, start_response)
+                if inspected:
+                    injected = self._injected(environ, body, start_response)
+                    if injected is not None:
+                        return injected
+                return list(self.app(environ, start_response))
 
     def _injected(self, environ: dict[str, Any], body: bytes, start_response: Callable[..., Any]) -> list[bytes] | None:
         """Count the watched texts; answer an injected throttle or fault instead of moto, if one applies."""
@@ -428,11 +430,88 @@ def _transactions_snapshot_their_items() -> None:
     dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
+def _fifo_deduplication_as_sqs_does() -> None:
+    """SQS FIFO accepts and drops a message whose deduplication id was sent in the last 5 minutes, in the scope the
+    queue names (``DeduplicationScope``: the queue, or the message group), whether or not the first one has been
+    received and deleted since. moto compares a new message with those still in the queue, one by one: kinder (a
+    send repeated after the first was deleted goes through) and slower with the queue's length (a batch send to a
+    leads queue holding a few thousand leads took 150 ms of the stack's one request at a time). Here each FIFO queue
+    keeps the ids it was sent, with when, and moto's own scan is skipped."""
+    original = sqs_models.Queue.add_message
+    if getattr(original, "deduplicates_as_sqs", False):
+        return
+
+    def add_message(self: Any, message: Any) -> None:
+        if not self.fifo_queue or not message.deduplication_id:
+            original(self, message)
+            return
+        sent: dict[tuple[str, str], int] = self.__dict__.setdefault("_sent_deduplication_ids", {})
+        now = message.sent_timestamp
+        window = sqs_models.DEDUPLICATION_TIME_IN_SECONDS * 1000
+        if len(sent) > 10_000:  # forget what is past the window
+            for key in [k for k, at in sent.items() if now - at >= window]:
+                del sent[key]
+        scope = message.group_id or "" if getattr(self, "deduplication_scope", "queue") == "messageGroup" else ""
+        key = (scope, message.deduplication_id)
+        first = sent.get(key)
+        if first is not None and now - first < window:
+            return  # accepted, not delivered: what SQS answers a duplicate
+        sent[key] = now
+        deduplication_id, message.deduplication_id = message.deduplication_id, None  # moto: no scan of its own
+        try:
+            original(self, message)
+        finally:
+            message.deduplication_id = deduplication_id
+
+    add_message.deduplicates_as_sqs = True  # type: ignore[attr-defined]
+    sqs_models.Queue.add_message = add_message  # type: ignore[method-assign]
+
+
+_attributes_of_this_request: dict[int, dict[str, Any]] | None = None
+ATTRIBUTES_READ_ONCE = frozenset({"sqs:SendMessage", "sqs:SendMessageBatch", "sqs:ReceiveMessage"})
+
+
+def _queue_attributes_once_a_request() -> None:
+    """moto recomputes all of a queue's attributes, its message counts included (a pass over every message each),
+    whenever its own code reads one setting: about 50 times for a batch send, once per message received. A send or
+    a receive changes none of the settings it reads, so within one of them (the stack serves one request at a time)
+    each queue's attributes are computed once; what SQS's cost does not grow with, the local one does not either."""
+    compute: Callable[[Any], dict[str, Any]] = sqs_models.Queue.__dict__["attributes"].fget  # the property's getter
+    if getattr(compute, "once_a_request", False):
+        return
+
+    def attributes(self: Any) -> dict[str, Any]:
+        memo = _attributes_of_this_request
+        if memo is None:
+            return compute(self)
+        if id(self) not in memo:
+            memo[id(self)] = compute(self)
+        return memo[id(self)]
+
+    attributes.once_a_request = True  # type: ignore[attr-defined]
+    sqs_models.Queue.attributes = property(attributes)  # type: ignore[method-assign,assignment]
+
+
+@contextmanager
+def _attributes_read_once(operation: str) -> Iterator[None]:
+    global _attributes_of_this_request  # noqa: PLW0603 - one request at a time (SerializedApp's lock)
+    if operation not in ATTRIBUTES_READ_ONCE:
+        yield
+        return
+    _attributes_of_this_request = {}
+    try:
+        yield
+    finally:
+        _attributes_of_this_request = None
+
+
 class LocalMotoServer:
     """Moto's own WSGI application on a free loopback port, one request at a time."""
 
     def __init__(self) -> None:
         _transactions_snapshot_their_items()
+        _fifo_deduplication_as_sqs_does()
+        _queue_attributes_once_a_request()
         self.app = SerializedApp(DomainDispatcherApplication(create_backend_app))
         self.server: BaseWSGIServer = make_server(
             "127.0.0.1", 0, self.app, threaded=True, request_handler=MotoRequestHandler

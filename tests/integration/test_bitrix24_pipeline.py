@@ -85,7 +85,11 @@ def test_burst_of_500_leads_for_one_portal(runner: LocalRunner) -> None:
         body = sample_body(
             "bitrix_hook", "lead_telegram_without_session.json", **bitrix_fields(integration, member, token, lead_id)
         )
-        assert runner.post(url, body).status_code == 200
+        # 500 deliveries may come faster than one integration's webhook share (a fast machine posts them within one
+        # admission window); Bitrix24 does not deliver again, its sweep would find the lead: posted again here.
+        while (status := runner.post(url, body).status_code) == 429:
+            time.sleep(1)
+        assert status == 200
     violations = runner.bitrix24.counts["limit_violations"]
     requests = runner.bitrix24.counts["api_requests"]
     runner.drain(timeout=600)
