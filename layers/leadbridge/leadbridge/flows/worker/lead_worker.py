@@ -451,7 +451,9 @@ class LeadWorker:
         open-lines session) and its ledger item, all are claimed in one write; otherwise (or when that write is
         refused) the event's own key alone, and the others once the lead is built (``_join``)."""
         key = message.lead_key
-        others = sorted(set(enricher.other_keys(message)) - {key}) if key in self._seen else []
+        read = key in self._seen
+        seen = self._seen.pop(key, None)  # once: this batch may change the item after
+        others = sorted(set(enricher.other_keys(message)) - {key}) if read else []
         for each in (key, *others):
             self._send_pending(each)
         if others:
@@ -461,7 +463,7 @@ class LeadWorker:
                 lead_id,
                 integration.integration_id,
                 message.source,
-                self._seen.pop(key),  # once: this batch may change the item after
+                seen,
             )
             if together is not None:
                 self._held[key] = others
