@@ -1,6 +1,7 @@
 """What every worker batch reads first, in one request: its conversations' ledger entries (a duplicate of a
-finished one needs nothing more; an open one can be claimed with its other keys in one write) and, for each integration in it, the settings, the status (its connection state)
-and the token that its events would each read on their own (``store/read_ahead.py``)."""
+finished one needs nothing more; an open one can be claimed with its other keys in one write) and, for each
+integration in it, the settings, the status (its connection state) and the token that its events would each read
+on their own (``store/read_ahead.py``)."""
 
 from __future__ import annotations
 

@@ -91,7 +91,8 @@ class BitrixEnricher:
         overlapped([partial(self._prefetch, group) for group in by_integration.values()])
 
     def _prefetch(self, group: list[tuple[InboxMessage, Integration]]) -> int:
-        """One portal's events, 12 to a ``batch`` call, one call after another (the portal's budget)."""
+        """One portal's events, 12 to a ``batch`` call, one call after another (the portal's budget); 0: its
+        requests are counted as they are made (``_batch``)."""
         unique = list({m.lead_key: (m, i) for m, i in group}.values())
         for start in range(0, len(unique), EVENTS_PER_BATCH):
             chunk = unique[start : start + EVENTS_PER_BATCH]
