@@ -128,3 +128,20 @@ def test_claiming_keys_together_needs_the_item_as_the_batch_read_it(runner: Loca
     assert (after.state, after.attempts) == ("failed", 2)
     assert ledger.claim_together("claim-together:lead:2", [], "L2", "i-1", "webhook", None, now=3_000) is not None
     assert ledger.claim_together("claim-together:lead:2", [], "L2", "i-1", "webhook", None, now=3_000) is None
+
+
+def test_several_outcomes_are_one_write_each_with_its_own_fields_or_nothing(runner: LocalRunner) -> None:
+    """``finish_each``: each conversation's keys get their own fields in one request; a key named twice (two
+    outcomes for one item, which a transaction refuses) writes nothing and says so."""
+    ledger = DynamoLedger(runner.stack.ref("LeadLedgerTable"), retention_days=30)
+    keys = [f"finish-each:{n}" for n in range(3)]
+    for n, key in enumerate(keys):
+        ledger.claim(key, f"L{n}", "i-1", "webhook", now=1_000)
+    assert not ledger.finish_each([([keys[0]], "emitted", {"leads_message_id": "m0"}), ([keys[0]], "failed", {})])
+    assert {getattr(ledger.get(key), "state", None) for key in keys} == {"in_progress"}
+    outcomes = [([keys[0], keys[1]], "emitted", {"leads_message_id": "m0"}), ([keys[2]], "emitted", {})]
+    assert ledger.finish_each(outcomes)  # type: ignore[arg-type]
+    items = {key: ledger._raw(key) for key in keys}
+    assert {key: item["ledger_state"] for key, item in items.items()} == dict.fromkeys(keys, "emitted")
+    assert [item.get("leads_message_id") for item in items.values()] == ["m0", "m0", None]
+    assert not any("lease_until" in item for item in items.values())

@@ -146,6 +146,11 @@ class MemoryLedger:
         for lead_key in lead_keys:
             self.states[lead_key] = state
 
+    def finish_each(self, outcomes: list[tuple[list[str], LedgerState, dict[str, object]]]) -> bool:
+        for lead_keys, state, _ in outcomes:
+            self.finish_all(lead_keys, state)
+        return True
+
     def set_fields(self, lead_key: str, **fields: object) -> None:
         pass
 

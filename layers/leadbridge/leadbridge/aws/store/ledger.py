@@ -149,23 +149,47 @@ class DynamoLedger:
     def finish_all(self, lead_keys: list[str], state: LedgerState, **fields: Any) -> None:
         """The same outcome for every key one attempt claimed (a Bitrix24 lead and its session): one request, all
         or none, so no key of a conversation can say ``emitted`` while another still holds the claim."""
+        update = self._finish_update(state, fields)
+        keys = list(dict.fromkeys(lead_keys))
+        if len(keys) == 1:
+            dynamodb_client().update_item(Key={"lead_key": {"S": keys[0]}}, **update)
+            return
+        items = [{"Update": {"Key": {"lead_key": {"S": key}}, **update}} for key in keys]
+        dynamodb_client().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+
+    def finish_each(self, outcomes: list[tuple[list[str], LedgerState, dict[str, Any]]]) -> bool:
+        """Several attempts' outcomes (a batch's leads, each with its conversation's keys and its own fields) in one
+        request, all or none. False, with nothing written, when they do not fit one transaction or it was refused
+        as a whole (another write to one of its items at that moment): the caller records each one apart."""
+        items = [
+            {"Update": {"Key": {"lead_key": {"S": key}}, **self._finish_update(state, fields)}}
+            for keys, state, fields in outcomes
+            for key in dict.fromkeys(keys)
+        ]
+        named = [item["Update"]["Key"]["lead_key"]["S"] for item in items]
+        if not 1 < len(items) <= MAX_TRANSACTION_ITEMS or len(set(named)) < len(named):
+            return False  # a transaction may not name an item twice
+        try:
+            dynamodb_client().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            return False
+        return True
+
+    def _finish_update(self, state: LedgerState, fields: dict[str, Any]) -> dict[str, Any]:
+        """The write that ends an attempt: its state, when, ``fields`` (those set), and no lease any more."""
         values: dict[str, Any] = {":s": state, ":now": int(time.time())}
         sets = ["ledger_state = :s", "finished_at = :now"]
         for name, value in fields.items():
             if value is not None:
                 sets.append(f"{name} = :{name}")
                 values[f":{name}"] = value[:500] if isinstance(value, str) else value
-        update = {
+        return {
             "TableName": self.table_name,
             "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE lease_until",
             "ExpressionAttributeValues": to_item(values),
         }
-        keys = list(dict.fromkeys(lead_keys))
-        if len(keys) == 1:
-            dynamodb_client().update_item(Key={"lead_key": {"S": keys[0]}}, **update)  # type: ignore[arg-type]
-            return
-        items = [{"Update": {"Key": {"lead_key": {"S": key}}, **update}} for key in keys]
-        dynamodb_client().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
 
     def set_fields(self, lead_key: str, **fields: Any) -> None:
         dynamodb_client().update_item(TableName=self.table_name, Key={"lead_key": {"S": lead_key}}, **_set(fields))

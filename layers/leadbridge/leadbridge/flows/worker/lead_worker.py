@@ -72,6 +72,8 @@ class Ledger(Protocol):
 
     def finish_all(self, lead_keys: list[str], state: LedgerState, **fields: object) -> None: ...
 
+    def finish_each(self, outcomes: list[tuple[list[str], LedgerState, dict[str, Any]]]) -> bool: ...
+
     def set_fields(self, lead_key: str, **fields: object) -> None: ...
 
     def set_each(self, changes: list[tuple[str, dict[str, Any]]]) -> None: ...
@@ -390,15 +392,31 @@ class LeadWorker:
         sent = self.leads.publish_many(
             [OutgoingLead(r.lead.model_dump_json(), r.lead.lead_id, r.integration.integration_id) for r in ready]
         )
+        recorded = self._record_all_emitted([(r, m) for r, m in zip(ready, sent, strict=True) if m is not None])
         for each, message_id in zip(ready, sent, strict=True):
             try:
                 if message_id is None:
                     self._release(each.keys)
                     self._failed_sends.append((each.message, "leads_queue_unavailable"))
                     continue
-                self._emitted(each, message_id)
+                self._emitted(each, message_id, recorded=recorded)
             except (BotoCoreError, ClientError) as exc:  # out, but not recorded: the claim's lease decides
                 self._failed_sends.append((each.message, f"aws_unavailable: {type(exc).__name__}"))
+
+    def _record_all_emitted(self, sent: list[tuple[ReadyLead, str]]) -> bool:
+        """The leads that went out together are recorded together: one write for the batch instead of one a lead
+        (which made the ledger's writes twice its claims). False when that write did not happen (refused as a
+        whole, or AWS failed): each lead is then recorded on its own, with its own retries, as before."""
+        if len(sent) < 2:
+            return False
+        outcomes: list[tuple[list[str], LedgerState, dict[str, Any]]] = [
+            (ready.keys, "emitted", self._emitted_fields(ready, message_id)) for ready, message_id in sent
+        ]
+        try:
+            return self.ledger.finish_each(outcomes)
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("the batch's leads not recorded together", extra={"error": type(exc).__name__})
+            return False
 
     def _send_pending(self, key: str) -> None:
         """An event about a conversation whose lead waits in the batch's outbox: send the outbox first, so the
@@ -406,18 +424,12 @@ class LeadWorker:
         if self._outbox and any(key in r.keys for r in self._outbox):
             self._send_ready()
 
-    def _emitted(self, ready: ReadyLead, message_id: str) -> None:
+    def _emitted(self, ready: ReadyLead, message_id: str, recorded: bool = False) -> None:
+        """The lead is out: record it (unless ``recorded`` with the batch's others), count it, then its after-emit
+        action."""
         result, integration, lead = ready.result, ready.integration, ready.lead
-        expected_note = QUEUED if result.after_emit is not None else None  # what the action says when it works
-        self._record_emitted(
-            ready.keys,
-            emitted_at=int(self.clock()),
-            leads_message_id=message_id,
-            facts=list(result.notes) or None,
-            crm_lead_id=result.crm_lead_id,
-            crm_lead_created_at=result.crm_lead_created_at,
-            note_state=expected_note,
-        )
+        if not recorded:
+            self._record_emitted(ready.keys, **self._emitted_fields(ready, message_id))
         self.status.record_outcome(integration.integration_id, "emitted")
         if lead.channel.origin and any(fact.startswith("unknown_") for fact in result.notes):
             self.status.record_unknown_channel(integration.integration_id, lead.channel.origin)
@@ -428,7 +440,20 @@ class LeadWorker:
         for fact in result.notes:
             self.count(f"Fact_{fact}")
         if result.after_emit is not None:
-            self._after_emit(ready.keys[0], result.after_emit, expected_note)
+            self._after_emit(ready.keys[0], result.after_emit, QUEUED)
+
+    def _emitted_fields(self, ready: ReadyLead, message_id: str) -> dict[str, Any]:
+        """What the ledger keeps of an emitted lead. The note state says ``queued`` when an after-emit action
+        follows: what the action says when it works, so only another outcome costs a write."""
+        result = ready.result
+        return {
+            "emitted_at": int(self.clock()),
+            "leads_message_id": message_id,
+            "facts": list(result.notes) or None,
+            "crm_lead_id": result.crm_lead_id,
+            "crm_lead_created_at": result.crm_lead_created_at,
+            "note_state": QUEUED if result.after_emit is not None else None,
+        }
 
     def _record_emitted(self, keys: list[str], **fields: object) -> None:
         """The lead is out: its conversation must say so. A refused write (a throttled partition) is tried again
