@@ -38,6 +38,7 @@ def test_the_request_log_counts_what_the_worker_reports(runner: LocalRunner) -> 
 
 
 EMITTED = "emitted_at = :emitted_at"  # the ledger's record of a lead that went out
+CLAIM = "SET ledger_state = :busy"  # the ledger's claim, alone or in a transaction
 
 
 def emitted_items(runner: LocalRunner, integration_id: str) -> list[dict[str, Any]]:
@@ -49,28 +50,33 @@ def emitted_items(runner: LocalRunner, integration_id: str) -> list[dict[str, An
 
 
 @pytest.mark.parametrize("transactions_fail", [False, True], ids=["together", "each_apart_after_a_failure"])
-def test_a_batchs_leads_are_recorded_emitted_in_one_write(runner: LocalRunner, transactions_fail: bool) -> None:
-    """Twenty talks of one account are two batches of ten: each batch's leads are recorded emitted in one write
-    (one a lead made the ledger's writes twice its claims). When that write fails, each lead is recorded apart:
-    every conversation still says emitted, with its own lead's message, and no lead goes out twice."""
+def test_a_batchs_conversations_are_claimed_in_one_write_and_recorded_in_another(
+    runner: LocalRunner, transactions_fail: bool
+) -> None:
+    """Twenty talks of one account are two batches of ten: each batch's conversations are claimed in one write and
+    its leads recorded emitted in one more (one each a lead before). When the second fails, each lead is recorded
+    apart: every conversation still says emitted, with its own lead's message, and no lead goes out twice."""
     integration, secret, account = new_amo_integration(runner)
     add_amo_talks(runner, integration, TALKS)
     post_amo_talks(runner, integration, secret, account, TALKS)
     app = runner.stack.moto.app
-    app.watched[EMITTED] = 0
+    app.watched[EMITTED] = app.watched[CLAIM] = 0
     if transactions_fail:  # every attempt at the batch's write (the SDK's retries included) answers 500
         app.fault = lambda environ, body: EMITTED.encode() in body and b"TransactItems" in body
     try:
         runner.drain(timeout=120, environments=0)
-        writes = app.watched[EMITTED]
+        writes, claims = app.watched[EMITTED], app.watched[CLAIM]
     finally:
         app.watched.pop(EMITTED, None)
+        app.watched.pop(CLAIM, None)
         app.fault = None
     leads = [lead for lead in runner.take_leads() if lead["integration_id"] == integration.integration_id]
     assert len(leads) == len(TALKS) == len({lead["lead_id"] for lead in leads})
     items = emitted_items(runner, integration.integration_id)
     assert sorted(item["ledger_state"]["S"] for item in items) == ["emitted"] * len(TALKS)
     assert len({item["leads_message_id"]["S"] for item in items}) == len(TALKS)
+    assert sorted(item["attempts"]["N"] for item in items) == ["1"] * len(TALKS)
+    assert claims == 2
     if transactions_fail:
         assert app.injected >= 2  # both batches' writes were refused, then each lead written on its own
         assert writes == app.injected + len(TALKS)

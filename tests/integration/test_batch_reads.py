@@ -9,7 +9,7 @@ from collections import Counter
 
 from leadbridge.aws.request_count import requests_so_far
 from leadbridge.aws.store.batch_reads import BatchReads
-from leadbridge.aws.store.ledger import DynamoLedger
+from leadbridge.aws.store.ledger import ClaimAsRead, Claimed, DynamoLedger, LedgerEntry
 from leadbridge.aws.store.read_ahead import NOT_READ_AHEAD, ReadAhead
 from leadbridge.aws.store.tokens import DynamoTokens, TokenSet, token_key
 from leadbridge.composition import refreshers
@@ -108,7 +108,13 @@ def test_claiming_keys_together_needs_the_item_as_the_batch_read_it(runner: Loca
     assert set(seen) == {own}  # the session has no item yet
     assert (seen[own].attempts, seen[own].state) == (1, "waiting")
 
-    claimed = ledger.claim_together(own, [(session, "S1")], "L1", "i-1", "webhook", seen[own], now=2_000)
+    def together(
+        seen: LedgerEntry | None, key: str = own, others: tuple[tuple[str, str], ...] = ((session, "S1"),)
+    ) -> Claimed | None:
+        claimed = ledger.claim_each([ClaimAsRead(key, "L1", "i-1", "webhook", seen, others)], now=3_000)
+        return claimed[0] if claimed else None
+
+    claimed = together(seen[own])
     assert claimed is not None
     assert claimed.entry == ledger.get(own)  # known without reading it back
     assert (claimed.entry.attempts, claimed.entry.first_seen_at, claimed.entry.state) == (2, 1_000, "in_progress")
@@ -116,18 +122,18 @@ def test_claiming_keys_together_needs_the_item_as_the_batch_read_it(runner: Loca
 
     ledger.finish_all([own, session], "failed", last_error="released")
     stale = seen[own]  # attempts 1; the item says 2 now
-    assert ledger.claim_together(own, [(session, "S1")], "L1", "i-1", "webhook", stale, now=3_000) is None
+    assert together(stale) is None
     fresh = ledger.get(own)
     assert fresh is not None
     assert (fresh.state, fresh.attempts) == ("failed", 2)  # untouched
 
     ledger.finish(session, "emitted")  # another event emitted the conversation meanwhile
-    assert ledger.claim_together(own, [(session, "S1")], "L1", "i-1", "webhook", fresh, now=3_000) is None
+    assert together(fresh) is None
     after = ledger.get(own)
     assert after is not None
     assert (after.state, after.attempts) == ("failed", 2)
-    assert ledger.claim_together("claim-together:lead:2", [], "L2", "i-1", "webhook", None, now=3_000) is not None
-    assert ledger.claim_together("claim-together:lead:2", [], "L2", "i-1", "webhook", None, now=3_000) is None
+    assert together(None, "claim-together:lead:2", ()) is not None
+    assert together(None, "claim-together:lead:2", ()) is None
 
 
 def test_several_outcomes_are_one_write_each_with_its_own_fields_or_nothing(runner: LocalRunner) -> None:
@@ -145,3 +151,39 @@ def test_several_outcomes_are_one_write_each_with_its_own_fields_or_nothing(runn
     assert {key: item["ledger_state"] for key, item in items.items()} == dict.fromkeys(keys, "emitted")
     assert [item.get("leads_message_id") for item in items.values()] == ["m0", "m0", None]
     assert not any("lease_until" in item for item in items.values())
+
+
+def test_a_batchs_conversations_claimed_in_one_write_and_let_go_unused(runner: LocalRunner) -> None:
+    """``claim_each``: several conversations (one with another key) in one write, each entry as a read would show
+    it; ``unclaim`` lets go of the claims of that write only, giving their attempts back, and a batch that reads
+    them again claims them again."""
+    ledger = DynamoLedger(runner.stack.ref("LeadLedgerTable"), retention_days=30)
+    table = runner.stack.ref("LeadLedgerTable")
+    fresh, retried, with_session, session = (f"claim-each:{name}" for name in ("a", "b", "c", "c-session"))
+    ledger.claim(retried, "Lb", "i-1", "webhook", now=1_000)
+    ledger.finish(retried, "failed", last_error="crm_unavailable")
+    reads = BatchReads(ReadAhead(), runner.stack.ref("IntegrationsTable"), table)
+
+    def claim_all(now: int) -> list[Claimed] | None:
+        seen = reads.read([fresh, retried, with_session], [])
+        claims = [
+            ClaimAsRead(fresh, "La", "i-1", "webhook", seen.get(fresh)),
+            ClaimAsRead(retried, "Lb", "i-1", "webhook", seen.get(retried)),
+            ClaimAsRead(with_session, "Lc", "i-1", "webhook", seen.get(with_session), ((session, "Ls"),)),
+        ]
+        return ledger.claim_each(claims, now=now)
+
+    claimed = claim_all(2_000)
+    assert claimed is not None
+    assert [c.entry for c in claimed] == [ledger.get(key) for key in (fresh, retried, with_session)]
+    assert [c.entry.attempts for c in claimed] == [1, 2, 1]
+    assert claim_all(2_001) is None  # held now: nothing written
+    ledger.unclaim([fresh, with_session, session], claimed_at=1_999)  # not this write's: left alone
+    assert {getattr(ledger.get(key), "state", None) for key in (fresh, with_session, session)} == {"in_progress"}
+    ledger.unclaim([fresh, with_session, session], claimed_at=2_000)
+    let_go = [ledger.get(key) for key in (fresh, with_session, session)]
+    assert [(e.state, e.attempts) for e in let_go if e] == [("failed", 0)] * 3
+    ledger.finish(retried, "failed")
+    again = claim_all(3_000)
+    assert again is not None
+    assert [c.entry.attempts for c in again] == [1, 3, 1]

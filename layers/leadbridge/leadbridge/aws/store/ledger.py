@@ -52,6 +52,19 @@ class HeldElsewhere:
 ClaimResult = Claimed | AlreadyFinal | HeldElsewhere
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimAsRead:
+    """A conversation to claim as a batch's read showed it: its key and lead id, its other keys (key, lead id) to
+    claim with it, and its item as read (``seen``; None when there was none)."""
+
+    lead_key: str
+    lead_id: str
+    integration_id: str
+    source: str
+    seen: LedgerEntry | None
+    others: tuple[tuple[str, str], ...] = ()
+
+
 class DynamoLedger:
     def __init__(self, table_name: str, retention_days: int) -> None:
         self.table_name = table_name
@@ -107,40 +120,68 @@ class DynamoLedger:
             return HeldElsewhere(lease_until=int(self._raw(lead_key).get("lease_until", now)))
         return Claimed(_entry(from_item(response["Attributes"])))
 
-    def claim_together(
-        self,
-        lead_key: str,
-        others: list[tuple[str, str]],
-        lead_id: str,
-        integration_id: str,
-        source: str,
-        seen: LedgerEntry | None,
-        now: int | None = None,
-    ) -> Claimed | None:
-        """Claim a conversation and its other keys (``others``: key, lead id) in one request, when the batch's read
-        already showed them (``seen``: the conversation's item as read then, None when there was none). The claim
-        also requires the item to be as it was read (the same ``attempts``, which every claim adds to), so the entry
-        it returns is known without reading it back. None when any key is not claimable or changed since: the caller
-        claims one key at a time instead, which says why."""
+    def claim_each(self, claims: list[ClaimAsRead], now: int | None = None) -> list[Claimed] | None:
+        """Claim conversations, each with its other keys, in one request, all or none. Each claim also requires its
+        item to be as the batch read it (the same ``attempts``, which every claim adds to), so the entries it
+        returns (in ``claims``' order) are known without reading them back. None, with nothing written, when any
+        key is not claimable or changed since, or the keys do not fit one transaction: the caller claims one key
+        at a time instead, which says why."""
         now = int(now if now is not None else time.time())
-        own = self._claim_update(lead_key, lead_id, integration_id, source, now)
-        if seen is None:
-            own["ConditionExpression"] = "attribute_not_exists(lead_key)"
-        elif seen.attempts:
-            own["ConditionExpression"] += " AND attempts = :seen"
-            own["ExpressionAttributeValues"][":seen"] = {"N": str(seen.attempts)}
-        else:
-            own["ConditionExpression"] += " AND attribute_not_exists(attempts)"
-        items = [own] + [self._claim_update(key, lid, integration_id, source, now) for key, lid in others]
+        items = []
+        for claim in claims:
+            own = self._claim_update(claim.lead_key, claim.lead_id, claim.integration_id, claim.source, now)
+            if claim.seen is None:
+                own["ConditionExpression"] = "attribute_not_exists(lead_key)"
+            else:  # 0 attempts: none yet, or a claim let go unused (``unclaim``)
+                as_read = (
+                    "attempts = :seen"
+                    if claim.seen.attempts
+                    else "(attempts = :seen OR attribute_not_exists(attempts))"
+                )
+                own["ConditionExpression"] += f" AND {as_read}"
+                own["ExpressionAttributeValues"][":seen"] = {"N": str(claim.seen.attempts)}
+            items.append(own)
+            items += [self._claim_update(k, lid, claim.integration_id, claim.source, now) for k, lid in claim.others]
+        named = [item["Key"]["lead_key"]["S"] for item in items]
+        if not items or len(items) > MAX_TRANSACTION_ITEMS or len(set(named)) < len(named):
+            return None
         try:
             dynamodb_client().transact_write_items(TransactItems=[{"Update": item} for item in items])  # type: ignore[typeddict-item]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
             return None
-        before = seen or LedgerEntry(lead_key=lead_key, state="in_progress", attempts=0, first_seen_at=now)
-        claimed = replace(before, state="in_progress", attempts=before.attempts + 1, lead_id=lead_id)
-        return Claimed(replace(claimed, first_seen_at=claimed.first_seen_at or now))  # as if_not_exists sets it
+        claimed = []
+        for claim in claims:
+            before = claim.seen or LedgerEntry(claim.lead_key, "in_progress", attempts=0, first_seen_at=now)
+            entry = replace(before, state="in_progress", attempts=before.attempts + 1, lead_id=claim.lead_id)
+            claimed.append(Claimed(replace(entry, first_seen_at=entry.first_seen_at or now)))  # as if_not_exists
+        return claimed
+
+    def unclaim(self, lead_keys: list[str], claimed_at: int) -> None:
+        """Let go of claims ``claim_each`` took at ``claimed_at`` and nobody used (their events were handed back
+        unhandled): claimable at once, and their ``attempts`` as before, so an event's first attempt stays its
+        first. A key claimed since by someone else (another lease) is left alone."""
+        for key in dict.fromkeys(lead_keys):
+            try:
+                dynamodb_client().update_item(
+                    TableName=self.table_name,
+                    Key={"lead_key": {"S": key}},
+                    UpdateExpression="SET ledger_state = :failed, last_error = :why REMOVE lease_until ADD attempts :back",
+                    ConditionExpression="ledger_state = :busy AND lease_until = :lease",
+                    ExpressionAttributeValues=to_item(
+                        {
+                            ":failed": "failed",
+                            ":why": "released unused",
+                            ":back": -1,
+                            ":busy": "in_progress",
+                            ":lease": claimed_at + CLAIM_LEASE_SECONDS,
+                        }
+                    ),
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
 
     def finish(self, lead_key: str, state: LedgerState, **fields: Any) -> None:
         """Record the outcome of the attempt that holds the claim."""

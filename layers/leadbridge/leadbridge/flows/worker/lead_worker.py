@@ -26,7 +26,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from leadbridge.aws.queues import InboxMessage, OutgoingLead
 from leadbridge.aws.store.integrations import Outcome
-from leadbridge.aws.store.ledger import FINAL_STATES, AlreadyFinal, Claimed, HeldElsewhere, LedgerEntry, LedgerState
+from leadbridge.aws.store.ledger import (
+    FINAL_STATES,
+    AlreadyFinal,
+    ClaimAsRead,
+    Claimed,
+    HeldElsewhere,
+    LedgerEntry,
+    LedgerState,
+)
 from leadbridge.contract.integration import Integration
 from leadbridge.contract.lead import Backfill, NormalizedLead, fit_for_queue, lead_id_for
 from leadbridge.crms.enrichment import Emission, Enricher, NotReadyYet, PoisonEvent, RetryLater, Skip
@@ -57,16 +65,9 @@ class Ledger(Protocol):
         self, lead_key: str, lead_id: str, integration_id: str, source: str, now: int | None = None
     ) -> Claimed | AlreadyFinal | HeldElsewhere: ...
 
-    def claim_together(
-        self,
-        lead_key: str,
-        others: list[tuple[str, str]],
-        lead_id: str,
-        integration_id: str,
-        source: str,
-        seen: LedgerEntry | None,
-        now: int | None = None,
-    ) -> Claimed | None: ...
+    def claim_each(self, claims: list[ClaimAsRead], now: int | None = None) -> list[Claimed] | None: ...
+
+    def unclaim(self, lead_keys: list[str], claimed_at: int) -> None: ...
 
     def finish(self, lead_key: str, state: LedgerState, **fields: object) -> None: ...
 
@@ -187,6 +188,9 @@ class LeadWorker:
         self._handling: InboxMessage | None = None
         self._seen: dict[str, LedgerEntry | None] = {}  # the batch's ledger read: key -> entry (None: no item)
         self._held: dict[str, list[str]] = {}  # key -> the other keys claimed in the same write as it
+        # The batch's conversations claimed in its first write, not handled yet: key -> (claim, its other keys).
+        self._claimed_ahead: dict[str, tuple[Claimed, list[str]]] = {}
+        self._claimed_ahead_at = 0
 
     def prepare(self, messages: list[InboxMessage]) -> None:
         """Let each CRM's enricher read what the batch's open conversations need, in as few requests as it can
@@ -205,26 +209,87 @@ class LeadWorker:
         except (BotoCoreError, ClientError):
             finished = set()
         by_crm: dict[str, list[tuple[InboxMessage, Integration]]] = {}
+        open_ones: list[tuple[InboxMessage, Integration]] = []
         for message in messages:
             if message.lead_key in finished or message.entity_type in SIDE_INPUTS:
                 continue
             integration = self.integrations.get(message.integration_id)
             if integration is not None and integration.active and message.crm in self.enrichers:
                 by_crm.setdefault(message.crm, []).append((message, integration))
+                open_ones.append((message, integration))
         for crm, batch in by_crm.items():
             try:
                 self.enrichers[crm].prepare(batch)
             except CrmError as exc:  # each event will meet the same error on its own and be handled there
                 logger.warning("batch prefetch failed", extra={"crm": crm, "error": type(exc).__name__})
+        self._claim_ahead(open_ones)
+
+    def _claim_ahead(self, open_ones: list[tuple[InboxMessage, Integration]]) -> None:
+        """Claim the batch's open conversations in one write, as the batch's read showed them (with the other keys
+        a Bitrix24 prefetch named), instead of one write an event. Left out, to be claimed on their own: a
+        conversation the read did not cover or saw held, and one whose keys an earlier event of the batch already
+        names (a second event about it finds it emitted by the first). Refused as a whole (a key claimed or
+        changed since the read), every event claims on its own, as before."""
+        self._claimed_ahead = {}
+        claims: list[ClaimAsRead] = []
+        named: set[str] = set()
+        for message, integration in open_ones:
+            key = message.lead_key
+            if key not in self._seen or message.entity_type == HOOKS_REMOVAL:
+                continue
+            seen = self._seen[key]
+            if seen is not None and seen.state == "in_progress":
+                continue  # held, or its lease ran out: the claim on its own says which
+            others = sorted(set(self.enrichers[message.crm].other_keys(message)) - {key})
+            if named & {key, *others}:
+                continue
+            named |= {key, *others}
+            claims.append(
+                ClaimAsRead(
+                    key,
+                    lead_id_for(key),
+                    integration.integration_id,
+                    message.source,
+                    seen,
+                    tuple((other, lead_id_for(other)) for other in others),
+                )
+            )
+        if len(claims) < 2:  # one conversation: its own claim is one write too
+            return
+        claimed_at = int(time.time())
+        try:
+            claimed = self.ledger.claim_each(claims, now=claimed_at)
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("the batch's conversations not claimed together", extra={"error": type(exc).__name__})
+            return
+        if claimed is None:
+            return
+        self._claimed_ahead_at = claimed_at
+        for claim, result in zip(claims, claimed, strict=True):
+            self._seen.pop(claim.lead_key, None)
+            self._claimed_ahead[claim.lead_key] = (result, [other for other, _ in claim.others])
 
     def finish_batch(self) -> None:
         try:
+            self._unclaim_unused()
             self._finish_batch()
         finally:
             for scoped in self.batch_scoped:
                 scoped.end_batch()
             if self.reads is not None:
                 self.reads.end_batch()
+
+    def _unclaim_unused(self) -> None:
+        """Claims taken ahead for events the batch handed back unhandled (the rest of a failed message group, or
+        the invocation running out of time) are let go, so those events, back soon, are not held off by a lease."""
+        unused = [key for key, (_, others) in self._claimed_ahead.items() for key in (key, *others)]
+        self._claimed_ahead = {}
+        if not unused:
+            return
+        try:
+            self.ledger.unclaim(unused, self._claimed_ahead_at)
+        except (BotoCoreError, ClientError) as exc:  # their leases run out in two minutes
+            logger.warning("unused claims not let go", extra={"error": type(exc).__name__})
 
     def _finish_batch(self) -> None:
         for crm, enricher in self.enrichers.items():
@@ -476,23 +541,30 @@ class LeadWorker:
         open-lines session) and its ledger item, all are claimed in one write; otherwise (or when that write is
         refused) the event's own key alone, and the others once the lead is built (``_join``)."""
         key = message.lead_key
+        ahead = self._claimed_ahead.pop(key, None)
+        if ahead is not None:
+            claimed, others = ahead
+            if others:
+                self._held[key] = others
+            return claimed
         read = key in self._seen
         seen = self._seen.pop(key, None)  # once: this batch may change the item after
         others = sorted(set(enricher.other_keys(message)) - {key}) if read else []
         for each in (key, *others):
             self._send_pending(each)
         if others:
-            together = self.ledger.claim_together(
+            claim = ClaimAsRead(
                 key,
-                [(other, lead_id_for(other)) for other in others],
                 lead_id,
                 integration.integration_id,
                 message.source,
                 seen,
+                tuple((other, lead_id_for(other)) for other in others),
             )
+            together = self.ledger.claim_each([claim])
             if together is not None:
                 self._held[key] = others
-                return together
+                return together[0]
         return self.ledger.claim(key, lead_id, integration.integration_id, message.source)
 
     def _finish(self, key: str, state: LedgerState, **fields: object) -> None:
@@ -512,6 +584,14 @@ class LeadWorker:
         self._release([key for key in held if key not in others])
         claimed = [key for key in held if key in others]
         for other in sorted(set(others) - {message.lead_key, *claimed}):  # one order everywhere: no two workers cross
+            if other in claimed:  # came with a conversation claimed ahead, below
+                continue
+            ahead = self._claimed_ahead.pop(other, None)
+            if ahead is not None:  # claimed ahead for a later event of this batch: that event will find it emitted
+                claimed.append(other)
+                self._release([key for key in ahead[1] if key not in others])
+                claimed += [key for key in ahead[1] if key in others and key not in claimed]
+                continue
             self._send_pending(other)
             result = self.ledger.claim(other, lead_id_for(other), integration.integration_id, message.source)
             if isinstance(result, Claimed):
