@@ -91,7 +91,7 @@ def lead_worker(config: WorkerConfig, metrics: Metrics) -> WorkerBatch:
             tokens,
             budgets,
             DynamoTalkMessages(config.ledger_table, config.ledger_retention_days, read_ahead),
-            DynamoBotSessions(config.ledger_table, config.ledger_retention_days),
+            DynamoBotSessions(config.ledger_table, config.ledger_retention_days, read_ahead),
             chat_channel(config, tokens, budgets, integrations),
         ),
         "bitrix24": BitrixEnricher(tokens, budgets, config.bitrix_activity_wait_seconds, moves=integrations),

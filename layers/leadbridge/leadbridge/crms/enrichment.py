@@ -53,6 +53,11 @@ class Enricher(Protocol):
 
     def build(self, message: InboxMessage, integration: Integration, entry: LedgerEntry) -> Emission | Skip: ...
 
+    def ledger_keys_ahead(self, messages: list[InboxMessage]) -> list[str]:
+        """Ledger-table items ``prepare`` would read for these events (amoCRM's talk messages and Salesbot
+        sessions), read with the batch's first read instead; [] when none."""
+        ...
+
     def other_keys(self, message: InboxMessage) -> tuple[str, ...]:
         """The conversation's other ledger keys (``Emission.also_claims``) as far as ``prepare``'s reads already
         show them, so they are claimed in the same write as the event's own; () when they are known only later."""

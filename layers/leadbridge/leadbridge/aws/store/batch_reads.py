@@ -5,6 +5,8 @@ on their own (``store/read_ahead.py``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from leadbridge.aws.store.dynamo import batch_get
 from leadbridge.aws.store.integrations import settings_key, status_key
 from leadbridge.aws.store.ledger import ENTRY_PROJECTION, LedgerEntry, entries_of
@@ -18,14 +20,22 @@ class BatchReads:
         self.integrations_table = integrations_table
         self.ledger_table = ledger_table
 
-    def read(self, lead_keys: list[str], integration_ids: list[str]) -> dict[str, LedgerEntry]:
-        """Read ahead the integrations' items; return the ledger entries of ``lead_keys`` that exist."""
-        ledger_keys = [{"lead_key": {"S": key}} for key in lead_keys]
+    def read(
+        self, lead_keys: list[str], integration_ids: list[str], ledger_items: Sequence[str] = ()
+    ) -> dict[str, LedgerEntry]:
+        """Read ahead the integrations' items and ``ledger_items`` (other items of the ledger table the batch
+        will read: amoCRM's talk messages, Salesbot sessions); return the ledger entries of ``lead_keys`` that
+        exist."""
+        entry_keys = [{"lead_key": {"S": key}} for key in lead_keys]
+        item_keys = [{"lead_key": {"S": key}} for key in ledger_items if key not in set(lead_keys)]
         per_integration = [key(each) for each in integration_ids for key in (settings_key, status_key, token_key)]
-        wanted = {self.ledger_table: ledger_keys, self.integrations_table: per_integration}
-        found = batch_get(wanted, {self.ledger_table: ENTRY_PROJECTION})
-        self.read_ahead.hold({self.integrations_table: per_integration}, found)  # the ledger reads its own
-        return entries_of(found[self.ledger_table])
+        wanted = {self.ledger_table: entry_keys + item_keys, self.integrations_table: per_integration}
+        # A request has one projection a table: the entries' alone, or none when whole items come with them.
+        found = batch_get(wanted, {} if item_keys else {self.ledger_table: ENTRY_PROJECTION})
+        # The entries are the worker's (the ledger reads its own); the rest serve the stores that read them.
+        self.read_ahead.hold({self.integrations_table: per_integration, self.ledger_table: item_keys}, found)
+        entries = set(lead_keys)
+        return entries_of([item for item in found[self.ledger_table] if item["lead_key"]["S"] in entries])
 
     def end_batch(self) -> None:
         self.read_ahead.clear()

@@ -1,7 +1,7 @@
 """Analytics sessions that amoCRM's Salesbot handed over for a lead (``widget_request``), kept for the ledger's
 retention: one item per lead in the ledger table (``lead_key = amocrm:<account>:lead:<id>#session``).
 
-The Salesbot hook writes it; the worker reads it for the leads of its batch in one request and prefers it to the
+The Salesbot hook writes it; the worker reads it for the leads of its batch with the batch's first read and prefers it to the
 custom field. The first session given for a lead stays (a bot run again later does not re-attribute the lead).
 """
 
@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 from leadbridge.aws.store.dynamo import batch_get, dynamodb_client, from_item, put_if_absent
+from leadbridge.aws.store.read_ahead import NOT_READ_AHEAD, NotReadAhead, ReadAhead
 
 
 def session_key(account: str, lead_id: str) -> str:
@@ -22,9 +23,12 @@ def token_key(account: str, token_id: str) -> str:
 
 
 class DynamoBotSessions:
-    def __init__(self, table_name: str, retention_days: int) -> None:
+    def __init__(self, table_name: str, retention_days: int, read_ahead: ReadAhead | None = None) -> None:
+        """``read_ahead``: the worker's batch reads (``store/read_ahead.py``): the batch's sessions with its first
+        read."""
         self.table_name = table_name
         self.retention_seconds = retention_days * 86_400
+        self.read_ahead = read_ahead
 
     def keep(self, account: str, lead_id: str, session_id: str, talk_id: str | None = None) -> bool:
         """Store the lead's session; False when it had one already (that one stays)."""
@@ -60,7 +64,16 @@ class DynamoBotSessions:
             session_key(account, lead_id): (account, lead_id) for account, ids in lead_ids.items() for lead_id in ids
         }
         keys = [{"lead_key": {"S": key}} for key in sorted(wanted)]
-        for raw in batch_get({self.table_name: keys})[self.table_name]:
+        items, unread = [], []
+        for key in keys:
+            ahead = self.read_ahead.take(self.table_name, key) if self.read_ahead is not None else NOT_READ_AHEAD
+            if isinstance(ahead, NotReadAhead):
+                unread.append(key)
+            elif ahead is not None:
+                items.append(ahead)
+        if unread:
+            items += batch_get({self.table_name: unread})[self.table_name]
+        for raw in items:
             record = from_item(raw)
             account, lead_id = wanted[str(record["lead_key"])]
             if isinstance(record.get("session_id"), str):

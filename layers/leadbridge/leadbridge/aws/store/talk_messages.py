@@ -28,16 +28,10 @@ def messages_key(account: str, talk_id: str) -> str:
 
 class DynamoTalkMessages:
     def __init__(self, table_name: str, retention_days: int, read_ahead: ReadAhead | None = None) -> None:
-        """``read_ahead``: the worker's batch reads (``store/read_ahead.py``): the batch's talks in one request."""
+        """``read_ahead``: the worker's batch reads (``store/read_ahead.py``): the batch's talks with its first read."""
         self.table_name = table_name
         self.retention_seconds = retention_days * 86400
         self.read_ahead = read_ahead
-
-    def read_ahead_of(self, talks: list[tuple[str, str]]) -> None:
-        """Read the messages of these (account, talk id) in one request, for the ``get`` each talk makes later."""
-        if self.read_ahead is not None and talks:
-            keys = [{"lead_key": {"S": messages_key(account, talk_id)}} for account, talk_id in talks]
-            self.read_ahead.load({self.table_name: keys})
 
     def add(self, account: str, talk_id: str, message: dict[str, Any]) -> None:
         size = len(json.dumps(message, ensure_ascii=False, default=str).encode())

@@ -22,8 +22,9 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from leadbridge.aws.queues import InboxMessage
+from leadbridge.aws.store.bot_sessions import session_key
 from leadbridge.aws.store.ledger import LedgerEntry
-from leadbridge.aws.store.talk_messages import DynamoTalkMessages
+from leadbridge.aws.store.talk_messages import DynamoTalkMessages, messages_key
 from leadbridge.contract.integration import Integration
 from leadbridge.contract.lead import Chat, ChatMessage
 from leadbridge.crms.amocrm.chat_channel.actions import SIDE_INPUTS as CHANNEL_SIDE_INPUTS
@@ -103,10 +104,6 @@ class AmoEnricher:
     def prepare(self, batch: list[tuple[InboxMessage, Integration]]) -> None:
         self._accounts.clear()
         self._prefetch_bot_sessions(batch)
-        try:
-            self.messages.read_ahead_of([(m.account, m.entity_id) for m, _ in batch if m.entity_type == "talk"])
-        except (BotoCoreError, ClientError) as exc:  # each talk reads its own
-            logger.warning("talk messages not read ahead", extra={"error": type(exc).__name__})
         by_integration: dict[str, list[InboxMessage]] = {}
         for message, integration in batch:
             if message.entity_type == "talk":
@@ -247,15 +244,17 @@ class AmoEnricher:
 
         return replace(emission, after_emit=queue_note)
 
+    def ledger_keys_ahead(self, messages: list[InboxMessage]) -> list[str]:
+        """The talks' messages and the leads' Salesbot sessions, which ``prepare`` reads."""
+        talks = [messages_key(m.account, m.entity_id) for m in messages if m.entity_type == "talk"]
+        leads = _session_leads(messages)
+        return talks + [session_key(account, lead_id) for account, ids in leads.items() for lead_id in sorted(ids)]
+
     def _prefetch_bot_sessions(self, batch: list[tuple[InboxMessage, Integration]]) -> None:
         """The Salesbot sessions of the batch's leads, one read for all its accounts (they win over the custom
-        field)."""
+        field; usually read ahead with the batch's first read)."""
         self._bot_sessions = {}
-        wanted: dict[str, set[str]] = {}
-        for message, _ in batch:
-            lead_id = message.entity_id if message.entity_type == "lead" else as_id(message.payload.get("entity_id"))
-            if message.entity_type in {"talk", "lead"} and lead_id:
-                wanted.setdefault(message.account, set()).add(lead_id)
+        wanted = _session_leads([message for message, _ in batch])
         if not wanted:
             return
         try:
@@ -375,3 +374,13 @@ def _author(value: object) -> Author:
     if value == "system":
         return "system"
     return "client"
+
+
+def _session_leads(messages: list[InboxMessage]) -> dict[str, set[str]]:
+    """account -> the CRM lead ids of these talks' and leads' events (whose Salesbot sessions the batch reads)."""
+    wanted: dict[str, set[str]] = {}
+    for message in messages:
+        lead_id = message.entity_id if message.entity_type == "lead" else as_id(message.payload.get("entity_id"))
+        if message.entity_type in {"talk", "lead"} and lead_id:
+            wanted.setdefault(message.account, set()).add(lead_id)
+    return wanted

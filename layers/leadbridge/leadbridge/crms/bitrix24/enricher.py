@@ -134,6 +134,9 @@ class BitrixEnricher:
             facts.append("unknown_connector")
         return Emission(lead=built.lead, notes=tuple(facts), also_claims=built.also_claims)
 
+    def ledger_keys_ahead(self, messages: list[InboxMessage]) -> list[str]:
+        return []
+
     def other_keys(self, message: InboxMessage) -> tuple[str, ...]:
         prefetched = self._prefetched.get(message.lead_key)
         if prefetched is None or message.entity_type not in {"lead", "deal"}:

@@ -103,8 +103,11 @@ class StatusRecorder(Protocol):
 
 
 class BatchReads(Protocol):
-    def read(self, lead_keys: list[str], integration_ids: list[str]) -> dict[str, LedgerEntry]:
-        """Read ahead what the batch's integrations will need; the ledger entries of ``lead_keys`` that exist."""
+    def read(
+        self, lead_keys: list[str], integration_ids: list[str], ledger_items: Sequence[str] = ()
+    ) -> dict[str, LedgerEntry]:
+        """Read ahead what the batch's integrations and ``ledger_items`` will need; the ledger entries of
+        ``lead_keys`` that exist."""
         ...
 
     def end_batch(self) -> None: ...
@@ -201,7 +204,12 @@ class LeadWorker:
         keys = [m.lead_key for m in messages]
         try:
             if self.reads is not None:
-                entries = self.reads.read(keys, sorted({m.integration_id for m in messages}))
+                ahead = [
+                    key
+                    for crm, enricher in self.enrichers.items()
+                    for key in enricher.ledger_keys_ahead([m for m in messages if m.crm == crm])
+                ]
+                entries = self.reads.read(keys, sorted({m.integration_id for m in messages}), ahead)
                 finished = {key for key, entry in entries.items() if entry.state in FINAL_STATES}
                 self._seen = {key: entries.get(key) for key in keys}
             else:
