@@ -194,6 +194,22 @@ THROTTLED = (
 )
 
 
+def _transaction_throttled(body: bytes) -> bytes:
+    """A throttled transaction is cancelled as a whole (``TransactionCanceledException``, which the SDK does not
+    retry), its items' reasons ``ThrottlingError``: insufficient capacity for one of them cancels them all."""
+    items = json.loads(body or b"{}").get("TransactItems") or []
+    reasons = [{"Code": "ThrottlingError", "Message": "Throughput exceeds the current capacity of your table."}] * len(
+        items
+    )
+    cancelled = {
+        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+        "message": "Transaction cancelled, please refer cancellation reasons for specific reasons "
+        f"[{', '.join(['ThrottlingError'] * len(items))}]",
+        "CancellationReasons": reasons,
+    }
+    return json.dumps(cancelled).encode()
+
+
 def _refused_character(entry: dict[str, Any]) -> str | None:
     """The first character of a message (body or string attribute) that SQS would refuse, as SQS names it."""
     texts = [entry.get("MessageBody") or ""] + [
@@ -307,6 +323,8 @@ class SerializedApp:
         if self.throttle is not None and self.throttle(environ, body):
             self.injected += 1
             start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
+            if environ.get("HTTP_X_AMZ_TARGET") == "DynamoDB_20120810.TransactWriteItems":
+                return [_transaction_throttled(body)]
             return [THROTTLED]
         if self.fault is not None and self.fault(environ, body):
             self.injected += 1
@@ -534,7 +552,8 @@ class LocalMotoServer:
     ) -> None:
         """Fault tests: answer a share of DynamoDB requests naming ``table`` (of ``operations``, e.g. ``UpdateItem``;
         all when empty; whose body has ``containing``) with ``ProvisionedThroughputExceededException``, as a hot
-        partition or an exhausted on-demand limit does. ``ratio`` 0 turns it off."""
+        partition or an exhausted on-demand limit does (a transaction: cancelled, ``ThrottlingError``). ``ratio``
+        0 turns it off."""
         rng = random.Random(seed)  # noqa: S311 - not for security
 
         def throttled(environ: dict[str, Any], body: bytes) -> bool:

@@ -167,8 +167,9 @@ def test_nothing_lost_nothing_doubled_under_faults(runner: LocalRunner) -> None:
 
 @pytest.mark.fault
 def test_dynamodb_throttling_the_ledger_loses_and_doubles_nothing(runner: LocalRunner) -> None:
-    """Half the ledger's writes refused with ProvisionedThroughputExceededException (a hot partition): retried by
-    the SDK, then by the inbox; every talk still ends as exactly one lead, none in the DLQ."""
+    """Half the ledger's writes refused with ProvisionedThroughputExceededException (a hot partition), and half its
+    transactions cancelled for it (the batch's claims and emitted records): retried by the SDK, written one at a
+    time, then retried by the inbox; every talk still ends as exactly one lead, none in the DLQ."""
     from tests.integration.helpers import add_amo_talks, post_amo_talks
 
     integration, secret, account = new_amo_integration(runner)
@@ -176,7 +177,9 @@ def test_dynamodb_throttling_the_ledger_loses_and_doubles_nothing(runner: LocalR
     add_amo_talks(runner, integration, talks)
     moto = runner.stack.moto
     assert moto is not None
-    moto.throttle_dynamodb(runner.stack.ref("LeadLedgerTable"), ratio=0.5, operations=("UpdateItem", "PutItem"))
+    moto.throttle_dynamodb(
+        runner.stack.ref("LeadLedgerTable"), ratio=0.5, operations=("UpdateItem", "PutItem", "TransactWriteItems")
+    )
     injected = moto.app.injected
     try:
         post_amo_talks(runner, integration, secret, account, talks)
