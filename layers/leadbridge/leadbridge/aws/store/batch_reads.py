@@ -26,16 +26,21 @@ class BatchReads:
         """Read ahead the integrations' items and ``ledger_items`` (other items of the ledger table the batch
         will read: amoCRM's talk messages, Salesbot sessions); return the ledger entries of ``lead_keys`` that
         exist."""
+        wanted_entries = set(lead_keys)
         entry_keys = [{"lead_key": {"S": key}} for key in lead_keys]
-        item_keys = [{"lead_key": {"S": key}} for key in ledger_items if key not in set(lead_keys)]
+        item_keys = [{"lead_key": {"S": key}} for key in ledger_items if key not in wanted_entries]
         per_integration = [key(each) for each in integration_ids for key in (settings_key, status_key, token_key)]
         wanted = {self.ledger_table: entry_keys + item_keys, self.integrations_table: per_integration}
         # A request has one projection a table: the entries' alone, or none when whole items come with them.
         found = batch_get(wanted, {} if item_keys else {self.ledger_table: ENTRY_PROJECTION})
         # The entries are the worker's (the ledger reads its own); the rest serve the stores that read them.
-        self.read_ahead.hold({self.integrations_table: per_integration, self.ledger_table: item_keys}, found)
-        entries = set(lead_keys)
-        return entries_of([item for item in found[self.ledger_table] if item["lead_key"]["S"] in entries])
+        entries = [item for item in found[self.ledger_table] if item["lead_key"]["S"] in wanted_entries]
+        items = [item for item in found[self.ledger_table] if item["lead_key"]["S"] not in wanted_entries]
+        self.read_ahead.hold(
+            {self.integrations_table: per_integration, self.ledger_table: item_keys},
+            {self.integrations_table: found[self.integrations_table], self.ledger_table: items},
+        )
+        return entries_of(entries)
 
     def end_batch(self) -> None:
         self.read_ahead.clear()
