@@ -328,6 +328,9 @@ def test_an_unexpected_error_fails_the_event_at_once_with_its_type(runner: Local
         def prepare(self, batch: Any) -> None:
             real.prepare(batch)
 
+        def ledger_keys_ahead(self, messages: Any) -> list[str]:
+            return real.ledger_keys_ahead(messages)
+
         def other_keys(self, message: Any) -> tuple[str, ...]:
             return real.other_keys(message)
 
