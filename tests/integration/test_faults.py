@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from leadbridge.aws.store.ledger import DynamoLedger
 from leadbridge.http.client import TIMEOUT_ENV, crm_http
 from leadbridge_local.fakes.base import Faults
 from leadbridge_local.lambda_events import LambdaContextStub
@@ -162,7 +163,11 @@ def test_nothing_lost_nothing_doubled_under_faults(runner: LocalRunner) -> None:
     assert stuck == []
     assert dead_reasons == ["bad_request", "bad_request"]  # the two poison events, with their reason
     assert injected > 10
-    assert recovered >= len(B24_LOST_AT_SENDER)
+    # Each lead the sender never sent came in through the sweep, whatever its reports say: an attempt that enqueued
+    # them and then met a fault keeps no report, and the next one finds nothing new in its window.
+    ledger = DynamoLedger(runner.stack.ref("LeadLedgerTable"), retention_days=90)
+    first_sources = {ledger._raw(f"bitrix24:{member}:lead:{i}").get("first_source") for i in B24_LOST_AT_SENDER}
+    assert first_sources == {"sweep"}
 
 
 @pytest.mark.fault
