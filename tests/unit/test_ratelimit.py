@@ -3,6 +3,8 @@ does. The state here is in memory; tests/integration/test_shared_limits.py runs 
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from leadbridge.http.errors import CrmUnavailable
@@ -144,3 +146,46 @@ def test_an_unreachable_store_waits_then_fails_never_calls_unmetered() -> None:
 
 def test_backoff_grows_and_is_capped() -> None:
     assert [backoff_seconds(a, 5, 300) for a in (1, 2, 3, 10)] == [5, 10, 20, 300]
+
+
+class SlowState(MemoryState):
+    """A store whose every write takes ``seconds`` of the shared clock (a busy table, a slow network)."""
+
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+
+    def advance(self, key: str, interval: float, now: float) -> float | None:
+        self.clock.now += self.seconds
+        return super().advance(key, interval, now)
+
+    def restart(self, key: str, now: float, new: float) -> float | None:
+        self.clock.now += self.seconds
+        return super().restart(key, now, new)
+
+
+@pytest.mark.parametrize("write_seconds", [0.005, 0.025, 0.045])
+def test_a_slow_budget_write_does_not_make_every_request_late_for_its_own_slot(write_seconds: float) -> None:
+    """amoCRM's budget holds each start within 30 ms of its slot, and a slot reserved for now is behind by the
+    write's own latency when it returns. Reserved as far ahead as the last reservation took, an idle budget's
+    request costs one write, not one more each time the store is slower than 30 ms; the spacing holds."""
+    clock = Clock()
+    state = SlowState(clock, write_seconds)
+    limiter = SharedLimiter(state, "amocrm:1", AMOCRM_RATE, clock=clock, sleep=clock.sleep)
+    limiter.acquire()  # learns how long a reservation takes
+    times, calls = [], limiter.state_calls
+    for _ in range(20):
+        clock.now += 0.3  # each request after the previous one's answer: the budget idle again
+        limiter.acquire()
+        times.append(clock.now)
+    assert limiter.state_calls - calls == 20  # one write a request
+    assert all(b - a >= AMOCRM_RATE.interval for a, b in itertools.pairwise(times))
+
+
+def test_a_burst_budget_reserves_for_now_whatever_its_writes_take() -> None:
+    clock = Clock()
+    limiter = SharedLimiter(SlowState(clock, 0.05), "bitrix24:m", BITRIX24_RATE, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    before = clock.now
+    limiter.acquire()
+    assert clock.now - before == pytest.approx(0.05)  # the write, no wait for a slot ahead

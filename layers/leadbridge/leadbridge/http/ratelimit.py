@@ -99,6 +99,7 @@ class SharedLimiter:
         self.clock = clock
         self.sleep = sleep
         self._known: float | None = None  # the last tat this process saw; a wrong guess costs one more write
+        self._step_seconds = 0.0  # how long this process's last reservation took (its writes' latency)
         self.state_calls = 0
 
     def acquire(self) -> float:
@@ -123,7 +124,8 @@ class SharedLimiter:
         while True:
             now = self.clock()
             try:
-                start = self._one_step(now)
+                start = self._one_step(now + self._lead())
+                self._step_seconds = self.clock() - now
             except StateUnavailable as exc:
                 failures += 1
                 if self.clock() > deadline:
@@ -132,6 +134,14 @@ class SharedLimiter:
                 continue
             if start is not None:
                 return start
+
+    def _lead(self) -> float:
+        """How far ahead of now a spaced budget's slot is reserved: as long as this process's last reservation took
+        (at most ``LATE_START_SECONDS``). A slot reserved for now is already behind by the time the write returns,
+        and a write slower than ``LATE_START_SECONDS`` (a busy store) gave the slot up for a new one, a write each
+        time; reserved that far ahead, the request waits out the rest instead. A burst budget (Bitrix24) does not
+        hold starts to their slots, so it reserves for now."""
+        return min(self._step_seconds, LATE_START_SECONDS) if self.rate.tolerance == 0 else 0.0
 
     def _one_step(self, now: float) -> float | None:
         """One or two conditional writes: the one the budget's last known state calls for, then the other one if
