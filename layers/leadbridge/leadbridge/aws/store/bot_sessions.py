@@ -1,8 +1,8 @@
 """Analytics sessions that amoCRM's Salesbot handed over for a lead (``widget_request``), kept for the ledger's
 retention: one item per lead in the ledger table (``lead_key = amocrm:<account>:lead:<id>#session``).
 
-The Salesbot hook writes it; the worker reads it for the leads of its batch with the batch's first read and prefers it to the
-custom field. The first session given for a lead stays (a bot run again later does not re-attribute the lead).
+The Salesbot hook writes it; the worker reads it for the leads of its batch with the batch's first read and prefers
+it to the custom field. The first session given for a lead stays (a bot run again later does not re-attribute the lead).
 """
 
 from __future__ import annotations

@@ -142,14 +142,7 @@ class DynamoLedger:
                 own["ExpressionAttributeValues"][":seen"] = {"N": str(claim.seen.attempts)}
             items.append(own)
             items += [self._claim_update(k, lid, claim.integration_id, claim.source, now) for k, lid in claim.others]
-        named = [item["Key"]["lead_key"]["S"] for item in items]
-        if not items or len(items) > MAX_TRANSACTION_ITEMS or len(set(named)) < len(named):
-            return None
-        try:
-            dynamodb_client().transact_write_items(TransactItems=[{"Update": item} for item in items])  # type: ignore[typeddict-item]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise
+        if not _all_or_none([{"Update": item} for item in items]):
             return None
         claimed = []
         for claim in claims:
@@ -207,16 +200,7 @@ class DynamoLedger:
             for keys, state, fields in outcomes
             for key in dict.fromkeys(keys)
         ]
-        named = [item["Update"]["Key"]["lead_key"]["S"] for item in items]
-        if not 1 < len(items) <= MAX_TRANSACTION_ITEMS or len(set(named)) < len(named):
-            return False  # a transaction may not name an item twice
-        try:
-            dynamodb_client().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise
-            return False
-        return True
+        return len(items) > 1 and _all_or_none(items)
 
     def _finish_update(self, state: LedgerState, fields: dict[str, Any]) -> dict[str, Any]:
         """The write that ends an attempt: its state, when, ``fields`` (those set), and no lease any more."""
@@ -243,17 +227,12 @@ class DynamoLedger:
         pending = list(latest.items())
         for start in range(0, len(pending), MAX_TRANSACTION_ITEMS):
             chunk = pending[start : start + MAX_TRANSACTION_ITEMS]
-            if len(chunk) > 1:
-                items = [
-                    {"Update": {"TableName": self.table_name, "Key": {"lead_key": {"S": key}}, **_set(fields)}}
-                    for key, fields in chunk
-                ]
-                try:
-                    dynamodb_client().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-                    continue
-                except ClientError as exc:
-                    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                        raise
+            items = [
+                {"Update": {"TableName": self.table_name, "Key": {"lead_key": {"S": key}}, **_set(fields)}}
+                for key, fields in chunk
+            ]
+            if len(chunk) > 1 and _all_or_none(items):
+                continue
             for key, fields in chunk:
                 self.set_fields(key, **fields)
 
@@ -296,6 +275,22 @@ def entries_of(items: list[dict[str, Any]]) -> dict[str, LedgerEntry]:
 def states_of(items: list[dict[str, Any]]) -> dict[str, str]:
     """lead key -> ledger state, of ledger items as DynamoDB types them (read with ``STATE_PROJECTION``)."""
     return {item["lead_key"]["S"]: item.get("ledger_state", {}).get("S", "") for item in items}
+
+
+def _all_or_none(items: list[dict[str, Any]]) -> bool:
+    """Write ``items`` (a transaction's ``Update`` actions on the ledger) in one request. False, with nothing written,
+    when they cannot be one transaction (none, more than its limit, an item named twice) or DynamoDB refused it as a
+    whole (a condition, another write to one of its items at that moment, throttling): the caller goes one by one."""
+    named = [item["Update"]["Key"]["lead_key"]["S"] for item in items]
+    if not named or len(named) > MAX_TRANSACTION_ITEMS or len(set(named)) < len(named):
+        return False
+    try:
+        dynamodb_client().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            raise
+        return False
+    return True
 
 
 def _set(fields: dict[str, Any]) -> dict[str, Any]:
