@@ -30,6 +30,10 @@ LATE_START_SECONDS = 0.03  # later than this after its slot, a spaced request ta
 # its slot) span at least 7/6 s - 30 ms = 1.137 s, so their arrivals stay out of one 1-second window while two
 # requests' send-to-arrival times differ by less than 137 ms. The local checks widen the CRM's window by this much.
 ARRIVAL_JITTER_SECONDS = 0.1
+# How far ahead of now a spaced request's slot may be reserved: the longest reservation (a write to the store) this
+# process plans for. Past it the store is failing more than it is slow, and the request takes its chances.
+MAX_LEAD_SECONDS = 1.0
+LEAD_DECAY = 0.5  # after a faster reservation, the lead comes down by half the difference, not all at once
 STATE_RETRY_SECONDS = 15.0  # how long to wait for the budget's state before failing the request (not skipping it)
 
 
@@ -99,7 +103,7 @@ class SharedLimiter:
         self.clock = clock
         self.sleep = sleep
         self._known: float | None = None  # the last tat this process saw; a wrong guess costs one more write
-        self._step_seconds = 0.0  # how long this process's last reservation took (its writes' latency)
+        self._lead_seconds = 0.0  # how far ahead this process reserves a spaced slot (its writes' recent latency)
         self.state_calls = 0
 
     def acquire(self) -> float:
@@ -125,7 +129,7 @@ class SharedLimiter:
             now = self.clock()
             try:
                 start = self._one_step(now + self._lead())
-                self._step_seconds = self.clock() - now
+                self._learn_lead(self.clock() - now)
             except StateUnavailable as exc:
                 failures += 1
                 if self.clock() > deadline:
@@ -136,12 +140,21 @@ class SharedLimiter:
                 return start
 
     def _lead(self) -> float:
-        """How far ahead of now a spaced budget's slot is reserved: as long as this process's last reservation took
-        (at most ``LATE_START_SECONDS``). A slot reserved for now is already behind by the time the write returns,
-        and a write slower than ``LATE_START_SECONDS`` (a busy store) gave the slot up for a new one, a write each
-        time; reserved that far ahead, the request waits out the rest instead. A burst budget (Bitrix24) does not
-        hold starts to their slots, so it reserves for now."""
-        return min(self._step_seconds, LATE_START_SECONDS) if self.rate.tolerance == 0 else 0.0
+        """How far ahead of now a spaced budget's slot is reserved. A slot reserved for now is already behind by the
+        time the write returns, and a start more than ``LATE_START_SECONDS`` after its slot gives the slot up for a
+        new one: with a store slower than that (a busy table, a throttled write the SDK retried), every attempt came
+        back late and wrote again, as long as the store stayed slow. Reserved as far ahead as this process's
+        reservations take, the request waits out the rest of the lead instead. A burst budget (Bitrix24) does not hold
+        starts to their slots, so it reserves for now."""
+        return self._lead_seconds if self.rate.tolerance == 0 else 0.0
+
+    def _learn_lead(self, step_seconds: float) -> None:
+        """A slower reservation raises the lead at once (the next one is likely as slow); a faster one lowers it by
+        half the difference, so one quick write after slow ones does not make the next request late again."""
+        if step_seconds >= self._lead_seconds:
+            self._lead_seconds = min(step_seconds, MAX_LEAD_SECONDS)
+        else:
+            self._lead_seconds -= (self._lead_seconds - step_seconds) * LEAD_DECAY
 
     def _one_step(self, now: float) -> float | None:
         """One or two conditional writes: the one the budget's last known state calls for, then the other one if
