@@ -7,10 +7,12 @@ is patched. Each function's environment is resolved from the template (Globals p
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import json
 import logging
 import os
+import pickle
 import random
 import re
 import socket
@@ -26,6 +28,8 @@ from typing import Any
 import boto3
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.parsing import expressions as dynamodb_expressions
+from moto.dynamodb.parsing import validators as dynamodb_validators
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.sqs import models as sqs_models
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -448,6 +452,37 @@ def _transactions_snapshot_their_items() -> None:
     dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
+def _update_expressions_parsed_once() -> None:
+    """moto tokenizes and parses an UpdateExpression twice for each item it updates (once to check the names and
+    values it uses, once to apply it) and deep-copies the tree before applying it: about 1 ms of the stack's one
+    request at a time per item, for the few expressions the code sends thousands of times. Each distinct expression
+    is parsed once here (its tree is only read: moto changes the copy it applies), and the copy is a pickle round
+    trip of the tree's bytes, made once. An expression moto refuses is refused each time, as before."""
+    parser: Any = vars(dynamodb_expressions)["UpdateExpressionParser"]
+    if getattr(parser.make, "parsed_once", False):
+        return
+    parse = functools.lru_cache(maxsize=1024)(parser.make)
+    parsed: dict[int, tuple[object, bytes]] = {}  # id(tree) -> (the tree, its bytes): the trees this cache made
+
+    def make(cls: Any, expression_str: str) -> Any:
+        tree = parse(expression_str)
+        if id(tree) not in parsed:
+            if len(parsed) > 4096:
+                parsed.clear()
+            parsed[id(tree)] = (tree, pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL))
+        return tree
+
+    def copy_tree(value: Any, memo: Any = None) -> Any:
+        found = parsed.get(id(value))
+        if found is None or found[0] is not value:  # anything else moto copies: as before
+            return copy.deepcopy(value, memo)
+        return pickle.loads(found[1])  # noqa: S301 - bytes this process made from moto's own tree
+
+    make.parsed_once = True  # type: ignore[attr-defined]
+    parser.make = classmethod(make)
+    vars(dynamodb_validators)["deepcopy"] = copy_tree
+
+
 def _fifo_deduplication_as_sqs_does() -> None:
     """SQS FIFO accepts and drops a message whose deduplication id was sent in the last 5 minutes, in the scope the
     queue names (``DeduplicationScope``: the queue, or the message group), whether or not the first one has been
@@ -523,6 +558,20 @@ def _attributes_read_once(operation: str) -> Iterator[None]:
         _attributes_of_this_request = None
 
 
+class HostsRemembered(DomainDispatcherApplication):
+    """moto finds a request's backend by its host, listing moto's own package directory each time (a stat a
+    backend, some 150 a request): once a host here."""
+
+    def __init__(self, create_app: Callable[..., Any]) -> None:
+        super().__init__(create_app)
+        self._backends: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self, host: str | None) -> Any:
+        if host not in self._backends:
+            self._backends[host] = super().get_backend_for_host(host)
+        return self._backends[host]
+
+
 class LocalMotoServer:
     """Moto's own WSGI application on a free loopback port, one request at a time."""
 
@@ -530,7 +579,8 @@ class LocalMotoServer:
         _transactions_snapshot_their_items()
         _fifo_deduplication_as_sqs_does()
         _queue_attributes_once_a_request()
-        self.app = SerializedApp(DomainDispatcherApplication(create_backend_app))
+        _update_expressions_parsed_once()
+        self.app = SerializedApp(HostsRemembered(create_backend_app))
         self.server: BaseWSGIServer = make_server(
             "127.0.0.1", 0, self.app, threaded=True, request_handler=MotoRequestHandler
         )
