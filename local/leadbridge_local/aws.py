@@ -29,6 +29,7 @@ from typing import Any
 import boto3
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.parsing import ast_nodes as dynamodb_ast
 from moto.dynamodb.parsing import expressions as dynamodb_expressions
 from moto.dynamodb.parsing import validators as dynamodb_validators
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -484,6 +485,63 @@ def _update_expressions_parsed_once() -> None:
     vars(dynamodb_validators)["deepcopy"] = copy_tree
 
 
+def _update_trees_walked_by_type() -> None:
+    """moto walks an update's tree some ten times per item (each check and each step of applying it), asking at every
+    node whether it is a ``Node`` and whether the walk handles it: ``isinstance`` against abstract base classes, the
+    largest share of the 45 ms a 10-item transaction took; and it looks for clauses the same way, some 200 times an
+    item. The same walks, with each answer worked out once per node class (moto's node classes are plain subclasses,
+    none registered virtually)."""
+    walker: Any = vars(dynamodb_ast)["DepthFirstTraverser"]
+    node_class: type = vars(dynamodb_ast)["Node"]
+    if getattr(walker.traverse_node_recursively, "by_type", False):
+        return
+    is_node: dict[type, bool] = {}
+    handled: dict[tuple[type, type], Any] = {}  # (walk, node class) -> the walk's first key the node is a subclass of
+
+    def traverse_node_recursively(self: Any, node: Any, child_id: int = -1) -> Any:
+        node_type = type(node)
+        known = is_node.get(node_type)
+        if known is None:
+            known = is_node[node_type] = issubclass(node_type, node_class)
+        if not known:
+            return node
+        parent_node = node.parent
+        if node.children is not None:
+            for i, child_node in enumerate(node.children):
+                self.pre_processing_of_child(node, i)
+                self.traverse_node_recursively(child_node, i)
+        walk = (type(self), node_type)
+        if walk not in handled:
+            handled[walk] = next((k for k in self._processing_map() if issubclass(node_type, k)), None)
+        if handled[walk] is not None:
+            node = self._processing_map()[handled[walk]](node)
+            node.parent = parent_node
+            if parent_node:
+                parent_node.children[child_id] = node
+        return node
+
+    nested: dict[type, bool] = {}  # node class -> whether moto looks for clauses inside it
+    containers = (vars(dynamodb_ast)["Expression"], vars(dynamodb_ast)["UpdateExpressionFunction"])
+
+    def find_clauses(self: Any, clause_types: list[type]) -> list[Any]:
+        clauses = []
+        for child in self.children or []:
+            child_type = type(child)
+            if child_type in clause_types:
+                clauses.append(child)
+                continue
+            inside = nested.get(child_type)
+            if inside is None:
+                inside = nested[child_type] = issubclass(child_type, containers)
+            if inside:
+                clauses.extend(child.find_clauses(clause_types))
+        return clauses
+
+    traverse_node_recursively.by_type = True  # type: ignore[attr-defined]
+    walker.traverse_node_recursively = traverse_node_recursively
+    node_class.find_clauses = find_clauses  # type: ignore[attr-defined]
+
+
 def _fifo_deduplication_as_sqs_does() -> None:
     """SQS FIFO accepts and drops a message whose deduplication id was sent in the last 5 minutes, in the scope the
     queue names (``DeduplicationScope``: the queue, or the message group), whether or not the first one has been
@@ -600,6 +658,7 @@ class LocalMotoServer:
         _fifo_deduplication_as_sqs_does()
         _queue_attributes_once_a_request()
         _update_expressions_parsed_once()
+        _update_trees_walked_by_type()
         _sqs_reads_the_clock_cheaply()
         self.app = SerializedApp(HostsRemembered(create_backend_app))
         self.server: BaseWSGIServer = make_server(

@@ -45,3 +45,48 @@ def test_a_cancelled_transaction_leaves_nothing_and_a_committed_one_everything(r
     )
     assert "Item" in dynamodb.get_item(TableName=table, Key=key("TX#b", "1"))
     assert "Item" not in dynamodb.get_item(TableName=table, Key=key("TX#a", "1"))
+
+
+def test_an_update_expression_answers_the_same_each_time_it_is_sent(runner: LocalRunner) -> None:
+    """The local DynamoDB parses each distinct UpdateExpression once and walks its tree by node class (``local/aws.py``):
+    the same expression sent again, to other items and with other values, still does what DynamoDB does, and one it
+    refuses is refused every time, not only the first."""
+    dynamodb = runner.stack.client("dynamodb")
+    table = runner.stack.ref("IntegrationsTable")
+    expression = (
+        "SET v = if_not_exists(v, :zero) + :step, tags = list_append(if_not_exists(tags, :none), :tag) ADD n :one"
+    )
+    for pk, step, tag in (("EXPR#a", "2", "x"), ("EXPR#a", "3", "y"), ("EXPR#b", "5", "z")):
+        dynamodb.update_item(
+            TableName=table,
+            Key={"pk": {"S": pk}, "sk": {"S": "1"}},
+            UpdateExpression=expression,
+            ExpressionAttributeValues={
+                ":zero": {"N": "0"},
+                ":step": {"N": step},
+                ":none": {"L": []},
+                ":tag": {"L": [{"S": tag}]},
+                ":one": {"N": "1"},
+            },
+        )
+    a = dynamodb.get_item(TableName=table, Key={"pk": {"S": "EXPR#a"}, "sk": {"S": "1"}})["Item"]
+    b = dynamodb.get_item(TableName=table, Key={"pk": {"S": "EXPR#b"}, "sk": {"S": "1"}})["Item"]
+    assert (a["v"], a["tags"], a["n"]) == ({"N": "5"}, {"L": [{"S": "x"}, {"S": "y"}]}, {"N": "2"})
+    assert (b["v"], b["tags"], b["n"]) == ({"N": "5"}, {"L": [{"S": "z"}]}, {"N": "1"})
+    for _ in range(2):
+        with pytest.raises(ClientError) as refused:  # two actions on one path
+            dynamodb.update_item(
+                TableName=table,
+                Key={"pk": {"S": "EXPR#a"}, "sk": {"S": "1"}},
+                UpdateExpression="SET v = :one, v = :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
+        with pytest.raises(ClientError) as unnamed:  # a value the request does not give
+            dynamodb.update_item(
+                TableName=table,
+                Key={"pk": {"S": "EXPR#a"}, "sk": {"S": "1"}},
+                UpdateExpression="SET v = :missing",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+        assert unnamed.value.response["Error"]["Code"] == "ValidationException"
