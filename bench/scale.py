@@ -401,14 +401,24 @@ def burst_figures(runner: Any, integrations: list[Any], broken: set[str]) -> dic
     def post_storm(item: tuple[str, bytes]) -> None:
         storm_answers.append(runner.post(*item).status_code)
 
+    posting = threading.Event()
+    posting.set()
+
+    def keep_draining() -> None:
+        """As Lambda's pollers do, for as long as webhooks come (a drain ends whenever the queues are empty)."""
+        while posting.is_set():
+            runner.drain(timeout=120)
+            time.sleep(0.1)
+
     started = time.time()
     with ThreadPoolExecutor(8) as quiet_pool, ThreadPoolExecutor(8) as storm_pool:
         storm_done = storm_pool.map(post_storm, storm_posts)
         quiet_done = quiet_pool.map(post_quiet, sorted(quiet_posts, key=lambda p: p[2][1]))
-        drained = threading.Thread(target=lambda: runner.drain(timeout=120), daemon=True)
+        drained = threading.Thread(target=keep_draining, daemon=True)
         drained.start()
         list(quiet_done)
         list(storm_done)
+        posting.clear()
         drained.join()
     runner.drain(timeout=300)
     messages = runner.take_messages("LeadsQueue")

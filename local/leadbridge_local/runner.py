@@ -23,7 +23,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -255,76 +254,78 @@ class LocalRunner:
         """Feed the function's SQS sources (the inbox, the Salesbot continues) to it until they are empty, as its
         event source mappings would (each batch from one queue); returns the number of records handled.
 
+        Each source has its own pollers, as each event source mapping has (Lambda starts with five batches at a
+        time, and never more than the source's maximum concurrency): one poller, its receives waiting in turn behind
+        the stack's other requests, took in fewer messages a second than a busy inbox was sent, while most worker
+        environments stood idle. The function's environments are shared by its sources, each up to its own maximum
+        concurrency.
+
         ``timeout`` bounds a stall, not the whole drain: it gives up after that many seconds with no batch running
         and none handed out, so a slower (or busier) machine takes longer but never changes the verdict. (A batch
         that never ends is the per-test timeout's to catch, as Lambda's function timeout would.)"""
-        sqs = self.stack.client("sqs")
         sources = self._sqs_sources(function)
-        in_process = (self.environments if environments is None else environments) == 0
-        concurrency = 1 if in_process else min(self.environments, self._maximum_concurrency(function))
+        if (self.environments if environments is None else environments) == 0:
+            return self._drain_in_process(function, sources, timeout, context_factory)
+        return _Drain(self, function, sources, self.environments, timeout, context_factory).run()
+
+    def _drain_in_process(
+        self,
+        function: str,
+        sources: list[tuple[str, str, str, int, int]],
+        timeout: float,
+        context_factory: Callable[[], Any] | None,
+    ) -> int:
+        """The worker in this process, one batch at a time (debugging; tests that read its own counters)."""
+        sqs = self.stack.client("sqs")
         handled = 0
-        in_flight: set[Future[int]] = set()
         progressed = time.monotonic()
         turn = 0
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="poller") as batches:
-            while in_flight or time.monotonic() - progressed < timeout:
-                if in_flight:
-                    progressed = time.monotonic()
-                for finished in [f for f in in_flight if f.done()]:
-                    in_flight.discard(finished)
-                    handled += finished.result()
-                    progressed = time.monotonic()
-                if len(in_flight) >= concurrency:
-                    wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
-                    continue
-                _, url, arn, batch_size = sources[turn % len(sources)]
-                turn += 1
-                received = sqs.receive_message(
-                    QueueUrl=url,
-                    MaxNumberOfMessages=batch_size,
-                    AttributeNames=["All"],
-                    MessageAttributeNames=["All"],
-                ).get("Messages", [])
-                if not received:
-                    if turn % len(sources):
-                        continue  # the next source's turn before deciding anything
-                    if not in_flight and sum(self.queue_depth(q) for q, _, _, _ in sources) == 0:
-                        return handled
-                    if in_flight:
-                        wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
-                    else:
-                        time.sleep(0.2)
-                    continue
-                progressed = time.monotonic()
-                context = context_factory() if context_factory else None
-                event = sqs_event(received, arn)
-                if in_process:
-                    result = self.invoke(function, event, context) or {}
-                    handled += self._settle(url, received, result)
-                    progressed = time.monotonic()
-                else:
-                    in_flight.add(batches.submit(self._in_environment, function, url, received, event, context))
-        left = {q: self.queue_depth(q) for q, _, _, _ in sources}
+        while time.monotonic() - progressed < timeout:
+            _, url, arn, batch_size, _ = sources[turn % len(sources)]
+            turn += 1
+            received = self._receive(sqs, url, batch_size)
+            if not received:
+                if turn % len(sources):
+                    continue  # the next source's turn before deciding anything
+                if sum(self.queue_depth(q) for q, *_ in sources) == 0:
+                    return handled
+                time.sleep(0.2)
+                continue
+            context = context_factory() if context_factory else None
+            result = self.invoke(function, sqs_event(received, arn), context) or {}
+            handled += self._settle(url, received, result)
+            progressed = time.monotonic()
+        left = {q: self.queue_depth(q) for q, *_ in sources}
         raise TimeoutError(f"{function}'s queues stalled for {timeout} s ({left} left)")
 
-    def _sqs_sources(self, function: str) -> list[tuple[str, str, str, int]]:
-        """(logical id, URL, ARN, batch size) of each queue the function's SQS events read, in the template's
-        order. The batch size is the event's ``BatchSize`` (Lambda's default 10): never more records per
-        invocation than Lambda would hand the function."""
+    @staticmethod
+    def _receive(sqs: Any, url: str, batch_size: int) -> list[dict[str, Any]]:
+        received: list[dict[str, Any]] = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=batch_size, AttributeNames=["All"], MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        return received
+
+    def _sqs_sources(self, function: str) -> list[tuple[str, str, str, int, int]]:
+        """(logical id, URL, ARN, batch size, maximum concurrency) of each queue the function's SQS events read, in
+        the template's order. The batch size is the event's ``BatchSize`` (Lambda's default 10): never more records
+        per invocation than Lambda would hand the function; the maximum concurrency its ``ScalingConfig``'s (Lambda's
+        default 1,000)."""
         found = []
         for event in self.stack.template["Resources"][function]["Properties"].get("Events", {}).values():
             if event["Type"] == "SQS":
                 queue = event["Properties"]["Queue"]["Fn::GetAtt"][0]
                 batch_size = min(10, int(self.stack.resolver.resolve(event["Properties"].get("BatchSize", 10))))
-                found.append((queue, self.stack.ref(queue), self.stack.attribute(queue, "Arn"), batch_size))
-        return found
-
-    def _maximum_concurrency(self, function: str) -> int:
-        for event in self.stack.template["Resources"][function]["Properties"].get("Events", {}).values():
-            if event["Type"] == "SQS":
                 maximum = event["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency", 1000)
-                return int(self.stack.resolver.resolve(maximum))  # a number, or a parameter's value
-        return 1000
+                found.append(
+                    (
+                        queue,
+                        self.stack.ref(queue),
+                        self.stack.attribute(queue, "Arn"),
+                        batch_size,
+                        int(self.stack.resolver.resolve(maximum)),  # a number, or a parameter's value
+                    )
+                )
+        return found
 
     def _in_environment(
         self, function: str, url: str, received: list[dict[str, Any]], event: dict[str, Any], context: Any
@@ -433,3 +434,116 @@ class LocalRunner:
             context_factory=context_factory,
             environments=environments,
         )
+
+
+LAMBDA_START_POLLERS = 5  # an SQS event source mapping starts with five batches at a time
+
+
+class _Drain:
+    """``LocalRunner.drain`` with environments: pollers per source, each receiving a batch when an environment is
+    free and running it there; done when no batch runs and the sources are empty (their in-flight and delayed
+    messages counted), failed after ``timeout`` seconds with no batch running and none handed out."""
+
+    def __init__(
+        self,
+        runner: LocalRunner,
+        function: str,
+        sources: list[tuple[str, str, str, int, int]],
+        environments: int,
+        timeout: float,
+        context_factory: Callable[[], Any] | None,
+    ) -> None:
+        self.runner = runner
+        self.function = function
+        self.sources = sources
+        self.timeout = timeout
+        self.context_factory = context_factory
+        self.environments = threading.Semaphore(environments)  # the function's, shared by its sources
+        # Each source's own cap: its event source mapping's maximum concurrency.
+        self.source_slots = {source[1]: threading.Semaphore(min(source[4], environments)) for source in sources}
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.handled = 0
+        self.running = 0
+        self.progressed = time.monotonic()
+        self.checked_at = 0.0  # when a poller last asked the queues' depths (one asks for all, at most every 0.2 s)
+        self.error: BaseException | None = None
+
+    def run(self) -> int:
+        pollers = [
+            threading.Thread(target=self._poll, args=(source,), name=f"poller-{source[0]}", daemon=True)
+            for source in self.sources
+            for _ in range(min(LAMBDA_START_POLLERS, source[4]))
+        ]
+        for poller in pollers:
+            poller.start()
+        for poller in pollers:
+            poller.join()
+        if self.error is not None:
+            raise self.error
+        return self.handled
+
+    def _poll(self, source: tuple[str, str, str, int, int]) -> None:
+        _, url, arn, batch_size, _ = source
+        sqs = self.runner.stack.client("sqs")
+        try:
+            slots = self.source_slots[url]
+            while not self.done.is_set():
+                if not slots.acquire(timeout=0.2):
+                    continue  # the source's maximum concurrency reached
+                try:
+                    if not self.environments.acquire(timeout=0.2):
+                        continue  # every environment busy
+                    try:
+                        received = LocalRunner._receive(sqs, url, batch_size)
+                        if received:
+                            self._run(url, arn, received)
+                    finally:
+                        self.environments.release()
+                finally:
+                    slots.release()
+                if not received:
+                    self._idle()
+        except BaseException as exc:  # a batch's failure is the drain's: every poller stops, the caller sees it
+            with self.lock:
+                self.error = self.error or exc
+            self.done.set()
+
+    def _run(self, url: str, arn: str, received: list[dict[str, Any]]) -> None:
+        with self.lock:
+            self.running += 1
+            self.progressed = time.monotonic()
+        try:
+            context = self.context_factory() if self.context_factory else None
+            handled = self.runner._in_environment(self.function, url, received, sqs_event(received, arn), context)
+        finally:
+            with self.lock:
+                self.running -= 1
+                self.progressed = time.monotonic()
+        with self.lock:
+            self.handled += handled
+
+    def _idle(self) -> None:
+        """Nothing to receive here: the drain is done if nothing runs and no source holds a message; it has stalled
+        if nothing has run for ``timeout`` seconds; else wait a moment."""
+        now = time.monotonic()
+        with self.lock:
+            check = self.running == 0 and now - self.checked_at >= 0.2
+            if check:
+                self.checked_at = now
+            stalled = self.running == 0 and now - self.progressed >= self.timeout
+        if check and sum(self.runner.queue_depth(q) for q, *_ in self.sources) == 0:
+            with self.lock:
+                empty = self.running == 0
+            if empty:
+                self.done.set()
+                return
+        if stalled:
+            left = {q: self.runner.queue_depth(q) for q, *_ in self.sources}
+            with self.lock:
+                self.error = self.error or TimeoutError(
+                    f"{self.function}'s queues stalled for {self.timeout} s ({left} left)"
+                )
+            self.done.set()
+            return
+        self.done.wait(0.2)
