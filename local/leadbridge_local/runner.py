@@ -479,6 +479,11 @@ class _Drain:
             poller.start()
         for poller in pollers:
             poller.join()
+        while True:  # the batches a failure left running finish before the drain reports it
+            with self.lock:
+                if self.running == 0:
+                    break
+            time.sleep(0.05)
         if self.error is not None:
             raise self.error
         return self.handled
@@ -491,37 +496,46 @@ class _Drain:
             while not self.done.is_set():
                 if not slots.acquire(timeout=0.2):
                     continue  # the source's maximum concurrency reached
-                try:
-                    if not self.environments.acquire(timeout=0.2):
-                        continue  # every environment busy
-                    try:
-                        received = LocalRunner._receive(sqs, url, batch_size)
-                        if received:
-                            self._run(url, arn, received)
-                    finally:
-                        self.environments.release()
-                finally:
+                if not self.environments.acquire(timeout=0.2):
                     slots.release()
+                    continue  # every environment busy
+                try:
+                    received = LocalRunner._receive(sqs, url, batch_size)
+                except BaseException:
+                    self.environments.release()
+                    slots.release()
+                    raise
                 if not received:
+                    self.environments.release()
+                    slots.release()
                     self._idle()
+                    continue
+                with self.lock:
+                    self.running += 1  # counted before the poller moves on: the drain is not done while it runs
+                    self.progressed = time.monotonic()
+                # The batch runs on its own thread, as Lambda invokes while its pollers go on receiving.
+                threading.Thread(target=self._run, args=(url, arn, received, slots), name="batch", daemon=True).start()
         except BaseException as exc:  # a batch's failure is the drain's: every poller stops, the caller sees it
             with self.lock:
                 self.error = self.error or exc
             self.done.set()
 
-    def _run(self, url: str, arn: str, received: list[dict[str, Any]]) -> None:
-        with self.lock:
-            self.running += 1
-            self.progressed = time.monotonic()
+    def _run(self, url: str, arn: str, received: list[dict[str, Any]], slots: threading.Semaphore) -> None:
         try:
             context = self.context_factory() if self.context_factory else None
             handled = self.runner._in_environment(self.function, url, received, sqs_event(received, arn), context)
+            with self.lock:
+                self.handled += handled
+        except BaseException as exc:  # a batch's failure is the drain's: every poller stops, the caller sees it
+            with self.lock:
+                self.error = self.error or exc
+            self.done.set()
         finally:
+            self.environments.release()
+            slots.release()
             with self.lock:
                 self.running -= 1
                 self.progressed = time.monotonic()
-        with self.lock:
-            self.handled += handled
 
     def _idle(self) -> None:
         """Nothing to receive here: the drain is done if nothing runs and no source holds a message; it has stalled
