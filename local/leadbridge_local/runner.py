@@ -2,11 +2,11 @@
 
 - HTTP: a loopback server turns each request into an API Gateway HTTP API (2.0) event for the function whose
   route matches, exactly as listed in ``template.yaml``.
-- SQS: ``drain()`` receives real batches from the local inbox and hands each to a free worker execution
-  environment at random (``environments`` processes, each importing the function once, as Lambda runs them: no
-  affinity per message group), several groups at once up to the event source's maximum concurrency; messages it
-  reports as failed come back after a (compressed) visibility timeout, and after ``maxReceiveCount`` SQS moves them
-  to the DLQ by the queue's own redrive policy. ``environments=0`` runs the worker in this process (debugging).
+- SQS: ``drain()`` receives real batches from the local inbox (pollers of its own for each source) and hands each
+  to a free worker execution environment at random (``environments`` processes, each importing the function once,
+  as Lambda runs them: no affinity per message group), several groups at once up to the event source's maximum
+  concurrency; messages it reports as failed come back after a (compressed) visibility timeout, and after
+  ``maxReceiveCount`` SQS moves them to the DLQ by the queue's own redrive policy. ``environments=0`` runs the worker in this process (debugging).
 - Schedules: ``run_schedule(plan)`` fires one of the scheduler's schedules and drains the jobs it plans.
 - TTL: DynamoDB's Time to Live, which moto lacks, deletes expired items in the background on the runner's clock;
   ``expire_ttl()`` runs it at once (tests advance ``clock`` first).
