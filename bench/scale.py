@@ -507,7 +507,7 @@ def main() -> int:
     from leadbridge_local.runner import LocalRunner
 
     results: dict[str, Any] = {}
-    # This machine posts a storm at about 10 webhooks a second (the hooks share one process with the local AWS);
+    # This machine posts a storm at about 25 webhooks a second (the hooks share one process with the local AWS);
     # a real one comes faster. The integrations' share is scaled down with it, so the storm meets it.
     with LocalRunner(environments=ENVIRONMENTS, parameters={"TenantWebhooksPerSecond": TENANT_SHARE}) as runner:
         log(f"seeding {AMO} amoCRM and {BITRIX} Bitrix24 integrations ...")
