@@ -499,15 +499,14 @@ class _Drain:
                 if not self.environments.acquire(timeout=0.2):
                     slots.release()
                     continue  # every environment busy
+                received: list[dict[str, Any]] = []
                 try:
                     received = LocalRunner._receive(sqs, url, batch_size)
-                except BaseException:
-                    self.environments.release()
-                    slots.release()
-                    raise
+                finally:
+                    if not received:  # nothing to run (or the receive failed): the slots go back at once
+                        self.environments.release()
+                        slots.release()
                 if not received:
-                    self.environments.release()
-                    slots.release()
                     self._idle()
                     continue
                 with self.lock:
