@@ -1,10 +1,18 @@
-"""A worker batch reads its accounts at the same time: a batch of several portals waits for its slowest one, not
-for all of them in a row (each portal's own requests stay one after another, inside its shared budget)."""
+"""A worker batch reads its accounts at the same time: a batch of several portals or amoCRM accounts waits for its
+slowest one, not for all of them in a row (each account's own requests stay one after another, inside its shared
+budget)."""
 
 from __future__ import annotations
 
 from leadbridge_local.runner import LocalRunner
-from tests.integration.helpers import bitrix_fields, new_bitrix_integration, sample_body
+from tests.integration.helpers import (
+    add_amo_talks,
+    bitrix_fields,
+    new_amo_integration,
+    new_bitrix_integration,
+    post_amo_talks,
+    sample_body,
+)
 
 LATENCY = 2.0  # every CRM answer waits this long: requests in a row would arrive at least this far apart
 
@@ -31,5 +39,26 @@ def test_a_batch_of_three_portals_reads_them_at_the_same_time(runner: LocalRunne
     arrivals = sorted(at for at, _ in reads)
     # All three arrived before the first could have been answered.
     assert arrivals[-1] - arrivals[0] < LATENCY
+    leads = [lead for lead in runner.take_leads() if lead["crm_account"] in {i.account_name for i, *_ in made}]
+    assert len(leads) == 3
+
+
+def test_a_batch_of_three_amocrm_accounts_reads_and_notes_them_at_the_same_time(runner: LocalRunner) -> None:
+    made = [new_amo_integration(runner) for _ in range(3)]
+    runner.drain(timeout=60, environments=0)
+    for n, (integration, secret, account) in enumerate(made):
+        add_amo_talks(runner, integration, [7_501 + n])
+        post_amo_talks(runner, integration, secret, account, [7_501 + n])
+    runner.amocrm.request_log.clear()
+    runner.crm_server.latency = (LATENCY, LATENCY)
+    try:
+        runner.drain(timeout=60, environments=0)
+    finally:
+        runner.crm_server.latency = (0.0, 0.0)
+    hosts = {integration.crm_domain for integration, _, _ in made}
+    for path in ("/api/v4/leads", "/api/v4/contacts", "/api/v4/leads/notes"):
+        arrivals = sorted(at for at, host, asked in runner.amocrm.request_log if asked == path and host in hosts)
+        assert len(arrivals) == 3, path  # one request of each kind per account
+        assert arrivals[-1] - arrivals[0] < LATENCY, path  # all three before the first could have been answered
     leads = [lead for lead in runner.take_leads() if lead["crm_account"] in {i.account_name for i, *_ in made}]
     assert len(leads) == 3

@@ -7,14 +7,17 @@ import itertools
 
 import pytest
 
+from leadbridge.contract.integration import Integration
 from leadbridge.http.errors import CrmUnavailable
 from leadbridge.http.ratelimit import (
     AMOCRM_RATE,
     BITRIX24_RATE,
     LATE_START_SECONDS,
+    Budgets,
     Rate,
     SharedLimiter,
     StateUnavailable,
+    StoreLatency,
     backoff_seconds,
     reserve,
 )
@@ -206,6 +209,36 @@ def test_a_store_whose_latency_swings_costs_few_writes_and_keeps_the_spacing() -
     # Each start at most 30 ms after its slot: never 8 in a second (amoCRM's limit is 7).
     assert all(b - a >= AMOCRM_RATE.interval - LATE_START_SECONDS for a, b in itertools.pairwise(times))
     assert all(times[n + 7] - times[n] > 1.0 for n in range(len(times) - 7))
+
+
+def test_a_budget_new_to_the_process_starts_from_the_latency_its_others_learned() -> None:
+    """A Lambda environment meets most amoCRM accounts for the first time. Their budgets share the process's store
+    and so its latency: the first request of a new one reserves as far ahead as the others' writes took and costs
+    one write, where a budget starting from no lead comes back late for its slot and writes again."""
+    clock = Clock()
+    state = SlowState(clock, 0.2)
+    latency = StoreLatency()
+
+    def budget(account: str, shared: StoreLatency | None) -> SharedLimiter:
+        return SharedLimiter(state, account, AMOCRM_RATE, clock=clock, sleep=clock.sleep, latency=shared)
+
+    budget("amocrm:first", latency).acquire()  # learns how long a reservation takes
+    for account in ("amocrm:second", "amocrm:third"):
+        clock.now += 0.3
+        before = state.writes
+        budget(account, latency).acquire()
+        assert state.writes - before == 1
+    clock.now += 0.3
+    before = state.writes
+    budget("amocrm:fourth", None).acquire()
+    assert state.writes - before == 2  # on its own: late for its first slot, so a second write
+
+
+def test_a_process_budgets_share_one_store_latency() -> None:
+    budgets = Budgets(MemoryState())
+    amo = budgets.for_integration(Integration(integration_id="a", crm="amocrm", crm_domain="one.amocrm.ru"))
+    b24 = budgets.for_integration(Integration(integration_id="b", crm="bitrix24", crm_domain="two.bitrix24.ru"))
+    assert amo.latency is b24.latency is budgets.latency
 
 
 def test_a_burst_budget_reserves_for_now_whatever_its_writes_take() -> None:

@@ -92,8 +92,7 @@ MAX_OVERLAPPED_ACCOUNTS = 8  # CRM accounts a batch reads at the same time (thre
 def overlapped(tasks: Sequence[Callable[[], int]]) -> int:
     """Run each account's share of a batch's CRM requests at the same time as the others' (each task's own requests
     stay one after another, inside its account's shared budget: ``http/ratelimit``). A batch of five accounts waits
-    for its slowest account instead of for the five in a row. For budgets where a late start keeps its slot
-    (Bitrix24's leaky bucket); amoCRM's spaced budget makes a late thread take a new slot, so it is not used there. Returns the sum of what the tasks return (their CRM
+    for its slowest account instead of for the five in a row. Returns the sum of what the tasks return (their CRM
     requests); the first exception a task raised is raised once every task has finished."""
     if len(tasks) <= 1:
         return sum(task() for task in tasks)

@@ -86,6 +86,25 @@ class StateUnavailable(Exception):
     """The shared store did not answer."""
 
 
+class StoreLatency:
+    """How long this process's budget writes take lately: how far ahead a spaced slot is reserved (``_lead``).
+
+    One store serves all of a process's budgets, so one figure: a budget this process has not used yet (a Lambda
+    environment meets most accounts for the first time) starts from what the others learned, instead of from 0 and a
+    late start, which costs a second write. A slower write raises it at once (the next one is likely as slow); a
+    faster one lowers it by half the difference, so one quick write after slow ones does not make the next request
+    late again."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def learn(self, step_seconds: float) -> None:
+        if step_seconds >= self.seconds:
+            self.seconds = min(step_seconds, MAX_LEAD_SECONDS)
+        else:
+            self.seconds -= (self.seconds - step_seconds) * LEAD_DECAY
+
+
 class SharedLimiter:
     """One budget (one amoCRM integration, one Bitrix24 portal), shared through ``LimitState``."""
 
@@ -96,6 +115,7 @@ class SharedLimiter:
         rate: Rate,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        latency: StoreLatency | None = None,
     ) -> None:
         self.state = state
         self.key = key
@@ -103,7 +123,7 @@ class SharedLimiter:
         self.clock = clock
         self.sleep = sleep
         self._known: float | None = None  # the last tat this process saw; a wrong guess costs one more write
-        self._lead_seconds = 0.0  # how far ahead this process reserves a spaced slot (its writes' recent latency)
+        self.latency = latency or StoreLatency()  # shared by the process's budgets (``Budgets``)
         self.state_calls = 0
 
     def acquire(self) -> float:
@@ -129,7 +149,7 @@ class SharedLimiter:
             now = self.clock()
             try:
                 start = self._one_step(now + self._lead())
-                self._learn_lead(self.clock() - now)
+                self.latency.learn(self.clock() - now)
             except StateUnavailable as exc:
                 failures += 1
                 if self.clock() > deadline:
@@ -146,15 +166,7 @@ class SharedLimiter:
         back late and wrote again, as long as the store stayed slow. Reserved as far ahead as this process's
         reservations take, the request waits out the rest of the lead instead. A burst budget (Bitrix24) does not hold
         starts to their slots, so it reserves for now."""
-        return self._lead_seconds if self.rate.tolerance == 0 else 0.0
-
-    def _learn_lead(self, step_seconds: float) -> None:
-        """A slower reservation raises the lead at once (the next one is likely as slow); a faster one lowers it by
-        half the difference, so one quick write after slow ones does not make the next request late again."""
-        if step_seconds >= self._lead_seconds:
-            self._lead_seconds = min(step_seconds, MAX_LEAD_SECONDS)
-        else:
-            self._lead_seconds -= (self._lead_seconds - step_seconds) * LEAD_DECAY
+        return self.latency.seconds if self.rate.tolerance == 0 else 0.0
 
     def _one_step(self, now: float) -> float | None:
         """One or two conditional writes: the one the budget's last known state calls for, then the other one if
@@ -193,6 +205,7 @@ class Budgets:
 
     def __init__(self, state: LimitState) -> None:
         self.state = state
+        self.latency = StoreLatency()  # one store for all of them
         self._limiters: dict[str, SharedLimiter] = {}
 
     def for_integration(self, integration: Integration) -> SharedLimiter:
@@ -205,7 +218,7 @@ class Budgets:
             rate = BITRIX24_ENTERPRISE_RATE if integration.bitrix_enterprise else BITRIX24_RATE
         limiter = self._limiters.get(key)
         if limiter is None or limiter.rate != rate:
-            limiter = self._limiters[key] = SharedLimiter(self.state, key, rate)
+            limiter = self._limiters[key] = SharedLimiter(self.state, key, rate, latency=self.latency)
         return limiter
 
     def for_backfill(self, integration: Integration, share: float) -> SharedLimiter:
@@ -217,7 +230,7 @@ class Budgets:
         rate = Rate(interval=interval, tolerance=interval)  # paced on average; a late start keeps its slot
         limiter = self._limiters.get(key)
         if limiter is None or limiter.rate != rate:
-            limiter = self._limiters[key] = SharedLimiter(self.state, key, rate)
+            limiter = self._limiters[key] = SharedLimiter(self.state, key, rate, latency=self.latency)
         return limiter
 
     @property
