@@ -234,6 +234,23 @@ def test_a_budget_new_to_the_process_starts_from_the_latency_its_others_learned(
     assert state.writes - before == 2  # on its own: late for its first slot, so a second write
 
 
+def test_a_store_slowing_down_costs_one_more_write_not_one_for_each_step_it_slows() -> None:
+    """Writes of 20 ms, then a wave of 200-260 ms (the process's other accounts reserving at the same moment): the
+    request that meets the first slow write is late for its slot and takes another; that retry, reserved twice the
+    slow write's time ahead, is back before its slot although it is slower still (a lead of just the last latency
+    was late again and wrote a third time)."""
+    clock = Clock()
+    state = SlowState(clock, [0.02, 0.02, 0.02, 0.2, 0.26, 0.22])
+    limiter = SharedLimiter(state, "amocrm:1", AMOCRM_RATE, clock=clock, sleep=clock.sleep)
+    for _ in range(3):
+        clock.now += 0.3
+        limiter.acquire()
+    before = state.writes
+    clock.now += 0.3
+    limiter.acquire()
+    assert state.writes - before == 2
+
+
 def test_a_process_budgets_share_one_store_latency() -> None:
     budgets = Budgets(MemoryState())
     amo = budgets.for_integration(Integration(integration_id="a", crm="amocrm", crm_domain="one.amocrm.ru"))

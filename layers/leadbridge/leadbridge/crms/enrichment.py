@@ -89,14 +89,14 @@ class NotReadyYet(Exception):
 MAX_OVERLAPPED_ACCOUNTS = 8  # CRM accounts a batch reads at the same time (threads waiting on the network)
 
 
-def overlapped(tasks: Sequence[Callable[[], int]]) -> int:
+def overlapped(tasks: Sequence[Callable[[], int]], at_once: int = MAX_OVERLAPPED_ACCOUNTS) -> int:
     """Run each account's share of a batch's CRM requests at the same time as the others' (each task's own requests
     stay one after another, inside its account's shared budget: ``http/ratelimit``). A batch of five accounts waits
     for its slowest account instead of for the five in a row. Returns the sum of what the tasks return (their CRM
     requests); the first exception a task raised is raised once every task has finished."""
     if len(tasks) <= 1:
         return sum(task() for task in tasks)
-    with ThreadPoolExecutor(max_workers=min(len(tasks), MAX_OVERLAPPED_ACCOUNTS)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(tasks), at_once)) as pool:
         futures = [pool.submit(task) for task in tasks]
     total, first_error = 0, None
     for future in futures:

@@ -33,6 +33,7 @@ ARRIVAL_JITTER_SECONDS = 0.1
 # How far ahead of now a spaced request's slot may be reserved: the longest reservation (a write to the store) this
 # process plans for. Past it the store is failing more than it is slow, and the request takes its chances.
 MAX_LEAD_SECONDS = 1.0
+SLOWING_MARGIN = 2.0  # after a slower reservation, the lead is this many times its latency
 LEAD_DECAY = 0.5  # after a faster reservation, the lead comes down by half the difference, not all at once
 STATE_RETRY_SECONDS = 15.0  # how long to wait for the budget's state before failing the request (not skipping it)
 
@@ -91,16 +92,18 @@ class StoreLatency:
 
     One store serves all of a process's budgets, so one figure: a budget this process has not used yet (a Lambda
     environment meets most accounts for the first time) starts from what the others learned, instead of from 0 and a
-    late start, which costs a second write. A slower write raises it at once (the next one is likely as slow); a
-    faster one lowers it by half the difference, so one quick write after slow ones does not make the next request
-    late again."""
+    late start, which costs a second write. A faster write lowers it by half the difference, so one quick write
+    after slow ones does not make the next request late again. A write slower than the lead says the store is
+    slowing down (several of this process's requests reserving at once, a throttled write the SDK retried): the lead
+    becomes twice that write's time, so the retry, likely as slow, comes back before its slot instead of writing
+    once more."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
 
     def learn(self, step_seconds: float) -> None:
-        if step_seconds >= self.seconds:
-            self.seconds = min(step_seconds, MAX_LEAD_SECONDS)
+        if step_seconds > self.seconds:
+            self.seconds = min(step_seconds * SLOWING_MARGIN, MAX_LEAD_SECONDS)
         else:
             self.seconds -= (self.seconds - step_seconds) * LEAD_DECAY
 

@@ -44,6 +44,7 @@ from leadbridge.http.ratelimit import Budgets
 logger = Logger(child=True)
 Author = Literal["client", "operator", "system"]
 MAX_IDS_PER_READ = 50  # keeps the URL short, as amoCRM's guidance asks
+AMOCRM_ACCOUNTS_AT_ONCE = 2  # a batch's accounts read at the same time (most batches hold one or two)
 FILTERED_READS_REFUSED = "filtered_reads_refused"
 CHAT_TRIGGER_ATTEMPTS = 4  # a chat trigger must have a chat: wait for the events log a little longer
 
@@ -110,13 +111,17 @@ class AmoEnricher:
             if message.entity_type == "talk":
                 by_integration.setdefault(integration.integration_id, []).append(message)
                 self._integrations[integration.integration_id] = integration
-        # Accounts at the same time (``overlapped``), each account's requests one after another in its budget. A
-        # thread that wakes late for its slot takes a new one: a write, not a burst, and the lead its reservations
-        # have taught it (``SharedLimiter``) keeps that rare even when the budget's store is slow.
+        # Accounts at the same time (``overlapped``), each account's requests one after another in its budget, two
+        # accounts at a time (``AMOCRM_ACCOUNTS_AT_ONCE``): a request whose reservation comes back after its slot
+        # takes a new one (a second write), and reservations sent all at once are the ones that come back late.
         for integration_id in by_integration:
             self._accounts[integration_id] = _Account()
         self.requests_made += overlapped(
-            [partial(self._prefetch_account, self._integrations[i], messages) for i, messages in by_integration.items()]
+            [
+                partial(self._prefetch_account, self._integrations[i], messages)
+                for i, messages in by_integration.items()
+            ],
+            at_once=AMOCRM_ACCOUNTS_AT_ONCE,
         )
 
     def _prefetch_account(self, integration: Integration, messages: list[InboxMessage]) -> int:
@@ -334,24 +339,25 @@ class AmoEnricher:
         return ()
 
     def finish_batch(self) -> list[tuple[str, str]]:
-        """Write the batch's notes, one request per account, the accounts at the same time; (lead key, note state)
-        for the ledger."""
+        """Write the batch's notes, one request per account, one account after another; (lead key, note state) for
+        the ledger. Unlike the reads, nothing waits for them but the batch's end, and their budget writes, all at
+        once after the leads are out, would meet each other at the store: slower writes, late slots, more writes."""
         states: list[tuple[str, str]] = []
-        with_notes = [(self._integrations[i], account) for i, account in self._accounts.items() if account.notes]
-        self.requests_made += overlapped([partial(self._add_notes, *each, states) for each in with_notes])
+        for integration_id, account in self._accounts.items():
+            if not account.notes:
+                continue
+            client = self.client(self._integrations[integration_id])
+            try:
+                client.add_lead_notes([(lead_id, NOTE_SERVICE, text) for _, lead_id, text in account.notes])
+                state = "added"
+            except CrmError as exc:
+                state = f"failed: {type(exc).__name__}"
+                logger.warning("notes not written", extra={"crm": "amocrm", "error": type(exc).__name__})
+            finally:
+                self.requests_made += client.requests_made
+            states.extend((lead_key, state) for lead_key, _, _ in account.notes)
+            account.notes.clear()
         return states
-
-    def _add_notes(self, integration: Integration, account: _Account, states: list[tuple[str, str]]) -> int:
-        client = self.client(integration)
-        try:
-            client.add_lead_notes([(lead_id, NOTE_SERVICE, text) for _, lead_id, text in account.notes])
-            state = "added"
-        except CrmError as exc:
-            state = f"failed: {type(exc).__name__}"
-            logger.warning("notes not written", extra={"crm": "amocrm", "error": type(exc).__name__})
-        states.extend((lead_key, state) for lead_key, _, _ in account.notes)  # one call: atomic under the GIL
-        account.notes.clear()
-        return client.requests_made
 
     def follow_up(self, message: InboxMessage, finished: LedgerEntry) -> InboxMessage | None:
         """A returning client: amoCRM attached a talk whose conversation was emitted to another, newer lead.
