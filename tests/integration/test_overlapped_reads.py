@@ -18,6 +18,15 @@ from tests.integration.helpers import (
 LATENCY = 2.0  # every CRM answer waits this long: requests in a row would arrive at least this far apart
 
 
+def drain_with_slow_crms(runner: LocalRunner) -> None:
+    """One drain with every CRM answer ``LATENCY`` late, in one environment (the batch's own threads overlap)."""
+    runner.crm_server.latency = (LATENCY, LATENCY)
+    try:
+        runner.drain(timeout=60, environments=0)
+    finally:
+        runner.crm_server.latency = (0.0, 0.0)
+
+
 def test_a_batch_of_three_portals_reads_them_at_the_same_time(runner: LocalRunner) -> None:
     made = [new_bitrix_integration(runner) for _ in range(3)]
     runner.drain(timeout=60, environments=0)
@@ -29,11 +38,7 @@ def test_a_batch_of_three_portals_reads_them_at_the_same_time(runner: LocalRunne
         assert runner.post(f"/hooks/bitrix24/{integration.integration_id}/{secret}", body).status_code == 200
     domains = {integration.crm_domain for integration, _, _, _ in made}
     runner.bitrix24.request_log.clear()
-    runner.crm_server.latency = (LATENCY, LATENCY)
-    try:
-        runner.drain(timeout=60, environments=0)
-    finally:
-        runner.crm_server.latency = (0.0, 0.0)
+    drain_with_slow_crms(runner)
     reads = [(at, host) for at, host, path in runner.bitrix24.request_log if path.startswith("/rest/batch")]
     assert {host for _, host in reads} == domains  # one batch call each
     assert len(reads) == 3
@@ -51,11 +56,7 @@ def test_a_batch_of_amocrm_accounts_reads_two_at_a_time(runner: LocalRunner) -> 
         add_amo_talks(runner, integration, [7_501 + n])
         post_amo_talks(runner, integration, secret, account, [7_501 + n])
     runner.amocrm.request_log.clear()
-    runner.crm_server.latency = (LATENCY, LATENCY)
-    try:
-        runner.drain(timeout=60, environments=0)
-    finally:
-        runner.crm_server.latency = (0.0, 0.0)
+    drain_with_slow_crms(runner)
     hosts = {integration.crm_domain for integration, _, _ in made}
     arrivals = sorted(at for at, host, path in runner.amocrm.request_log if path == "/api/v4/leads" and host in hosts)
     assert len(arrivals) == len(made)  # one read of the leads per account
